@@ -1,0 +1,269 @@
+"""The compact state of one service as of a point in the order: what the rules ask about.
+
+Everything the eight rules need is summarized here, per service (flags are
+per service and cross environments) and per (service, environment):
+
+* the running release and the deploy that made it run;
+* the recent succeeded deploys (for reversals and the 24 h flip-flop window);
+* the open incidents;
+* the incident-linked rollbacks of the last 7 days;
+* the active flags (an inactive flag is the same as no flag, so it is dropped);
+* the most recently deployed releases (recommendation candidates);
+* the shared-identity alerts already owned by finalized events.
+
+Records are immutable; containers are copied by :meth:`ServiceState.copy`.
+:meth:`prune` drops what no evaluation at or after a frontier can need, and
+:meth:`to_obj` / :meth:`from_obj` give a JSON-able form for snapshots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agents.errors import StateError
+from agents.model.alerts import Evidence
+
+from agents.engine.windows import FLIP_FLOP_WINDOW_MS, REDEPLOY_WINDOW_MS
+
+OrderKey = tuple[int, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DeployRecord:
+    """A succeeded deploy (either action) on one environment."""
+
+    ms: int
+    release: str
+    reversal: bool
+    ref: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackRecord:
+    """An incident-linked rollback and the release it rolled back from."""
+
+    ms: int
+    from_release: str
+    incident_id: str | None
+    ref: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    """The last event of an open incident."""
+
+    incident_id: str
+    status: str
+    severity: str
+    title: str
+    ref: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRecord:
+    """An active flag: the last raise of (release, flag_id)."""
+
+    flag_id: str
+    release: str
+    severity: str
+    title: str
+    vulnerabilities: tuple[str, ...]
+    fixed_in: str | None
+    raise_key: OrderKey
+    ref: Evidence
+
+
+class EnvState:
+    """What the rules need about one (service, environment)."""
+
+    __slots__ = ("deploys", "linked_rollbacks", "open_incidents", "running", "running_ref")
+
+    def __init__(self) -> None:
+        self.running: str | None = None
+        self.running_ref: Evidence | None = None
+        self.deploys: list[DeployRecord] = []
+        self.open_incidents: dict[str, IncidentRecord] = {}
+        self.linked_rollbacks: list[RollbackRecord] = []
+
+    def copy(self) -> EnvState:
+        new = EnvState()
+        new.running = self.running
+        new.running_ref = self.running_ref
+        new.deploys = list(self.deploys)
+        new.open_incidents = dict(self.open_incidents)
+        new.linked_rollbacks = list(self.linked_rollbacks)
+        return new
+
+    def is_empty(self) -> bool:
+        return (
+            self.running is None
+            and not self.deploys
+            and not self.open_incidents
+            and not self.linked_rollbacks
+        )
+
+
+class ServiceState:
+    """The summary state of one service."""
+
+    __slots__ = ("envs", "fired_shared", "flags", "releases")
+
+    def __init__(self) -> None:
+        self.envs: dict[str, EnvState] = {}
+        self.flags: dict[str, dict[str, FlagRecord]] = {}
+        self.releases: dict[str, OrderKey] = {}
+        self.fired_shared: dict[str, int] = {}
+
+    # -- queries -------------------------------------------------------------
+
+    def env(self, environment: str) -> EnvState:
+        state = self.envs.get(environment)
+        if state is None:
+            state = self.envs[environment] = EnvState()
+        return state
+
+    def peek_env(self, environment: str) -> EnvState | None:
+        return self.envs.get(environment)
+
+    def active_flags(self, release: str) -> list[FlagRecord]:
+        """Active flags on a release, newest raise first."""
+        flags = self.flags.get(release)
+        if not flags:
+            return []
+        return sorted(flags.values(), key=lambda f: f.raise_key, reverse=True)
+
+    def has_active_flag(self, release: str) -> bool:
+        return bool(self.flags.get(release))
+
+    def releases_most_recent_first(self) -> list[str]:
+        return sorted(self.releases, key=self.releases.__getitem__, reverse=True)
+
+    # -- copying and pruning --------------------------------------------------
+
+    def copy(self) -> ServiceState:
+        new = ServiceState()
+        new.envs = {name: env.copy() for name, env in self.envs.items()}
+        new.flags = {release: dict(flags) for release, flags in self.flags.items()}
+        new.releases = dict(self.releases)
+        new.fired_shared = dict(self.fired_shared)
+        return new
+
+    def prune(self, frontier_ms: int, alert_memory_ms: int, max_releases: int) -> None:
+        """Drop what no evaluation at or after ``frontier_ms`` can need.
+
+        * deploys older than the flip-flop window before the frontier, keeping
+          the last two (a reversal looks two deploys back however old);
+        * incident-linked rollbacks older than 7 days before the frontier;
+        * environments left with nothing;
+        * shared-identity memory older than ``alert_memory_ms``;
+        * recommendation candidates beyond the ``max_releases`` most recent.
+        """
+        deploy_edge = frontier_ms - FLIP_FLOP_WINDOW_MS
+        rollback_edge = frontier_ms - REDEPLOY_WINDOW_MS
+        for name in list(self.envs):
+            env = self.envs[name]
+            if len(env.deploys) > 2:
+                keep_from = 0
+                limit = len(env.deploys) - 2
+                while keep_from < limit and env.deploys[keep_from].ms <= deploy_edge:
+                    keep_from += 1
+                if keep_from:
+                    del env.deploys[:keep_from]
+            if env.linked_rollbacks and env.linked_rollbacks[0].ms < rollback_edge:
+                env.linked_rollbacks = [r for r in env.linked_rollbacks if r.ms >= rollback_edge]
+            if env.is_empty():
+                del self.envs[name]
+        if self.fired_shared:
+            memory_edge = frontier_ms - alert_memory_ms
+            self.fired_shared = {k: v for k, v in self.fired_shared.items() if v >= memory_edge}
+        if len(self.releases) > max_releases:
+            keep = self.releases_most_recent_first()[:max_releases]
+            self.releases = {r: self.releases[r] for r in keep}
+
+    # -- serialization ---------------------------------------------------------
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "envs": {
+                name: {
+                    "running": env.running,
+                    "running_ref": _ref_obj(env.running_ref),
+                    "deploys": [
+                        [d.ms, d.release, d.reversal, _ref_obj(d.ref)] for d in env.deploys
+                    ],
+                    "incidents": [
+                        [i.incident_id, i.status, i.severity, i.title, _ref_obj(i.ref)]
+                        for i in env.open_incidents.values()
+                    ],
+                    "rollbacks": [
+                        [r.ms, r.from_release, r.incident_id, _ref_obj(r.ref)]
+                        for r in env.linked_rollbacks
+                    ],
+                }
+                for name, env in self.envs.items()
+            },
+            "flags": [
+                [
+                    f.flag_id,
+                    f.release,
+                    f.severity,
+                    f.title,
+                    list(f.vulnerabilities),
+                    f.fixed_in,
+                    list(f.raise_key),
+                    _ref_obj(f.ref),
+                ]
+                for flags in self.flags.values()
+                for f in flags.values()
+            ],
+            "releases": [[r, list(k)] for r, k in self.releases.items()],
+            "fired_shared": self.fired_shared,
+        }
+
+    @staticmethod
+    def from_obj(obj: Any) -> ServiceState:
+        try:
+            state = ServiceState()
+            for name, e in obj["envs"].items():
+                env = state.env(name)
+                env.running = e["running"]
+                env.running_ref = _ref_from(e["running_ref"])
+                env.deploys = [
+                    DeployRecord(ms, rel, rev, _ref_req(ref)) for ms, rel, rev, ref in e["deploys"]
+                ]
+                env.open_incidents = {
+                    iid: IncidentRecord(iid, st, sev, title, _ref_req(ref))
+                    for iid, st, sev, title, ref in e["incidents"]
+                }
+                env.linked_rollbacks = [
+                    RollbackRecord(ms, rel, iid, _ref_req(ref)) for ms, rel, iid, ref in e["rollbacks"]
+                ]
+            for fid, rel, sev, title, vulns, fixed, key, ref in obj["flags"]:
+                state.flags.setdefault(rel, {})[fid] = FlagRecord(
+                    fid, rel, sev, title, tuple(vulns), fixed, (key[0], key[1], key[2]), _ref_req(ref)
+                )
+            state.releases = {r: (k[0], k[1], k[2]) for r, k in obj["releases"]}
+            state.fired_shared = dict(obj["fired_shared"])
+            return state
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise StateError(f"service state is malformed: {exc!r}") from None
+
+
+def _ref_obj(ref: Evidence | None) -> list[Any] | None:
+    if ref is None:
+        return None
+    return [ref.event_id, ref.type, ref.occurred_at_ms]
+
+
+def _ref_from(obj: Any) -> Evidence | None:
+    if obj is None:
+        return None
+    return Evidence(str(obj[0]), str(obj[1]), int(obj[2]))
+
+
+def _ref_req(obj: Any) -> Evidence:
+    ref = _ref_from(obj)
+    if ref is None:
+        raise ValueError("missing event reference")
+    return ref
