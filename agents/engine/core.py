@@ -32,16 +32,15 @@ from typing import Any, Final
 
 import orjson
 
-from agents.errors import StateError, ValidationError
-from agents.model.alerts import FIRING, RETRACTED, Alert, alert_id_for
-from agents.model.events import Event, event_to_dict, order_key, parse_event
-from agents.model.timefmt import MS_PER_DAY, MS_PER_HOUR
-
 from agents.engine.recommend import recommend
 from agents.engine.rules import RULES_BY_EVENT_TYPE, RULES_BY_ID
 from agents.engine.state import OrderKey, ServiceState
 from agents.engine.transitions import apply
 from agents.engine.windows import MAX_FUTURE_MS, is_future, is_late, lateness_frontier
+from agents.errors import StateError, ValidationError
+from agents.model.alerts import FIRING, RETRACTED, Alert, alert_id_for
+from agents.model.events import Event, event_to_dict, order_key, parse_event
+from agents.model.timefmt import MS_PER_DAY, MS_PER_HOUR
 
 STATE_FORMAT_VERSION: Final = 1
 PRUNE_EVERY_MS: Final = MS_PER_HOUR
@@ -97,7 +96,17 @@ class _LogEntry:
 class ServiceEngine:
     """The engine for one service: its base, log and head."""
 
-    __slots__ = ("_ids", "_log", "_next_prune_ms", "_owner", "base", "config", "head", "max_seen_ms", "service")
+    __slots__ = (
+        "_ids",
+        "_log",
+        "_next_prune_ms",
+        "_owner",
+        "base",
+        "config",
+        "head",
+        "max_seen_ms",
+        "service",
+    )
 
     def __init__(self, service: str, config: EngineConfig) -> None:
         self.service = service

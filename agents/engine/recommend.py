@@ -10,10 +10,9 @@ service in any environment, most recently deployed first.
 
 from __future__ import annotations
 
-from agents.model.alerts import Recommendation
-
 from agents.engine.state import ServiceState
 from agents.engine.windows import REDEPLOY_WINDOW_MS, within_before
+from agents.model.alerts import Recommendation
 
 
 def candidates(state: ServiceState, release: str) -> list[str]:

@@ -13,10 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-from agents.model.alerts import Evidence
-from agents.model.events import Deploy, Event, Incident, SecurityFlag
-from agents.model.timefmt import format_rfc3339_ms
-
 from agents.engine.state import FlagRecord, IncidentRecord, ServiceState
 from agents.engine.transitions import evidence_of, is_reversal
 from agents.engine.windows import (
@@ -25,6 +21,9 @@ from agents.engine.windows import (
     in_half_open_window,
     within_before,
 )
+from agents.model.alerts import Evidence
+from agents.model.events import Deploy, Event, Incident, SecurityFlag
+from agents.model.timefmt import format_rfc3339_ms
 
 SRE_AND_SECURITY: Final = ("security", "sre")
 _BUMP: Final = {"low": "medium", "medium": "high", "high": "critical", "critical": "critical"}
@@ -279,7 +278,7 @@ class RollbackPerformed(Rule):
 
 class ReleaseFlipFlop(Rule):
     """A succeeded deploy d that is a reversal (A→B→A); counting succeeded deploys on
-    (service, E) with ``occurred_at`` in (d − 24 h, d], d is the second reversal.
+    (service, E) with ``occurred_at`` in (d - 24 h, d], d is the second reversal.
 
     Severity ``high``. Notify sre, security.
     """

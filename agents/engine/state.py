@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agents.engine.windows import FLIP_FLOP_WINDOW_MS, REDEPLOY_WINDOW_MS
 from agents.errors import StateError
 from agents.model.alerts import Evidence
-
-from agents.engine.windows import FLIP_FLOP_WINDOW_MS, REDEPLOY_WINDOW_MS
 
 OrderKey = tuple[int, int, str]
 
@@ -237,11 +236,13 @@ class ServiceState:
                     for iid, st, sev, title, ref in e["incidents"]
                 }
                 env.linked_rollbacks = [
-                    RollbackRecord(ms, rel, iid, _ref_req(ref)) for ms, rel, iid, ref in e["rollbacks"]
+                    RollbackRecord(ms, rel, iid, _ref_req(ref))
+                    for ms, rel, iid, ref in e["rollbacks"]
                 ]
             for fid, rel, sev, title, vulns, fixed, key, ref in obj["flags"]:
                 state.flags.setdefault(rel, {})[fid] = FlagRecord(
-                    fid, rel, sev, title, tuple(vulns), fixed, (key[0], key[1], key[2]), _ref_req(ref)
+                    fid, rel, sev, title, tuple(vulns), fixed,
+                    (key[0], key[1], key[2]), _ref_req(ref),
                 )
             state.releases = {r: (k[0], k[1], k[2]) for r, k in obj["releases"]}
             state.fired_shared = dict(obj["fired_shared"])

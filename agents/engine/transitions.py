@@ -7,9 +7,6 @@ events through ``apply`` from the same state always gives the same state.
 
 from __future__ import annotations
 
-from agents.model.alerts import Evidence
-from agents.model.events import Deploy, Event, Incident, SecurityFlag, order_key
-
 from agents.engine.state import (
     DeployRecord,
     EnvState,
@@ -18,6 +15,8 @@ from agents.engine.state import (
     RollbackRecord,
     ServiceState,
 )
+from agents.model.alerts import Evidence
+from agents.model.events import Deploy, Event, Incident, SecurityFlag, order_key
 
 
 def evidence_of(event: Event) -> Evidence:

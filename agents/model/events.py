@@ -16,7 +16,7 @@ Decisions where the SPEC is silent (see docs/decisions.md):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 
@@ -247,7 +247,11 @@ def _security_flag(obj: Mapping[str, Any]) -> SecurityFlag:
     )
 
 
-_PARSERS: Final = {"deploy": _deploy, "incident": _incident, "security_flag": _security_flag}
+_PARSERS: Final[dict[str, Callable[[Mapping[str, Any]], Event]]] = {
+    "deploy": _deploy,
+    "incident": _incident,
+    "security_flag": _security_flag,
+}
 EVENT_TYPES: Final = frozenset(_PARSERS)
 
 
@@ -261,7 +265,8 @@ def parse_event(obj: Any, expected_type: str | None = None) -> Event:
         raise _fail("$", "wrong_type", f"an event must be a JSON object, got {type(obj).__name__}")
     declared = obj.get("type")
     if declared is not None and (type(declared) is not str or declared not in _PARSERS):
-        raise _fail("type", "unknown_enum", f"{declared!r} is not one of {', '.join(sorted(_PARSERS))}")
+        allowed = ", ".join(sorted(_PARSERS))
+        raise _fail("type", "unknown_enum", f"{declared!r} is not one of {allowed}")
     if expected_type is not None:
         if declared is not None and declared != expected_type:
             raise _fail("type", "unknown_enum", f"{declared!r} on a {expected_type} topic")
@@ -270,7 +275,8 @@ def parse_event(obj: Any, expected_type: str | None = None) -> Event:
         raise _fail("type", "missing", "is required (deploy, incident or security_flag)")
     else:
         kind = declared
-    return _PARSERS[kind](obj)  # type: ignore[no-any-return]
+    parser: Callable[[Mapping[str, Any]], Event] = _PARSERS[kind]
+    return parser(obj)
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
