@@ -1,0 +1,150 @@
+"""Between relsec's JSON-shaped dicts and the Avro datums of ``schemas/*.avsc``.
+
+The dicts are the SPEC §1 event objects (``type`` included), ``Alert.to_dict()``
+and the dead-letter dict of the interfaces. Instants are RFC 3339 strings in the
+dicts and ``long`` UTC epoch milliseconds in Avro; the event's ``type`` is not a
+field of the Avro record (the record's name tells it) and comes back on decode.
+
+Encoding refuses what the schema cannot carry with a :class:`ValidationError`
+naming the field; decoding never validates (``parse_event`` does that), so an
+unknown enum value written by any producer reaches validation intact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from agents.errors import ValidationError
+from agents.model.timefmt import TimestampError, format_rfc3339_ms, parse_rfc3339_ms
+from schemas import SCHEMA_NAMES, load_schema
+
+_NO_DEFAULT: Final = object()
+
+
+def _field_defaults(name: str) -> tuple[tuple[str, Any], ...]:
+    """(field name, default or _NO_DEFAULT) of a top-level record, in schema order."""
+    return tuple(
+        (f["name"], f.get("default", _NO_DEFAULT)) for f in load_schema(name)["fields"]
+    )
+
+
+_FIELDS: Final = {name: _field_defaults(name) for name in SCHEMA_NAMES}
+
+
+def instant_ms(value: Any, field: str) -> int:
+    """An instant given as RFC 3339 text (or already as epoch ms) as UTC epoch ms."""
+    if type(value) is str:
+        try:
+            return parse_rfc3339_ms(value)
+        except TimestampError as exc:
+            raise ValidationError(field, "bad_timestamp", str(exc)) from None
+    if type(value) is int:
+        return value
+    if value is None:
+        raise ValidationError(field, "missing", "is required")
+    raise ValidationError(
+        field, "wrong_type", f"must be an RFC 3339 string, got {type(value).__name__}"
+    )
+
+
+def _record(name: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The top-level fields of record ``name`` from ``obj``; absent/None -> schema default."""
+    out: dict[str, Any] = {}
+    for field, default in _FIELDS[name]:
+        value = obj.get(field)
+        if value is None and default is not _NO_DEFAULT:
+            value = default
+        out[field] = value
+    return out
+
+
+def event_to_datum(kind: str, event: Mapping[str, Any]) -> dict[str, Any]:
+    """The Avro datum of an event dict of type ``kind``."""
+    datum = _record(kind, event)
+    datum["occurred_at"] = instant_ms(event.get("occurred_at"), "occurred_at")
+    vulns = datum.get("vulnerabilities")
+    if isinstance(vulns, tuple):
+        datum["vulnerabilities"] = list(vulns)
+    return datum
+
+
+def datum_to_event(kind: str, datum: dict[str, Any]) -> dict[str, Any]:
+    """The SPEC §1 event dict (``type`` first) of a decoded Avro datum."""
+    out: dict[str, Any] = {"type": kind}
+    out.update(datum)
+    out["occurred_at"] = format_rfc3339_ms(datum["occurred_at"])
+    return out
+
+
+def alert_to_datum(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """The Avro datum of an ``Alert.to_dict()`` dict."""
+    datum = _record("alert", alert)
+    datum["occurred_at"] = instant_ms(alert.get("occurred_at"), "occurred_at")
+    datum["detected_at"] = instant_ms(alert.get("detected_at"), "detected_at")
+    evidence = alert.get("evidence")
+    if not isinstance(evidence, list | tuple):
+        raise ValidationError("evidence", "wrong_type", "must be a list of evidence objects")
+    items = []
+    for i, e in enumerate(evidence):
+        if not isinstance(e, Mapping):
+            raise ValidationError(f"evidence[{i}]", "wrong_type", "must be an object")
+        items.append(
+            {
+                "event_id": e.get("event_id"),
+                "type": e.get("type"),
+                "occurred_at": instant_ms(e.get("occurred_at"), f"evidence[{i}].occurred_at"),
+            }
+        )
+    datum["evidence"] = items
+    notify = datum.get("notify")
+    if isinstance(notify, tuple):
+        datum["notify"] = list(notify)
+    rec = alert.get("recommendation")
+    if rec is not None:
+        if not isinstance(rec, Mapping):
+            raise ValidationError("recommendation", "wrong_type", "must be an object or null")
+        datum["recommendation"] = {"release": rec.get("release"), "text": rec.get("text")}
+    return datum
+
+
+def datum_to_alert(datum: dict[str, Any]) -> dict[str, Any]:
+    """The ``Alert.to_dict()`` shape of a decoded Avro datum (same key order)."""
+    datum["occurred_at"] = format_rfc3339_ms(datum["occurred_at"])
+    datum["detected_at"] = format_rfc3339_ms(datum["detected_at"])
+    for e in datum["evidence"]:
+        e["occurred_at"] = format_rfc3339_ms(e["occurred_at"])
+    return datum
+
+
+def _opt_bytes(value: Any, field: str) -> bytes | None:
+    if value is None or type(value) is bytes:
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    raise ValidationError(field, "wrong_type", f"must be bytes or null, got {type(value).__name__}")
+
+
+def dead_letter_to_datum(dl: Mapping[str, Any]) -> dict[str, Any]:
+    """The Avro datum of a dead-letter dict."""
+    datum = _record("dead_letter", dl)
+    datum["detected_at"] = instant_ms(dl.get("detected_at"), "detected_at")
+    datum["key"] = _opt_bytes(dl.get("key"), "key")
+    datum["value"] = _opt_bytes(dl.get("value"), "value")
+    return datum
+
+
+def datum_to_dead_letter(datum: dict[str, Any]) -> dict[str, Any]:
+    """The dead-letter dict of a decoded Avro datum."""
+    datum["detected_at"] = format_rfc3339_ms(datum["detected_at"])
+    return datum
+
+
+#: Datum -> dict conversion per schema name.
+FROM_DATUM: Final[dict[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "deploy": lambda d: datum_to_event("deploy", d),
+    "incident": lambda d: datum_to_event("incident", d),
+    "security_flag": lambda d: datum_to_event("security_flag", d),
+    "alert": datum_to_alert,
+    "dead_letter": datum_to_dead_letter,
+}
