@@ -1,0 +1,589 @@
+"""Security adapters: Trivy JSON, Grype JSON, Dependency-Track notifications.
+
+One ``security_flag`` per distinct vulnerability id of a report at or above the
+minimum severity (``IngestOptions.min_severity``, default ``low``):
+``flag_id`` = the vulnerability id, severity lower-cased onto critical / high /
+medium / low. ``unknown`` and ``negligible`` rank below ``low``: they are
+skipped (and counted in the reasons) unless the minimum is ``unknown``, in which
+case they are flagged as ``low`` with the original word in the title. The same id
+found in several packages gives one flag with the highest severity and all
+packages in the title. ``fixed_in`` stays null: a scanner knows the package
+version that fixes a finding, not the release of the service that will; the
+package fix goes into the title.
+
+Clearing: given the previous report of the same tool for the same service and
+release (``IngestOptions.previous``), every id that was flagged there and is no
+longer at or above the minimum in the new report gets a ``cleared`` event.
+Dependency-Track notifications are incremental (no "gone" notification), so
+they only raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from streams.ingest.common import (
+    SEVERITY_RANK,
+    Candidate,
+    Conversion,
+    IngestOptions,
+    Names,
+    Reader,
+    clip,
+    finish,
+    format_ms,
+    normalize_severity,
+    parse_image_ref,
+    parse_time_ms,
+    stable_id,
+)
+
+MAX_PACKAGES_IN_TITLE: Final = 5
+MAX_VULNERABILITY_IDS: Final = 50
+
+
+@dataclass(slots=True)
+class Finding:
+    """One vulnerability id of a report, merged over the packages it was found in."""
+
+    vuln_id: str
+    severity: str
+    path: str
+    aliases: list[str] = field(default_factory=list)
+    packages: list[str] = field(default_factory=list)
+    fixes: list[str] = field(default_factory=list)
+    summary: str | None = None
+
+    def merge(self, other: Finding) -> None:
+        if SEVERITY_RANK[other.severity] > SEVERITY_RANK[self.severity]:
+            self.severity = other.severity
+        for mine, theirs in (
+            (self.aliases, other.aliases),
+            (self.packages, other.packages),
+            (self.fixes, other.fixes),
+        ):
+            for item in theirs:
+                if item not in mine:
+                    mine.append(item)
+        self.summary = self.summary or other.summary
+
+
+@dataclass(slots=True)
+class Report:
+    """What a scanner report says about one (service, release)."""
+
+    service: str
+    release: str
+    occurred_ms: int
+    identity: str
+    findings: dict[str, Finding]
+    origins: dict[str, str]
+
+
+def _add(findings: dict[str, Finding], finding: Finding) -> None:
+    existing = findings.get(finding.vuln_id)
+    if existing is None:
+        findings[finding.vuln_id] = finding
+    else:
+        existing.merge(finding)
+
+
+def _payload_hash(payload: Any) -> str:
+    return stable_id("payload", orjson.dumps(payload, option=orjson.OPT_SORT_KEYS).decode())
+
+
+def _passes(severity: str, options: IngestOptions) -> bool:
+    return (
+        SEVERITY_RANK[severity] >= SEVERITY_RANK[options.min_severity]
+        if options.min_severity != "unknown"
+        else True
+    )
+
+
+def _flag_severity(severity: str) -> str:
+    return severity if severity in ("critical", "high", "medium", "low") else "low"
+
+
+def _title(source: str, f: Finding) -> str:
+    pkgs = f.packages[:MAX_PACKAGES_IN_TITLE]
+    more = len(f.packages) - len(pkgs)
+    where = ", ".join(pkgs) + (f" and {more} more" if more > 0 else "")
+    text = f.vuln_id + (f" in {where}" if where else "")
+    if f.fixes:
+        text += f" (package fix: {', '.join(f.fixes[:MAX_PACKAGES_IN_TITLE])})"
+    else:
+        text += " (no package fix known)"
+    if f.severity in ("unknown", "negligible"):
+        text += f" [{source} severity {f.severity}]"
+    if f.summary:
+        text += f": {f.summary}"
+    return clip(text)
+
+
+def _vulnerability_ids(f: Finding) -> list[str]:
+    ids = [f.vuln_id]
+    for alias in f.aliases:
+        if alias not in ids:
+            ids.append(alias)
+    return [i for i in ids if 1 <= len(i) <= 200][:MAX_VULNERABILITY_IDS]
+
+
+def _flags(
+    source: str,
+    report: Report,
+    options: IngestOptions,
+    previous: Report | None,
+) -> Conversion:
+    drafts: list[tuple[dict[str, Any], dict[str, str]]] = []
+    skipped: list[str] = []
+    below: list[str] = []
+    for vuln_id in sorted(report.findings):
+        f = report.findings[vuln_id]
+        if not _passes(f.severity, options):
+            below.append(f"{vuln_id} ({f.severity})")
+            continue
+        fields: dict[str, Any] = {
+            "type": "security_flag",
+            "event_id": stable_id(
+                source, report.service, report.release, vuln_id, "raised", report.identity
+            ),
+            "occurred_at": format_ms(report.occurred_ms),
+            "source": source,
+            "service": report.service,
+            "flag_id": vuln_id,
+            "release": report.release,
+            "status": "raised",
+            "severity": _flag_severity(f.severity),
+            "vulnerabilities": _vulnerability_ids(f),
+            "title": _title(source, f),
+            "fixed_in": None,
+        }
+        origins = dict(report.origins)
+        origins.update(flag_id=f.path, severity=f.path, title=f.path, vulnerabilities=f.path)
+        drafts.append((fields, origins))
+    if below:
+        skipped.append(
+            f"{source}: {len(below)} finding(s) below minimum severity {options.min_severity!r}: "
+            + ", ".join(below[:20])
+            + (" ..." if len(below) > 20 else "")
+        )
+    if previous is not None:
+        if (previous.service, previous.release) != (report.service, report.release):
+            skipped.append(
+                f"{source}: previous report is for {previous.service}@{previous.release}, not "
+                f"{report.service}@{report.release}; nothing cleared"
+            )
+        else:
+            still = {v for v, f in report.findings.items() if _passes(f.severity, options)}
+            for vuln_id in sorted(previous.findings):
+                old = previous.findings[vuln_id]
+                if not _passes(old.severity, options) or vuln_id in still:
+                    continue
+                fields = {
+                    "type": "security_flag",
+                    "event_id": stable_id(
+                        source, report.service, report.release, vuln_id, "cleared", report.identity
+                    ),
+                    "occurred_at": format_ms(report.occurred_ms),
+                    "source": source,
+                    "service": report.service,
+                    "flag_id": vuln_id,
+                    "release": report.release,
+                    "status": "cleared",
+                    "severity": _flag_severity(old.severity),
+                    "vulnerabilities": _vulnerability_ids(old),
+                    "title": clip(
+                        f"{vuln_id} no longer reported by {source} for {report.service} "
+                        f"{report.release}"
+                    ),
+                    "fixed_in": None,
+                }
+                drafts.append((fields, dict(report.origins)))
+    return Conversion(events=tuple(finish(source, drafts)), skipped=tuple(skipped))
+
+
+def _with_previous(
+    source: str,
+    payload: Any,
+    options: IngestOptions,
+    read: Callable[[Any, IngestOptions], Report],
+) -> Conversion:
+    report = read(payload, options)
+    previous = None
+    if options.previous is not None:
+        try:
+            previous = read(options.previous, options)
+        except Exception as exc:
+            detail = getattr(exc, "detail", str(exc))
+            path = getattr(exc, "path", "$")
+            from agents.errors import AdapterError
+
+            raise AdapterError(source, f"(previous report) {path}", detail) from None
+    return _flags(source, report, options, previous)
+
+
+# --- Trivy -------------------------------------------------------------------------
+
+
+def _trivy_report(payload: Any, options: IngestOptions) -> Report:
+    reader = Reader("trivy", payload)
+    if not isinstance(payload, Mapping):
+        raise reader.error("$", "must be a JSON object (trivy --format json, SchemaVersion 2)")
+    schema = reader.get("$.SchemaVersion")
+    if schema != 2:
+        raise reader.error("$.SchemaVersion", f"is {schema!r}, expected 2 (Trivy 0.20 or later)")
+    candidates: dict[str, Candidate] = {}
+    tag_ref = None
+    tags = reader.list("$.Metadata.RepoTags", required=False)
+    for i, text in enumerate(tags):
+        if isinstance(text, str) and (ref := parse_image_ref(text)) is not None:
+            tag_ref = (ref, f"$.Metadata.RepoTags[{i}]")
+            break
+    digest_ref = None
+    for i, text in enumerate(reader.list("$.Metadata.RepoDigests", required=False)):
+        if isinstance(text, str) and (ref := parse_image_ref(text)) is not None and ref.digest:
+            digest_ref = (ref, f"$.Metadata.RepoDigests[{i}]")
+            break
+    artifact_name = reader.opt_str("$.ArtifactName")
+    if reader.opt_str("$.ArtifactType") == "container_image" and artifact_name:
+        ref = parse_image_ref(artifact_name)
+        if ref is not None and (ref.tag or ref.digest):
+            tag_ref = tag_ref or ((ref, "$.ArtifactName") if ref.tag else None)
+            digest_ref = digest_ref or ((ref, "$.ArtifactName") if ref.digest else None)
+    image = tag_ref or digest_ref
+    candidates["image_name"] = Candidate(
+        image[0].name if image else None, image[1] if image else "$.Metadata.RepoTags"
+    )
+    candidates["image_repository"] = Candidate(
+        image[0].repository if image else None, image[1] if image else "$.Metadata.RepoTags"
+    )
+    candidates["image_tag"] = Candidate(
+        tag_ref[0].tag if tag_ref else None, tag_ref[1] if tag_ref else "$.Metadata.RepoTags"
+    )
+    candidates["image_digest"] = Candidate(
+        digest_ref[0].digest if digest_ref else None,
+        digest_ref[1] if digest_ref else "$.Metadata.RepoDigests",
+    )
+    candidates["artifact_name"] = Candidate(artifact_name, "$.ArtifactName")
+    candidates["image_id"] = Candidate(reader.opt_str("$.Metadata.ImageID"), "$.Metadata.ImageID")
+    names = Names(
+        reader,
+        options,
+        candidates=candidates,
+        defaults={"service": ("image_name",), "release": ("image_tag", "image_digest")},
+        overrides={"service": options.service, "release": options.release},
+    )
+    service = names.pick("service")
+    release = names.pick("release")
+    created = reader.opt_str("$.CreatedAt")
+    occurred_ms = (
+        reader.timestamp_ms("$.CreatedAt") if created else _received(reader, "$.CreatedAt", options)
+    )
+    findings: dict[str, Finding] = {}
+    for r_i, result in enumerate(reader.list("$.Results", required=False)):
+        base = f"$.Results[{r_i}]"
+        if not isinstance(result, Mapping):
+            raise reader.error(base, "must be an object")
+        for v_i, vuln in enumerate(reader.list(f"{base}.Vulnerabilities", required=False)):
+            path = f"{base}.Vulnerabilities[{v_i}]"
+            if not isinstance(vuln, Mapping):
+                raise reader.error(path, "must be an object")
+            vuln_id = reader.str(f"{path}.VulnerabilityID")
+            pkg = reader.opt_str(f"{path}.PkgName") or reader.opt_str(f"{path}.PkgID") or ""
+            installed = reader.opt_str(f"{path}.InstalledVersion")
+            fixed = reader.opt_str(f"{path}.FixedVersion")
+            _add(
+                findings,
+                Finding(
+                    vuln_id=vuln_id,
+                    severity=normalize_severity(reader.opt_str(f"{path}.Severity")),
+                    path=path,
+                    packages=[f"{pkg} {installed}".strip()] if pkg else [],
+                    fixes=[f"{pkg} {fixed}".strip()] if fixed else [],
+                    summary=reader.opt_str(f"{path}.Title"),
+                ),
+            )
+    identity = reader.opt_str("$.ReportID") or created or _payload_hash(payload)
+    return Report(service, release, occurred_ms, identity, findings, dict(names.origins))
+
+
+def _received(reader: Reader, path: str, options: IngestOptions) -> int:
+    if options.received_at_ms is None:
+        raise reader.error(path, "is missing and no receive time was given")
+    return options.received_at_ms
+
+
+def trivy(payload: Any, options: IngestOptions) -> Conversion:
+    """Trivy JSON report (``trivy image --format json``, ``SchemaVersion: 2``).
+
+    Reads ``Results[].Vulnerabilities[]``.
+
+    Defaults: service = the last path segment of the image repository (from
+    ``Metadata.RepoTags[0]``, else ``Metadata.RepoDigests[0]``, else ``ArtifactName`` of a
+    container image); release = the image tag, else the digest (``sha256:..``);
+    filesystem / repository scans need ``--service`` and ``--release``. occurred_at =
+    ``CreatedAt``; event ids hash (service, release, id, status, ``ReportID`` or
+    ``CreatedAt``). Severity ``UNKNOWN`` ranks below low (see module docs).
+    Named values: ``image_name``, ``image_repository``, ``image_tag``, ``image_digest``,
+    ``artifact_name``, ``image_id``.
+    """
+    return _with_previous("trivy", payload, options, _trivy_report)
+
+
+# --- Grype -----------------------------------------------------------------------
+
+
+def _grype_report(payload: Any, options: IngestOptions) -> Report:
+    reader = Reader("grype", payload)
+    if not isinstance(payload, Mapping):
+        raise reader.error("$", "must be a JSON object (grype -o json)")
+    matches = reader.list("$.matches")
+    user_input = reader.opt_str("$.source.target.userInput")
+    tag_ref = None
+    for i, text in enumerate(reader.list("$.source.target.tags", required=False)):
+        if isinstance(text, str) and (ref := parse_image_ref(text)) is not None and ref.tag:
+            tag_ref = (ref, f"$.source.target.tags[{i}]")
+            break
+    if (
+        tag_ref is None
+        and user_input
+        and (ref := parse_image_ref(user_input)) is not None
+        and ref.tag
+    ):
+        tag_ref = (ref, "$.source.target.userInput")
+    digest: tuple[str, str] | None = None
+    for i, text in enumerate(reader.list("$.source.target.repoDigests", required=False)):
+        if isinstance(text, str) and (ref := parse_image_ref(text)) is not None and ref.digest:
+            digest = (ref.digest, f"$.source.target.repoDigests[{i}]")
+            break
+    if digest is None and (md := reader.opt_str("$.source.target.manifestDigest")):
+        digest = (md, "$.source.target.manifestDigest")
+    name_ref = tag_ref[0] if tag_ref else (parse_image_ref(user_input) if user_input else None)
+    name_path = tag_ref[1] if tag_ref else "$.source.target.userInput"
+    is_image = reader.opt_str("$.source.type") == "image"
+    candidates = {
+        "image_name": Candidate(name_ref.name if name_ref and is_image else None, name_path),
+        "image_repository": Candidate(
+            name_ref.repository if name_ref and is_image else None, name_path
+        ),
+        "image_tag": Candidate(tag_ref[0].tag if tag_ref and is_image else None, name_path),
+        "image_digest": Candidate(
+            digest[0] if digest and is_image else None,
+            digest[1] if digest else "$.source.target.manifestDigest",
+        ),
+        "user_input": Candidate(user_input, "$.source.target.userInput"),
+        "image_id": Candidate(reader.opt_str("$.source.target.imageID"), "$.source.target.imageID"),
+    }
+    names = Names(
+        reader,
+        options,
+        candidates=candidates,
+        defaults={"service": ("image_name",), "release": ("image_tag", "image_digest")},
+        overrides={"service": options.service, "release": options.release},
+    )
+    service = names.pick("service")
+    release = names.pick("release")
+    stamp = reader.opt_str("$.descriptor.timestamp")
+    occurred_ms = (
+        parse_time_ms("grype", "$.descriptor.timestamp", stamp)
+        if stamp
+        else _received(reader, "$.descriptor.timestamp", options)
+    )
+    findings: dict[str, Finding] = {}
+    for i, match in enumerate(matches):
+        path = f"$.matches[{i}]"
+        if not isinstance(match, Mapping):
+            raise reader.error(path, "must be an object")
+        vpath = f"{path}.vulnerability"
+        vuln_id = reader.str(f"{vpath}.id")
+        pkg = reader.opt_str(f"{path}.artifact.name") or ""
+        version = reader.opt_str(f"{path}.artifact.version")
+        fixes = [
+            x for x in reader.list(f"{vpath}.fix.versions", required=False) if isinstance(x, str)
+        ]
+        aliases = [
+            r["id"]
+            for r in reader.list(f"{path}.relatedVulnerabilities", required=False)
+            if isinstance(r, Mapping) and isinstance(r.get("id"), str) and r["id"] != vuln_id
+        ]
+        description = reader.opt_str(f"{vpath}.description")
+        _add(
+            findings,
+            Finding(
+                vuln_id=vuln_id,
+                severity=normalize_severity(reader.opt_str(f"{vpath}.severity")),
+                path=vpath,
+                aliases=aliases,
+                packages=[f"{pkg} {version}".strip()] if pkg else [],
+                fixes=[f"{pkg} {' / '.join(fixes)}".strip()] if fixes else [],
+                summary=clip(description, 300) if description else None,
+            ),
+        )
+    identity = stamp or _payload_hash(payload)
+    return Report(service, release, occurred_ms, identity, findings, dict(names.origins))
+
+
+def grype(payload: Any, options: IngestOptions) -> Conversion:
+    """Grype JSON output (``grype -o json``: ``matches[]``, ``source``, ``descriptor``).
+
+    Severity words are title case (``Critical`` .. ``Negligible``, ``Unknown``) and
+    are lower-cased; ``Negligible`` / ``Unknown`` rank below low. Aliases from
+    ``relatedVulnerabilities[].id`` join ``vulnerabilities``. Defaults: service = the
+    last path segment of the image (``source.target.tags[0]``, else
+    ``source.target.userInput``); release = the image tag, else the digest
+    (``repoDigests[0]``, else ``manifestDigest``); directory / SBOM scans need
+    ``--service`` / ``--release``. occurred_at = ``descriptor.timestamp``, else the
+    receive time. Named values: ``image_name``, ``image_repository``, ``image_tag``,
+    ``image_digest``, ``user_input``, ``image_id``.
+    """
+    return _with_previous("grype", payload, options, _grype_report)
+
+
+# --- Dependency-Track ----------------------------------------------------------
+
+DT_GROUPS: Final = frozenset({"NEW_VULNERABILITY", "NEW_VULNERABLE_DEPENDENCY"})
+
+
+def _dt_aliases(reader: Reader, path: str) -> list[str]:
+    out: list[str] = []
+    for alias in reader.list(path, required=False):
+        if isinstance(alias, Mapping):
+            for key, value in alias.items():
+                if (
+                    isinstance(value, str)
+                    and value
+                    and key.lower().endswith("id")
+                    and value not in out
+                ):
+                    out.append(value)
+    return out
+
+
+def _dt_finding(reader: Reader, path: str, component: str) -> Finding:
+    reader.obj(path)
+    vuln_id = reader.str(f"{path}.vulnId")
+    summary = reader.opt_str(f"{path}.title") or reader.opt_str(f"{path}.description")
+    if summary:
+        summary = clip(summary.split("\n", 1)[0], 300)
+    return Finding(
+        vuln_id=vuln_id,
+        severity=normalize_severity(reader.opt_str(f"{path}.severity")),
+        path=path,
+        aliases=[a for a in _dt_aliases(reader, f"{path}.aliases") if a != vuln_id],
+        packages=[component] if component else [],
+        summary=summary,
+    )
+
+
+def dependency_track(payload: Any, options: IngestOptions) -> Conversion:
+    """Dependency-Track webhook notification, v4 (``group: NEW_VULNERABILITY``) and v5 / Hyades
+    (``group: GROUP_NEW_VULNERABILITY``, ``level: LEVEL_...``, subject with ``project``).
+
+    ``NEW_VULNERABILITY``: ``subject.vulnerability`` against each project of
+    ``subject.affectedProjects`` (v4), else ``subject.project`` (v5);
+    ``NEW_VULNERABLE_DEPENDENCY``: each of ``subject.vulnerabilities`` against
+    ``subject.project``. Other groups give no event. Defaults per project: service =
+    ``name``, release = ``version`` (``$`` mappings are read from the project object).
+    occurred_at = ``notification.timestamp`` (v4 sends it without an offset: read as
+    UTC). Aliases (``aliases[].vulnId``, ``cveId``, ``ghsaId``) join ``vulnerabilities``.
+    These notifications are incremental, so they only raise flags.
+    Named values: ``project_name``, ``project_version``, ``project_uuid``.
+    """
+    reader = Reader("dependency-track", payload)
+    if not isinstance(payload, Mapping):
+        raise reader.error("$", "must be a JSON object")
+    reader.obj("$.notification")
+    group = reader.str("$.notification.group")
+    plain = group.removeprefix("GROUP_")
+    if plain not in DT_GROUPS:
+        return Conversion(skipped=(f"dependency-track: notification group {group!r} is not read",))
+    reader.obj("$.notification.subject")
+    occurred_ms = reader.timestamp_ms("$.notification.timestamp", assume_utc=True)
+    comp_name = reader.opt_str("$.notification.subject.component.name") or ""
+    comp_group = reader.opt_str("$.notification.subject.component.group")
+    comp_version = reader.opt_str("$.notification.subject.component.version")
+    component = " ".join(
+        x for x in (f"{comp_group}/{comp_name}" if comp_group else comp_name, comp_version) if x
+    )
+    if plain == "NEW_VULNERABILITY":
+        vulns = [_dt_finding(reader, "$.notification.subject.vulnerability", component)]
+    else:
+        vulns = [
+            _dt_finding(reader, f"$.notification.subject.vulnerabilities[{i}]", component)
+            for i in range(len(reader.list("$.notification.subject.vulnerabilities")))
+        ]
+    projects: list[tuple[Mapping[str, Any], str]] = []
+    affected = reader.list("$.notification.subject.affectedProjects", required=False)
+    if plain == "NEW_VULNERABILITY" and affected:
+        projects = [
+            (p, f"$.notification.subject.affectedProjects[{i}]") for i, p in enumerate(affected)
+        ]
+    elif reader.opt_obj("$.notification.subject.project") is not None:
+        projects = [
+            (reader.obj("$.notification.subject.project"), "$.notification.subject.project")
+        ]
+    else:
+        raise reader.error("$.notification.subject.project", "is missing (no project to flag)")
+    seen: set[tuple[str, str]] = set()
+    events: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    if options.previous is not None:
+        skipped.append("dependency-track: notifications are incremental; --previous is ignored")
+    for project, ppath in projects:
+        if not isinstance(project, Mapping):
+            raise reader.error(ppath, "must be an object")
+        names = Names(
+            reader,
+            options,
+            candidates={
+                "project_name": Candidate(_s(project.get("name")), f"{ppath}.name"),
+                "project_version": Candidate(_s(project.get("version")), f"{ppath}.version"),
+                "project_uuid": Candidate(_s(project.get("uuid")), f"{ppath}.uuid"),
+            },
+            defaults={"service": ("project_name",), "release": ("project_version",)},
+            overrides={"service": options.service, "release": options.release},
+        )
+        service = names.pick("service", root=project)
+        release = names.pick("release", root=project)
+        assert service is not None and release is not None
+        if (service, release) in seen:
+            continue
+        seen.add((service, release))
+        findings: dict[str, Finding] = {}
+        for f in vulns:
+            _add(
+                findings,
+                Finding(
+                    f.vuln_id, f.severity, f.path, list(f.aliases), list(f.packages), [], f.summary
+                ),
+            )
+        identity = stable_id(
+            "dt",
+            group,
+            reader.get("$.notification.timestamp"),
+            reader.get("$.notification.subject.component.uuid"),
+            project.get("uuid"),
+        )
+        report = Report(service, release, occurred_ms, identity, findings, dict(names.origins))
+        part = _flags(
+            "dependency-track", report, IngestOptions(min_severity=options.min_severity), None
+        )
+        events.extend(part.events)
+        skipped.extend(part.skipped)
+    return Conversion(events=tuple(events), skipped=tuple(skipped))
+
+
+def _s(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+ADAPTERS: Final[dict[str, Callable[[Any, IngestOptions], Conversion]]] = {
+    "trivy": trivy,
+    "grype": grype,
+    "dependency-track": dependency_track,
+}
+__all__: Sequence[str] = ["ADAPTERS", "dependency_track", "grype", "trivy"]
