@@ -43,7 +43,8 @@ from agents.model.events import Event, event_to_dict, order_key, parse_event
 from agents.model.timefmt import MS_PER_DAY, MS_PER_HOUR
 
 STATE_FORMAT_VERSION: Final = 1
-PRUNE_EVERY_MS: Final = MS_PER_HOUR
+PRUNE_EVERY_EVENTS: Final = 32
+"""Prune a service's state after this many events left its log (and before snapshots)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,7 @@ class ServiceEngine:
     __slots__ = (
         "_ids",
         "_log",
-        "_next_prune_ms",
+        "_finalized_since_prune",
         "_owner",
         "base",
         "config",
@@ -117,7 +118,7 @@ class ServiceEngine:
         self._ids: set[str] = set()
         self._owner: dict[str, OrderKey] = {}
         self.max_seen_ms: int | None = None
-        self._next_prune_ms: int | None = None
+        self._finalized_since_prune = 0
 
     # -- processing ------------------------------------------------------------
 
@@ -249,12 +250,14 @@ class ServiceEngine:
             done += 1
         if done:
             del log[:done]
-        if self._next_prune_ms is None or frontier >= self._next_prune_ms:
-            self.prune(frontier)
-            self._next_prune_ms = frontier + PRUNE_EVERY_MS
+            self._finalized_since_prune += done
+            if self._finalized_since_prune >= PRUNE_EVERY_EVENTS:
+                self.prune(frontier)
 
     def prune(self, frontier_ms: int) -> None:
+        """Drop state no evaluation at or after ``frontier_ms`` can need (never changes outcomes)."""
         cfg = self.config
+        self._finalized_since_prune = 0
         for state in (self.base, self.head):
             state.prune(frontier_ms, cfg.alert_memory_ms, cfg.max_release_candidates)
 
@@ -273,11 +276,12 @@ class ServiceEngine:
 
     def to_bytes(self) -> bytes:
         """The service's state as bytes: base, the logged events and the newest event time."""
+        if self.max_seen_ms is not None and self._finalized_since_prune:
+            self.prune(lateness_frontier(self.max_seen_ms, self.config.allowed_lateness_ms))
         obj: dict[str, Any] = {
             "v": STATE_FORMAT_VERSION,
             "service": self.service,
             "max_seen_ms": self.max_seen_ms,
-            "next_prune_ms": self._next_prune_ms,
             "base": self.base.to_obj(),
             "log": [event_to_dict(e.event) for e in self._log],
         }
@@ -293,7 +297,6 @@ class ServiceEngine:
             engine = ServiceEngine(obj["service"], config)
             engine.base = ServiceState.from_obj(obj["base"])
             engine.max_seen_ms = obj["max_seen_ms"]
-            engine._next_prune_ms = obj["next_prune_ms"]
             events = [parse_event(e) for e in obj["log"]]
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise StateError(f"service state is malformed: {exc!r}") from None
