@@ -64,28 +64,50 @@ def advisory_ids(alert: Mapping[str, Any]) -> list[str]:
     return list(seen)
 
 
-def advisory_url(ident: str) -> str:
-    """A public page for a CVE (NVD) or GHSA (GitHub Advisory Database) id."""
-    if ident.startswith("CVE-"):
-        return f"https://nvd.nist.gov/vuln/detail/{ident}"
+def flag_refs(alert: Mapping[str, Any]) -> list[str]:
+    """The flags an alert is about: the ``flag_id`` that triggered it, then CVE / GHSA ids."""
+    refs: list[str] = []
+    if alert.get("rule") == "flag-raised-on-running-release" and alert.get("trigger"):
+        refs.append(str(alert["trigger"]))
+    extra = alert.get("flags")
+    if isinstance(extra, list):
+        refs.extend(str(x) for x in extra)
+    refs.extend(advisory_ids(alert))
+    return list(dict.fromkeys(refs))
+
+
+def advisory_url(ident: str) -> str | None:
+    """A public page for a CVE (NVD) or GHSA (GitHub Advisory Database) id; else ``None``."""
+    if _ADVISORY_ID.fullmatch(ident) is None:
+        return None
+    if ident.upper().startswith("CVE-"):
+        return f"https://nvd.nist.gov/vuln/detail/{ident.upper()}"
     return f"https://github.com/advisories/{ident}"
 
 
+_INCIDENT_IN_TEXT = re.compile(r"\b[Ii]ncident ([A-Za-z0-9][^\s,;()]*)")
+
+
 def incident_refs(alert: Mapping[str, Any]) -> list[str]:
-    """What the alert tells about the incident(s) involved.
+    """The incident(s) an alert involves.
 
     ``incident-on-flagged-release`` is triggered by an incident: its trigger is
-    the ``incident_id``. Otherwise the incident events among the evidence are
-    named by their event ids (the summary names the incident in words).
+    the ``incident_id``. The engine's summaries name incidents as
+    ``incident <id>``; an ``incident_id`` field is used when present. When none
+    of these names one, the incident events among the evidence are given by
+    event id.
     """
     refs: list[str] = []
     if alert.get("incident_id"):
         refs.append(str(alert["incident_id"]))
     if alert.get("rule") == "incident-on-flagged-release" and alert.get("trigger"):
         refs.append(str(alert["trigger"]))
-    for ev in alert.get("evidence") or []:
-        if isinstance(ev, Mapping) and ev.get("type") == "incident":
-            refs.append(f"event {ev.get('event_id')}")
+    for m in _INCIDENT_IN_TEXT.finditer(str(alert.get("summary") or "")):
+        refs.append(m.group(1).rstrip("."))
+    if not refs:
+        for ev in alert.get("evidence") or []:
+            if isinstance(ev, Mapping) and ev.get("type") == "incident":
+                refs.append(f"event {ev.get('event_id')}")
     return list(dict.fromkeys(refs))
 
 
@@ -140,8 +162,9 @@ def pagerduty_event(
         "recommendation": alert.get("recommendation"),
     }
     ids = advisory_ids(alert)
-    if ids:
-        custom["advisories"] = ids
+    flags = flag_refs(alert)
+    if flags:
+        custom["flags"] = flags
     incidents = incident_refs(alert)
     if incidents:
         custom["incidents"] = incidents
@@ -161,7 +184,7 @@ def pagerduty_event(
         {"href": link.href.format_map(fields), "text": link.text.format_map(fields)}
         for link in links
     ]
-    rendered += [{"href": advisory_url(i), "text": i} for i in ids]
+    rendered += [{"href": url, "text": i} for i in ids if (url := advisory_url(i))]
     body: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": "trigger",
@@ -177,6 +200,11 @@ def pagerduty_event(
 def slack_escape(text: str) -> str:
     """Escape the three characters Slack's mrkdwn treats as control characters."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_flag(ref: str) -> str:
+    url = advisory_url(ref)
+    return f"<{url}|{slack_escape(ref)}>" if url else slack_escape(ref)
 
 
 def slack_message(alert: Mapping[str, Any]) -> dict[str, Any]:
@@ -209,9 +237,9 @@ def slack_message(alert: Mapping[str, Any]) -> dict[str, Any]:
         f"*Environment:* {esc(environment)}",
         f"*Release:* `{esc(release)}`",
     ]
-    ids = advisory_ids(alert)
-    if ids:
-        detail.append("*Flags:* " + ", ".join(f"<{advisory_url(i)}|{esc(i)}>" for i in ids))
+    flags = flag_refs(alert)
+    if flags:
+        detail.append("*Flags:* " + ", ".join(_slack_flag(f) for f in flags))
     incidents = incident_refs(alert)
     if incidents:
         detail.append("*Incident:* " + esc(", ".join(incidents)))
