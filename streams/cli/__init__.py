@@ -18,6 +18,7 @@ from agents.errors import RelsecError
 COMMAND_MODULES = (
     "streams.cli.replay",
     "streams.cli.notify",
+    "streams.cli.ingest",
     "streams.cli.kafka",
 )
 
