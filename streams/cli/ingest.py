@@ -1,0 +1,281 @@
+"""``relsec ingest convert|publish|serve``: tool payloads in, relsec events out.
+
+``convert`` prints the canonical events of one payload file as JSON lines,
+``publish`` writes them to the input topics, ``serve`` runs the HTTP gateway
+(:mod:`streams.ingest.gateway`). A payload that cannot be read exits with status 2
+and a message naming the JSON path that was missing or wrong. Reasons a payload
+gave no event (a pending deployment, a finding below the minimum severity) go to
+stderr, one line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agents.errors import AdapterError, ConfigError
+from agents.model.events import parse_event
+from agents.model.timefmt import TimestampError, parse_rfc3339_ms
+from streams.cli import add_kafka_options
+from streams.ingest import SOURCES, convert, decode_payload
+from streams.ingest.common import (
+    DEFAULT_ENVIRONMENT,
+    DEFAULT_MIN_SEVERITY,
+    MIN_SEVERITY_CHOICES,
+    Conversion,
+    IngestOptions,
+    parse_mapping,
+)
+
+
+def _add_payload_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "source", choices=SOURCES, metavar="SOURCE", help=f"one of: {', '.join(SOURCES)}"
+    )
+    p.add_argument(
+        "--service", default=None, help="service name for every event (overrides the mapping)"
+    )
+    p.add_argument(
+        "--release",
+        default=None,
+        help="release for every event (for incidents: the suspected release)",
+    )
+    p.add_argument("--environment", default=None, help="environment for deploys and incidents")
+    _add_conversion_options(p)
+    p.add_argument(
+        "--previous",
+        metavar="FILE",
+        default=None,
+        help="the previous report of the same scanner for the same release: findings it had "
+        "that the new report lacks are cleared (trivy, grype)",
+    )
+    p.add_argument(
+        "--github-event",
+        default=None,
+        metavar="NAME",
+        help="GitHub event name (X-GitHub-Event header); read from the payload's shape if absent",
+    )
+    p.add_argument(
+        "--received-at",
+        default=None,
+        metavar="RFC3339",
+        help="time used when a payload carries none (default: now)",
+    )
+
+
+def _add_conversion_options(p: argparse.ArgumentParser, *, per_source: bool = False) -> None:
+    p.add_argument(
+        "--min-severity",
+        choices=MIN_SEVERITY_CHOICES,
+        default=DEFAULT_MIN_SEVERITY,
+        help=f"lowest scanner severity that raises a flag (default {DEFAULT_MIN_SEVERITY}; "
+        "'unknown' also flags unknown/negligible findings, as low)",
+    )
+    p.add_argument(
+        "--default-environment",
+        default=DEFAULT_ENVIRONMENT,
+        help=f"environment of incidents whose tool names none (default {DEFAULT_ENVIRONMENT})",
+    )
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar=("SOURCE:FIELD=SPEC" if per_source else "FIELD=SPEC"),
+        help="where a name comes from: SPEC is a $.json.path or a named value of the adapter "
+        "(several, comma-separated, tried in order); see docs/ingest.md",
+    )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ingest = sub.add_parser(
+        "ingest",
+        help="turn tool payloads (GitHub, Argo CD, Flux, CDEvents, PagerDuty, Opsgenie, Trivy, "
+        "Grype, Dependency-Track) into relsec events",
+        description="Convert, publish or receive (HTTP gateway) the payloads of deploy, incident "
+        "and scanner tools as relsec events.",
+    )
+    isub = ingest.add_subparsers(dest="ingest_command", metavar="ACTION", required=True)
+
+    conv = isub.add_parser(
+        "convert",
+        help="print the events of one payload file as JSON lines",
+        description="Print the canonical SPEC events of one payload as JSON lines on stdout; "
+        "reasons a payload gave no event go to stderr. Exit 2 when the payload cannot be read.",
+    )
+    _add_payload_options(conv)
+    conv.add_argument("file", metavar="FILE", help="payload file ('-' for stdin)")
+    conv.set_defaults(func=run_convert)
+
+    pub = isub.add_parser(
+        "publish",
+        help="publish the events of payload files to the input topics",
+        description="Convert payload files like 'convert' and publish the events to the input "
+        "topics (keyed by service).",
+    )
+    _add_payload_options(pub)
+    pub.add_argument("files", nargs="+", metavar="FILE", help="payload files ('-' for stdin)")
+    add_kafka_options(pub)
+    pub.set_defaults(func=run_publish)
+
+    srv = isub.add_parser(
+        "serve",
+        help="HTTP gateway: POST /v1/ingest/{source} -> input topics",
+        description="Run the webhook gateway. Secrets come from the environment: "
+        "RELSEC_INGEST_GITHUB_SECRET, RELSEC_INGEST_PAGERDUTY_SECRET, RELSEC_INGEST_FLUX_SECRET "
+        "(HMAC), RELSEC_INGEST_<SOURCE>_TOKEN or RELSEC_INGEST_TOKEN (shared-secret header). "
+        "A source without a secret rejects every request.",
+    )
+    from streams.ingest.gateway import DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT
+
+    srv.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})"
+    )
+    srv.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
+    srv.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"largest accepted request body (default {DEFAULT_MAX_BODY_BYTES})",
+    )
+    _add_conversion_options(srv, per_source=True)
+    add_kafka_options(srv)
+    srv.set_defaults(func=run_serve)
+
+
+def _read(source: str, name: str) -> Any:
+    try:
+        raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    except OSError as exc:
+        raise AdapterError(source, "$", f"cannot read {name}: {exc.strerror or exc}") from None
+    try:
+        return decode_payload(source, raw)
+    except AdapterError as exc:
+        raise AdapterError(source, exc.path, f"{name}: {exc.detail}") from None
+
+
+def _options(args: argparse.Namespace) -> IngestOptions:
+    received_ms = time.time_ns() // 1_000_000
+    if args.received_at:
+        try:
+            received_ms = parse_rfc3339_ms(args.received_at)
+        except TimestampError as exc:
+            raise ConfigError(f"--received-at: {exc}") from None
+    previous = _read(args.source, args.previous) if args.previous else None
+    return IngestOptions(
+        service=args.service,
+        release=args.release,
+        environment=args.environment,
+        min_severity=args.min_severity,
+        mapping=parse_mapping(args.map),
+        event_name=args.github_event,
+        previous=previous,
+        received_at_ms=received_ms,
+        default_environment=args.default_environment,
+    )
+
+
+def _convert_file(args: argparse.Namespace, name: str, options: IngestOptions) -> Conversion:
+    conversion = convert(args.source, _read(args.source, name), options)
+    for reason in conversion.skipped:
+        print(f"relsec ingest: {name}: {reason}", file=sys.stderr)
+    return conversion
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    conversion = _convert_file(args, args.file, _options(args))
+    out = sys.stdout.buffer
+    for event in conversion.events:
+        out.write(orjson.dumps(event))
+        out.write(b"\n")
+    out.flush()
+    return 0
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from streams.ingest.gateway import _report_failures
+    from streams.publish import publish_events
+    from streams.settings import Settings
+
+    options = _options(args)
+    events = []
+    for name in args.files:
+        events.extend(parse_event(e) for e in _convert_file(args, name, options).events)
+    settings = Settings.resolve(
+        bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix
+    )
+    if not events:
+        print("relsec ingest: no events to publish", file=sys.stderr)
+        return 0
+    report = publish_events(settings, events)
+    failures = _report_failures(report)
+    if failures:
+        for failure in failures[:20]:
+            print(f"relsec ingest: publish failed: {failure}", file=sys.stderr)
+        return 1
+    print(
+        f"relsec ingest: published {len(events)} event(s) under prefix {settings.topics.prefix!r}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _per_source_mappings(items: list[str]) -> dict[str, tuple[tuple[str, str], ...]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    for item in items:
+        source, sep, rest = item.partition(":")
+        if not sep or source not in SOURCES:
+            raise ConfigError(
+                f"--map {item!r}: expected SOURCE:FIELD=SPEC, SOURCE one of {', '.join(SOURCES)}"
+            )
+        out.setdefault(source, []).extend(parse_mapping([rest]))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from streams.ingest.gateway import GatewayConfig, KafkaPublisher, serve
+    from streams.ingest.signatures import Secrets
+    from streams.settings import Settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = Settings.resolve(
+        bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix
+    )
+    secrets = Secrets.from_env(SOURCES)
+    config = GatewayConfig(
+        secrets=secrets,
+        max_body_bytes=args.max_body_bytes,
+        min_severity=args.min_severity,
+        default_environment=args.default_environment,
+        mappings=_per_source_mappings(args.map),
+    )
+    configured = secrets.configured()
+    missing = [s for s in SOURCES if s not in configured]
+
+    def ready(host: str, port: int) -> None:
+        print(
+            f"relsec ingest: listening on http://{host}:{port}/v1/ingest/{{source}}",
+            file=sys.stderr,
+            flush=True,
+        )
+        for source, how in sorted(configured.items()):
+            print(f"relsec ingest:   {source}: {how}", file=sys.stderr)
+        if missing:
+            print(
+                f"relsec ingest:   no secret (requests rejected): {', '.join(missing)}",
+                file=sys.stderr,
+            )
+
+    try:
+        asyncio.run(serve(KafkaPublisher(settings), config, args.host, args.port, ready))
+    except KeyboardInterrupt:
+        return 0
+    return 0

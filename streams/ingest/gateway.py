@@ -1,0 +1,192 @@
+"""``relsec ingest serve``: the HTTP gateway from tool webhooks to relsec's input topics.
+
+Routes: ``POST /v1/ingest/{source}`` for each source of :data:`streams.ingest.SOURCES`,
+``GET /healthz``. A request is, in order: bounded in size (413), authenticated
+(401, see :mod:`streams.ingest.signatures`), decoded and converted (400 with the
+reason and JSON path), then published (503 when the broker refuses; the sender
+retries and the deterministic ``event_id`` makes a redelivery a duplicate). Only
+a fully accepted request publishes anything. Answers are JSON objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from aiohttp import web
+
+from agents.errors import AdapterError, ConfigError, RelsecError
+from agents.model.events import Event, parse_event
+from streams.ingest import ADAPTERS, SOURCES, IngestOptions, decode_payload
+from streams.ingest.common import DEFAULT_ENVIRONMENT, DEFAULT_MIN_SEVERITY
+from streams.ingest.signatures import Secrets, SignatureError, verify
+
+log = logging.getLogger("relsec.ingest.gateway")
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8088
+DEFAULT_MAX_BODY_BYTES: Final = 10 * 1024 * 1024
+
+
+class PublishFailed(RelsecError):
+    """The events of a request could not all be written to Kafka."""
+
+
+class Publisher(Protocol):
+    """Where accepted events go: Kafka in production (:class:`KafkaPublisher`)."""
+
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+
+class KafkaPublisher:
+    """Publishes with the lead's ``streams.publish.publish_events`` in a worker thread."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        report = await asyncio.to_thread(_publish_sync, self.settings, list(events))
+        failures = _report_failures(report)
+        if failures:
+            raise PublishFailed(
+                f"{len(failures)} of {len(events)} event(s) not written: {failures[0]}"
+            )
+
+
+def _publish_sync(settings: Any, events: list[Event]) -> Any:
+    from streams.publish import publish_events
+
+    return publish_events(settings, events)
+
+
+def _report_failures(report: Any) -> list[str]:
+    """Per-record failures of a publish report, whatever it names them."""
+    for name in ("failures", "failed", "errors"):
+        value = getattr(report, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [f"{value} failed"] if value else []
+        if value:
+            return [str(v) for v in value]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Everything the gateway decides with, besides the publisher."""
+
+    secrets: Secrets
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    min_severity: str = DEFAULT_MIN_SEVERITY
+    default_environment: str = DEFAULT_ENVIRONMENT
+    mappings: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
+
+
+def _error(status: int, reason: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": reason, **extra}, status=status)
+
+
+def make_app(publisher: Publisher, config: GatewayConfig) -> web.Application:
+    """The aiohttp application; ``client_max_size`` enforces the body bound."""
+    app = web.Application(client_max_size=config.max_body_bytes)
+    counts: dict[str, int] = {"accepted": 0, "rejected": 0, "events": 0}
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "sources": list(SOURCES), **counts})
+
+    async def ingest(request: web.Request) -> web.Response:
+        source = request.match_info["source"]
+        if source not in ADAPTERS:
+            counts["rejected"] += 1
+            return _error(404, f"unknown source {source!r}", sources=list(SOURCES))
+        length = request.content_length
+        if length is not None and length > config.max_body_bytes:
+            counts["rejected"] += 1
+            return _error(413, f"body of {length} bytes exceeds {config.max_body_bytes}")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            counts["rejected"] += 1
+            return _error(413, f"body exceeds {config.max_body_bytes} bytes")
+        try:
+            how = verify(source, request.headers, body, config.secrets)
+        except SignatureError as exc:
+            counts["rejected"] += 1
+            log.warning("rejected %s delivery from %s: %s", source, request.remote, exc.detail)
+            return _error(401, exc.detail)
+        options = IngestOptions(
+            min_severity=config.min_severity,
+            default_environment=config.default_environment,
+            mapping=config.mappings.get(source, ()),
+            event_name=request.headers.get("X-GitHub-Event") if source == "github" else None,
+            received_at_ms=config.clock_ms(),
+        )
+        try:
+            payload = decode_payload(source, body)
+            conversion = ADAPTERS[source](payload, options)
+            events = [parse_event(e) for e in conversion.events]
+        except AdapterError as exc:
+            counts["rejected"] += 1
+            return _error(400, exc.detail, path=exc.path, source=source)
+        except ConfigError as exc:
+            counts["rejected"] += 1
+            return _error(400, str(exc), source=source)
+        try:
+            await publisher.publish(events)
+        except RelsecError as exc:
+            log.error("publishing %d %s event(s) failed: %s", len(events), source, exc)
+            return _error(503, f"could not publish: {exc}")
+        except Exception as exc:  # the broker client's own errors
+            log.exception("publishing %d %s event(s) failed", len(events), source)
+            return _error(503, f"could not publish: {type(exc).__name__}")
+        counts["accepted"] += 1
+        counts["events"] += len(events)
+        log.info(
+            "%s delivery (%s): %d event(s), %d skipped",
+            source,
+            how,
+            len(events),
+            len(conversion.skipped),
+        )
+        return web.json_response(
+            {
+                "accepted": len(events),
+                "event_ids": [e["event_id"] for e in conversion.events],
+                "skipped": list(conversion.skipped),
+            },
+            status=202,
+        )
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/v1/ingest/{source}", ingest)
+    return app
+
+
+async def serve(
+    publisher: Publisher,
+    config: GatewayConfig,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    ready: Callable[[str, int], None] | None = None,
+) -> None:
+    """Run the gateway until cancelled."""
+    runner = web.AppRunner(make_app(publisher, config), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = port
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        bound = server.sockets[0].getsockname()[1]
+    if ready is not None:
+        ready(host, bound)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
