@@ -8,6 +8,7 @@ header of Avro single-object encoding.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
 from fastavro.schema import to_parsing_canonical_form
@@ -38,7 +39,9 @@ def crc64_avro(data: bytes) -> int:
 
 
 def canonical_form(schema: dict[str, Any] | str) -> str:
-    """The Parsing Canonical Form of a schema given as JSON object or text."""
+    """The Parsing Canonical Form of a schema given as JSON object or as JSON text."""
+    if isinstance(schema, str):
+        schema = json.loads(schema)
     return str(to_parsing_canonical_form(schema))
 
 
