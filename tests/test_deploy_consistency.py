@@ -765,3 +765,173 @@ def test_the_wheel_builds_from_the_build_context_alone(tmp_path: Path) -> None:
     shipped_schemas = {n for n in names if n.startswith("schemas/") and n.endswith(".avsc")}
     repo_schemas = {p.relative_to(REPO).as_posix() for p in (REPO / "schemas").rglob("*.avsc")}
     assert repo_schemas and shipped_schemas == repo_schemas
+
+
+# ================================================= the compose broker, for real
+
+# Environment variables the apache/kafka image does not turn into broker properties
+# (docker/resources/common-scripts/kafka-propertiesSpec.json in apache/kafka).
+IMAGE_ENV_EXCLUDES = {
+    "KAFKA_VERSION",
+    "KAFKA_HEAP_OPT",
+    "KAFKA_LOG4J_OPTS",
+    "KAFKA_OPTS",
+    "KAFKA_JMX_OPTS",
+    "KAFKA_JVM_PERFORMANCE_OPTS",
+    "KAFKA_GC_LOG_OPTS",
+    "KAFKA_LOG4J_ROOT_LOGLEVEL",
+    "KAFKA_LOG4J_LOGGERS",
+    "KAFKA_TOOLS_LOG4J_LOGLEVEL",
+}
+
+
+def image_property_name(env_name: str) -> str:
+    """The apache/kafka image's renaming (its utility.go ConvertKey).
+
+    Drop ``KAFKA_``; ``_`` becomes ``.``, ``__`` becomes ``_``, ``___`` becomes ``-``.
+    """
+    key = env_name[len("KAFKA_") :]
+    key = re.sub(r"(?<=[^_])_(?=[^_])", ".", key)
+    return key.replace("___", "-").replace("__", "_").lower()
+
+
+def compose_broker_properties(ports: Mapping[int, int], log_dir: Path) -> dict[str, str]:
+    """server.properties the image would write for the compose ``kafka`` service.
+
+    Rewritten for this host only where it must be: the service's hostname and the
+    listeners' wildcard host become 127.0.0.1, container ports become free ports
+    (``ports``: container port → local port), the log dir a temporary directory.
+    """
+    props: dict[str, str] = {}
+    for name, value in compose_env("kafka").items():
+        if name.startswith("KAFKA_") and name not in IMAGE_ENV_EXCLUDES:
+            props[image_property_name(name)] = value
+
+    def rewrite(text: str) -> str:
+        def address(m: re.Match[str]) -> str:
+            return f"{m.group(1)}127.0.0.1:{ports[int(m.group(3))]}"
+
+        return re.sub(r"(//|@|^)(kafka|localhost|)?:(\d+)", address, text)
+
+    for key in ("listeners", "advertised.listeners", "controller.quorum.voters"):
+        props[key] = ",".join(rewrite(part) for part in props[key].split(","))
+    props["log.dirs"] = str(log_dir)
+    return props
+
+
+def answers(bootstrap: str) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    try:
+        return len(admin.list_topics(timeout=2).brokers) == 1
+    except Exception:
+        return False
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_compose_kafka_settings_boot_apache_kafka_and_topics_create_works(
+    tmp_path: Path,
+) -> None:
+    """The compose broker's settings, run by the pom's Kafka jars, then the `topics` service."""
+    import os
+    import time
+
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+
+    from streams.kafka.local import check_java, find_java, locate_kafka, pick_free_ports
+
+    assert image_property_name("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP") == (
+        "listener.security.protocol.map"
+    )
+    java = find_java()
+    check_java(java)
+    dist = locate_kafka(pom_kafka_version())
+    internal, controller, host = pick_free_ports(3)
+    props = compose_broker_properties({29092: internal, 9093: controller, 9092: host}, tmp_path)
+    assert props["process.roles"] == "broker,controller"
+    config = tmp_path / "server.properties"
+    config.write_text("".join(f"{k}={v}\n" for k, v in sorted(props.items())))
+    classpath = ["-cp", str(dist.libs_dir / "*"), f"-Dkafka.logs.dir={tmp_path}"]
+    env = compose_env("kafka")
+    fmt = subprocess.run(
+        [java, "-Xmx256m", *classpath, "kafka.tools.StorageTool", "format",
+         "-t", env["CLUSTER_ID"], "-c", str(config)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    log = (tmp_path / "broker.out").open("wb")
+    broker = subprocess.Popen(
+        [java, "-Xmx512m", *classpath, "kafka.Kafka", str(config)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        in_network = f"127.0.0.1:{internal}"
+        from_host = f"127.0.0.1:{host}"
+        deadline = time.monotonic() + 90
+        while not (answers(in_network) and answers(from_host)):
+            assert broker.poll() is None, (tmp_path / "broker.out").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the compose broker did not answer in 90 s"
+            time.sleep(0.5)
+
+        # The `topics` service: its command and environment, on the in-network listener.
+        service_env = {
+            **os.environ,
+            **compose_env("topics"),
+            "RELSEC_BOOTSTRAP_SERVERS": in_network,
+        }
+        argv = compose()["services"]["topics"]["command"]
+        created = subprocess.run(
+            [sys.executable, "-m", "streams.cli", *argv],
+            env=service_env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stdout + created.stderr
+        again = subprocess.run(
+            [sys.executable, "-m", "streams.cli", *argv],
+            env=service_env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert again.returncode == 0, "topics create must be idempotent (compose reruns it)"
+
+        # Seen from the host listener: the code's topics, with the code's settings.
+        from streams.kafka.topics import topic_specs
+
+        admin = AdminClient({"bootstrap.servers": from_host})
+        metadata = admin.list_topics(timeout=10)
+        specs = {s.name: s for s in topic_specs(Topics(), partitions=6, replication_factor=1)}
+        assert set(specs) <= set(metadata.topics)
+        for name, spec in specs.items():
+            assert len(metadata.topics[name].partitions) == spec.partitions
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in specs]
+        for resource, future in admin.describe_configs(resources).items():
+            live = {k: v.value for k, v in future.result(timeout=30).items()}
+            for key, value in specs[resource.name].config.items():
+                assert live[key] == value, f"{resource.name} {key}"
+
+        # A record produced from the host is read in the network (both listeners work).
+        topic = Topics().deploys
+        producer = Producer({"bootstrap.servers": from_host, "acks": "all"})
+        producer.produce(topic, key=b"svc", value=b"{}")
+        assert producer.flush(30) == 0
+        consumer = Consumer(
+            {"bootstrap.servers": in_network, "group.id": "deploy-test",
+             "auto.offset.reset": "earliest"}
+        )  # fmt: skip
+        consumer.subscribe([topic])
+        got = None
+        deadline = time.monotonic() + 60
+        while got is None and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                got = msg
+        consumer.close()
+        assert got is not None and got.key() == b"svc"
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait()
+        log.close()
