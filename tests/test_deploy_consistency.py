@@ -935,3 +935,45 @@ def test_compose_kafka_settings_boot_apache_kafka_and_topics_create_works(
             broker.kill()
             broker.wait()
         log.close()
+
+
+def healthcheck_argv(port: int) -> list[str]:
+    """The Dockerfile's HEALTHCHECK command, pointed at ``port`` instead of the image's."""
+    (health,) = docker_kw("HEALTHCHECK")
+    argv = health.exec_form()
+    _, image_port = web_port(docker_kw("CMD")[0].exec_form())
+    assert argv[0] == "python"
+    return [sys.executable, *[a.replace(f":{image_port}/", f":{port}/") for a in argv[1:]]]
+
+
+def test_the_healthcheck_command_passes_on_200_and_fails_otherwise() -> None:
+    import http.server
+    import threading
+
+    from streams.kafka.local import pick_free_ports
+
+    status = {"code": 200}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status["code"])
+            self.end_headers()
+            self.wfile.write(b'{"status": "OK"}')
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        argv = healthcheck_argv(server.server_address[1])
+        assert subprocess.run(argv, timeout=30, check=False).returncode == 0
+        status["code"] = 503
+        assert subprocess.run(argv, timeout=30, check=False, capture_output=True).returncode != 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    (closed,) = pick_free_ports(1)
+    nothing = subprocess.run(healthcheck_argv(closed), timeout=30, check=False, capture_output=True)
+    assert nothing.returncode != 0
