@@ -1,0 +1,163 @@
+"""The SIEM rendition of a relsec alert: an OCSF Detection Finding (class_uid 2004).
+
+``alert_to_ocsf(alert)`` takes the ``Alert.to_dict()`` shape and returns a plain
+JSON-ready dict following OCSF 1.5.0 (the schema version py-ocsf-models 0.10
+models; the tests validate against it). Mapping decisions (docs/schemas.md):
+
+* activity: a firing alert is ``Create`` (1), a retraction is ``Close`` (3);
+  ``type_uid`` = 2004 * 100 + activity_id.
+* status: firing -> ``New`` (1); retracted -> ``Other`` (99) with status
+  ``Retracted``: the pipeline withdrew the alert because a late event made its
+  condition false, which is neither a human review (Suppressed) nor a fix
+  (Resolved).
+* severity: info/low/medium/high/critical -> 1/2/3/4/5.
+* time: ``detected_at`` (when relsec decided); ``finding_info.first_seen_time``
+  / ``last_seen_time`` span the evidence's event times.
+* ``finding_info.uid`` is the ``alert_id``, so a SIEM correlates a firing and
+  its retraction; ``metadata.uid`` is unique per alert event (id + status).
+* resources: the service, with environment and release; evidences: one per
+  evidence event (in ``data``); remediation: the recommendation's text;
+  vulnerabilities: CVE ids named in the summary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import cache
+from importlib import metadata
+from typing import Any, Final
+
+from agents.model.timefmt import parse_rfc3339_ms
+
+OCSF_VERSION: Final = "1.5.0"
+CLASS_UID: Final = 2004
+CATEGORY_UID: Final = 2
+
+ACTIVITY_CREATE: Final = 1
+ACTIVITY_CLOSE: Final = 3
+_ACTIVITY_NAMES: Final = {ACTIVITY_CREATE: "Create", ACTIVITY_CLOSE: "Close"}
+
+STATUS_NEW: Final = 1
+STATUS_OTHER: Final = 99
+
+SEVERITY_IDS: Final = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
+_SEVERITY_NAMES: Final = {1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
+
+RULE_TITLES: Final = {
+    "rollback-to-flagged-release": "Rollback to a release with an active security flag",
+    "flagged-release-deployed": "Deploy of a release with an active security flag",
+    "redeploy-of-rolled-back-release": "Redeploy of a release rolled back during an incident",
+    "flag-raised-on-running-release": "Security flag raised on a running release",
+    "rollback-performed": "Rollback performed",
+    "release-flip-flop": "Release flip-flop",
+    "incident-on-flagged-release": "Incident on a release with an active security flag",
+    "security-change-during-incident": "Security team change during an open incident",
+}
+
+_CVE: Final = re.compile(r"\bCVE-\d{4}-\d{4,}\b")
+
+
+@cache
+def relsec_version() -> str:
+    """The installed relsec version (package metadata)."""
+    try:
+        return metadata.version("relsec")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _ms(value: Any) -> int:
+    return parse_rfc3339_ms(value) if isinstance(value, str) else int(value)
+
+
+def alert_to_ocsf(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """The OCSF Detection Finding of one alert event (``Alert.to_dict()`` shape)."""
+    status = alert["status"]
+    retracted = status == "retracted"
+    activity_id = ACTIVITY_CLOSE if retracted else ACTIVITY_CREATE
+    severity_id = SEVERITY_IDS.get(alert["severity"], 0)
+    rule = alert["rule"]
+    detected_ms = _ms(alert["detected_at"]) if alert.get("detected_at") else _ms(
+        alert["occurred_at"]
+    )
+    evidence = list(alert.get("evidence") or ())
+    evidence_ms = [_ms(e["occurred_at"]) for e in evidence] or [_ms(alert["occurred_at"])]
+    service, environment, release = alert["service"], alert["environment"], alert["release"]
+
+    finding_info: dict[str, Any] = {
+        "uid": alert["alert_id"],
+        "title": RULE_TITLES.get(rule, rule),
+        "desc": alert["summary"],
+        "types": [rule],
+        "analytic": {"name": rule, "uid": rule, "type_id": 1, "type": "Rule"},
+        "created_time": detected_ms,
+        "first_seen_time": min(evidence_ms),
+        "last_seen_time": max(evidence_ms),
+        "related_events": [{"uid": e["event_id"], "type": e["type"]} for e in evidence],
+        "data_sources": sorted({e["type"] for e in evidence}),
+    }
+    out: dict[str, Any] = {
+        "activity_id": activity_id,
+        "activity_name": _ACTIVITY_NAMES[activity_id],
+        "category_uid": CATEGORY_UID,
+        "category_name": "Findings",
+        "class_uid": CLASS_UID,
+        "class_name": "Detection Finding",
+        "type_uid": CLASS_UID * 100 + activity_id,
+        "type_name": f"Detection Finding: {_ACTIVITY_NAMES[activity_id]}",
+        "severity_id": severity_id,
+        "severity": _SEVERITY_NAMES.get(severity_id, "Unknown"),
+        "status_id": STATUS_OTHER if retracted else STATUS_NEW,
+        "status": "Retracted" if retracted else "New",
+        "time": detected_ms,
+        "message": alert["summary"],
+        "finding_info": finding_info,
+        "evidences": [
+            {
+                "name": e["type"],
+                "data": {
+                    "event_id": e["event_id"],
+                    "type": e["type"],
+                    "occurred_at": e["occurred_at"],
+                },
+            }
+            for e in evidence
+        ],
+        "resources": [
+            {
+                "type": "service",
+                "name": service,
+                "uid": f"{service}/{environment}",
+                "version": release,
+                "labels": [f"environment:{environment}", f"release:{release}"],
+                "data": {"service": service, "environment": environment, "release": release},
+            }
+        ],
+        "metadata": {
+            "version": OCSF_VERSION,
+            "uid": f"{alert['alert_id']}:{status}",
+            "correlation_uid": alert["alert_id"],
+            "product": {"name": "relsec", "vendor_name": "relsec", "version": relsec_version()},
+            "labels": [f"notify:{n}" for n in alert.get("notify") or ()],
+        },
+        "unmapped": {
+            "relsec": {
+                "rule": rule,
+                "status": status,
+                "trigger": alert.get("trigger", ""),
+                "occurred_at": alert["occurred_at"],
+                "notify": list(alert.get("notify") or ()),
+            }
+        },
+    }
+    if retracted:
+        out["status_detail"] = "retracted by relsec: a late event made the condition false"
+    rec = alert.get("recommendation")
+    if rec:
+        out["remediation"] = {"desc": rec["text"]}
+        out["unmapped"]["relsec"]["recommended_release"] = rec.get("release")
+    cves = list(dict.fromkeys(_CVE.findall(alert["summary"])))
+    if cves:
+        out["vulnerabilities"] = [{"cve": {"uid": c}} for c in cves]
+    return out
