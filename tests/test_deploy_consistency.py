@@ -542,7 +542,9 @@ def test_web_endpoint_is_bound_on_all_interfaces_in_containers_and_probed_on_one
     (expose,) = docker_kw("EXPOSE")
     assert expose.text.split("/")[0] == str(port)
     (health,) = docker_kw("HEALTHCHECK")
-    assert f"http://127.0.0.1:{port}/" in health.text
+    url = re.search(r"http://127\.0\.0\.1:(\d+)(/[^'\"]*)", health.text)
+    assert url and int(url.group(1)) == port
+    health_path = url.group(2)
     # compose
     worker = compose()["services"]["worker"]
     assert web_port(worker["command"]) == ("0.0.0.0", port)
@@ -553,6 +555,7 @@ def test_web_endpoint_is_bound_on_all_interfaces_in_containers_and_probed_on_one
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert named[container[probe]["httpGet"]["port"]] == port, probe
+        assert container[probe]["httpGet"]["path"] == health_path, probe
     (service,) = k8s_kind("Service")
     (service_port,) = service["spec"]["ports"]
     assert named[service_port["targetPort"]] == port
