@@ -79,7 +79,9 @@ def _final_active(alerts: Iterable[dict[str, Any]]) -> Counter[Row]:
 
 
 def _diff(got: Counter[Row], want: Counter[Row]) -> str:
-    return f"missing: {sorted((want - got).elements())}\nunexpected: {sorted((got - want).elements())}"
+    missing = sorted((want - got).elements())
+    unexpected = sorted((got - want).elements())
+    return f"missing: {missing}\nunexpected: {unexpected}"
 
 
 def _replay(scenario: Path, *, as_arrived: bool, spill_events: int = 500_000) -> tuple[
