@@ -1,0 +1,298 @@
+"""``relsec notify`` against a real Kafka broker and a local recording HTTP server.
+
+Alerts are produced to the alerts topic with the project codec; the sink
+delivers them, commits, and dead-letters what cannot be delivered.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from notify_helpers import Recorder
+
+from streams.codecs import make_codec
+from streams.kafka.clients import consumer_config, producer_config
+from streams.kafka.topics import create_topics
+from streams.notify.config import NotifyConfig, parse_config
+from streams.notify.deliver import Notifier
+from streams.notify.sink import NotifyReport, NotifySink, notify_group
+from streams.settings import Settings
+
+pytestmark = pytest.mark.kafka
+
+MakeAlert = Callable[..., dict[str, Any]]
+PARTITIONS = 3
+ROUTING_KEY = "pd-routing-key-kafka-test"
+HOOK_SECRET = "kafka-test-hook-secret"
+
+
+def config_text(rec: Recorder, initial_backoff_ms: int = 20) -> str:
+    return f"""
+[retry]
+max_attempts = 3
+initial_backoff_ms = {initial_backoff_ms}
+max_backoff_ms = {max(initial_backoff_ms, 100)}
+max_total_ms = 20000
+request_timeout_ms = 2000
+
+[[destination]]
+name = "pd-sre"
+type = "pagerduty"
+audiences = ["sre"]
+url = "{rec.base_url}/pd"
+routing_key_env = "NOTIFY_TEST_PD_KEY"
+
+[[destination]]
+name = "hook-security"
+type = "webhook"
+audiences = ["security"]
+url = "{rec.url("/hook")}"
+secret_env = "NOTIFY_TEST_HOOK_SECRET"
+"""
+
+
+ENV = {"NOTIFY_TEST_PD_KEY": ROUTING_KEY, "NOTIFY_TEST_HOOK_SECRET": HOOK_SECRET}
+
+
+def make_config(rec: Recorder, initial_backoff_ms: int = 20) -> NotifyConfig:
+    return parse_config(config_text(rec, initial_backoff_ms), env=ENV)
+
+
+def produce(settings: Settings, records: list[tuple[bytes | None, bytes]]) -> None:
+    producer = Producer(producer_config(settings))
+    for key, value in records:
+        producer.produce(settings.topics.alerts, key=key, value=value)
+    assert producer.flush(30) == 0
+
+
+def produce_alerts(settings: Settings, alerts: list[dict[str, Any]]) -> list[bytes]:
+    codec = make_codec(settings)
+    encoded = [codec.encode_alert(a) for a in alerts]
+    produce(
+        settings, [(a["alert_id"].encode(), raw) for a, raw in zip(alerts, encoded, strict=True)]
+    )
+    return encoded
+
+
+def run_once(
+    settings: Settings, config: NotifyConfig, stop: threading.Event | None = None
+) -> NotifyReport:
+    notifier = Notifier(config, stop=stop)
+    try:
+        return NotifySink(settings, notifier, stop=stop).run(once=True)
+    finally:
+        notifier.close()
+
+
+def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float = 20.0) -> list[Any]:
+    consumer = Consumer(consumer_config(settings))
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        parts = [TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions]
+        consumer.assign(parts)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and len(out) < expected:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                out.append(msg)
+        # a little longer, to see anything beyond what was expected
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                out.append(msg)
+        return out
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def topics(kafka_settings: Settings) -> Settings:
+    create_topics(kafka_settings, partitions=PARTITIONS)
+    return kafka_settings
+
+
+def test_alerts_are_delivered_once_and_a_second_run_sends_nothing(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert
+) -> None:
+    settings = topics
+    alerts = [
+        make_alert(trigger=f"deploy-{i}", notify=["sre", "security"] if i % 2 else ["sre"])
+        for i in range(8)
+    ]
+    retraction = make_alert(trigger="deploy-0", notify=["sre"], status="retracted")
+    produce_alerts(settings, [*alerts, retraction])
+
+    report = run_once(settings, make_config(recorder))
+    assert report.records == 9
+    pd = [r.json() for r in recorder.on("/pd/v2/enqueue")]
+    hooks = [r.json() for r in recorder.on("/hook")]
+    assert len(pd) == 9 and len(hooks) == 4
+    assert report.deliveries == 13 and report.dead_lettered == 0
+    assert sorted(e["dedup_key"] for e in pd if e["event_action"] == "trigger") == sorted(
+        a["alert_id"] for a in alerts
+    )
+    # the retraction resolves the first alert, after its trigger (same key, same partition)
+    keyed = [
+        (e["event_action"], e["dedup_key"]) for e in pd if e["dedup_key"] == alerts[0]["alert_id"]
+    ]
+    assert keyed == [("trigger", alerts[0]["alert_id"]), ("resolve", alerts[0]["alert_id"])]
+    assert {h["alert_id"] for h in hooks} == {a["alert_id"] for a in alerts[1::2]}
+
+    again = run_once(settings, make_config(recorder))
+    assert again.records == 0 and again.deliveries == 0
+    assert len(recorder.requests) == 13
+
+    late = make_alert(trigger="deploy-late", notify=["security"])
+    produce_alerts(settings, [late])
+    third = run_once(settings, make_config(recorder))
+    assert third.records == 1 and third.deliveries == 1
+    assert recorder.on("/hook")[-1].json() == late
+    assert len(recorder.requests) == 14
+
+
+def test_a_failing_destination_ends_in_the_dead_letter_topic(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert
+) -> None:
+    settings = topics
+    recorder.script("/hook", *[(503, {}, b"unavailable")] * 3)
+    alert = make_alert(trigger="deploy-dl", notify=["sre", "security"])
+    (raw,) = produce_alerts(settings, [alert])
+
+    report = run_once(settings, make_config(recorder))
+    assert report.records == 1 and report.deliveries == 1 and report.dead_lettered == 1
+    assert len(recorder.on("/hook")) == 3  # max_attempts
+    assert len(recorder.on("/pd/v2/enqueue")) == 1
+
+    (dl_msg,) = read_topic(settings, settings.topics.dlq, expected=1)
+    dl = make_codec(settings).decode_dead_letter(dl_msg.value())
+    assert dl["reason"] == "delivery_failed"
+    assert dl["value"] == raw
+    assert dl["key"] == alert["alert_id"].encode()
+    assert dl_msg.key() == alert["alert_id"].encode()
+    assert dl["topic"] == settings.topics.alerts
+    (alert_msg,) = read_topic(settings, settings.topics.alerts, expected=1)
+    assert (dl["partition"], dl["offset"]) == (alert_msg.partition(), alert_msg.offset())
+    assert "hook-security" in dl["detail"] and "503" in dl["detail"]
+    assert recorder.url("/hook") not in dl["detail"]
+    assert HOOK_SECRET not in dl["detail"]
+
+    # dead-lettered counts as done: the next run resends nothing
+    again = run_once(settings, make_config(recorder))
+    assert again.records == 0
+    assert len(recorder.on("/hook")) == 3
+
+
+def test_undecodable_records_are_dead_lettered_and_tombstones_skipped(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert
+) -> None:
+    settings = topics
+    alert = make_alert(trigger="deploy-ok", notify=["sre"])
+    produce(settings, [(b"k1", b"\x07garbage"), (b"k2", b'{"alert_id": "x"}')])
+    produce(settings, [(b"k3", None)])  # type: ignore[list-item]
+    produce_alerts(settings, [alert])
+
+    report = run_once(settings, make_config(recorder))
+    assert report.records == 4 and report.rejected == 2 and report.tombstones == 1
+    assert report.deliveries == 1
+    dls = read_topic(settings, settings.topics.dlq, expected=2)
+    codec = make_codec(settings)
+    by_key = {m.key(): codec.decode_dead_letter(m.value()) for m in dls}
+    assert set(by_key) == {b"k1", b"k2"}
+    assert by_key[b"k1"]["reason"] == "undecodable" and by_key[b"k1"]["value"] == b"\x07garbage"
+    assert by_key[b"k2"]["reason"] == "validation"
+
+
+def test_a_record_cut_short_by_a_stop_is_delivered_by_the_next_run(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert
+) -> None:
+    settings = topics
+    recorder.script("/pd/v2/enqueue", (503, {}, b""))
+    alert = make_alert(trigger="deploy-stop", notify=["sre"])
+    produce_alerts(settings, [alert])
+    stop = threading.Event()
+
+    def stop_after_first_attempt() -> None:
+        deadline = time.monotonic() + 30
+        while not recorder.on("/pd/v2/enqueue") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stop.set()
+
+    threading.Thread(target=stop_after_first_attempt, daemon=True).start()
+    first = run_once(settings, make_config(recorder, initial_backoff_ms=5000), stop=stop)
+    assert first.deliveries == 0 and first.dead_lettered == 0
+    assert len(recorder.on("/pd/v2/enqueue")) == 1
+
+    second = run_once(settings, make_config(recorder))
+    assert second.records == 1 and second.deliveries == 1
+    events = [r.json() for r in recorder.on("/pd/v2/enqueue")]
+    assert [e["dedup_key"] for e in events] == [alert["alert_id"]] * 2
+    assert read_topic(settings, settings.topics.dlq, expected=0, timeout_s=1) == []
+
+
+def test_cli_once_delivers_and_keeps_secrets_out_of_its_output(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert, tmp_path: Path
+) -> None:
+    settings = topics
+    config_file = tmp_path / "notify.toml"
+    config_file.write_text(config_text(recorder), encoding="utf-8")
+    alerts = [make_alert(trigger=f"cli-{i}", notify=["sre", "security"]) for i in range(3)]
+    produce_alerts(settings, alerts)
+    env = dict(os.environ, **ENV)
+    cmd = [
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "notify",
+        "--config",
+        str(config_file),
+        "--once",
+        "--bootstrap-servers",
+        settings.bootstrap_servers,
+        "--topic-prefix",
+        settings.topics.prefix,
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("notify: 3 records, 6 delivered, 0 dead-lettered")
+    assert ROUTING_KEY not in proc.stderr + proc.stdout
+    assert HOOK_SECRET not in proc.stderr + proc.stdout
+    assert len(recorder.on("/pd/v2/enqueue")) == 3 and len(recorder.on("/hook")) == 3
+
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("notify: 0 records")
+    assert len(recorder.requests) == 6
+    assert committed_total(settings, notify_group(settings)) == 3
+
+
+def committed_total(settings: Settings, group: str) -> int:
+    """The sum over the alerts topic's partitions of ``group``'s committed offsets."""
+    consumer = Consumer(consumer_config(settings, group_id=group))
+    try:
+        topic = settings.topics.alerts
+        meta = consumer.list_topics(topic, timeout=10)
+        parts = [TopicPartition(topic, p) for p in meta.topics[topic].partitions]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
+def test_missing_alerts_topic_is_a_clear_error(
+    kafka_settings: Settings, recorder: Recorder
+) -> None:
+    from agents.errors import TopicError
+
+    with pytest.raises(TopicError, match="does not exist"):
+        run_once(kafka_settings, make_config(recorder))
