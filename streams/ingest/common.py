@@ -321,7 +321,7 @@ class Names:
         where = tried[0] if tried else "$"
         raise self.reader.error(
             where,
-            f"is missing: no {name} found (tried {', '.join(tried) or 'nothing'}); "
+            f"no {name} found (looked at {', '.join(tried) or 'nothing'}); "
             f"pass --{name.replace('_', '-')} or --map {name}=<$.json.path>",
         )
 

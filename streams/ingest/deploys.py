@@ -223,11 +223,11 @@ def argocd(payload: Any, options: IngestOptions) -> Conversion:
     Terminating) give no event. Defaults: service = ``application``; environment =
     ``namespace`` (the destination namespace); release = the tag (else digest) of the
     image whose name equals the application, else of the first image, else the sync
-    ``revision``; previous_release = the revision of the history entry before the last
+    ``revision``; previous_release = the revision of the history entry before this sync
     when release comes from the revision; action = ``rollback`` when the label
     ``relsec.io/action`` says so, or when the synced revision equals the revision of a
-    history entry older than the immediately previous one (a return to an earlier
-    release), else ``deploy``. occurred_at = ``finished_at``; event_id = hash of
+    history entry older than the one running before (a return to an earlier release),
+    else ``deploy``. occurred_at = ``finished_at``; event_id = hash of
     (application, finished_at, revision, phase). Named values for ``--map``:
     ``application``, ``project``, ``namespace``, ``server``, ``image_tag``,
     ``image_digest``, ``revision``, ``short_revision``, ``label:<key>``.
@@ -281,8 +281,11 @@ def argocd(payload: Any, options: IngestOptions) -> Conversion:
     )
     release = names.pick("release")
     history = [h for h in reader.list("$.history", required=False) if isinstance(h, Mapping)]
-    earlier = [h.get("revision") for h in history[:-2]]
-    previous_revision = history[-2].get("revision") if len(history) >= 2 else None
+    # Argo CD appends a successful sync to the history before notifying; a failed one is not there
+    if history and status == "succeeded" and history[-1].get("revision") == revision:
+        history = history[:-1]
+    earlier = [h.get("revision") for h in history[:-1]]
+    previous_revision = history[-1].get("revision") if history else None
     label_action = str(labels.get("relsec.io/action", "")).lower()
     rollback = label_action == "rollback" or (
         label_action != "deploy"

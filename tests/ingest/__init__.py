@@ -1,0 +1,1 @@
+"""Tests of relsec ingest: adapters, signatures, gateway, CLI."""
