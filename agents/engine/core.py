@@ -55,12 +55,17 @@ class EngineConfig:
     max_future_ms: int = MAX_FUTURE_MS
     alert_memory_ms: int = 90 * MS_PER_DAY
     max_release_candidates: int = 16
+    prune_every_events: int | None = PRUNE_EVERY_EVENTS
+    """Prune after this many events left the log; ``None`` never prunes (a test hook:
+    pruning must not change any outcome, so tests compare never against always)."""
 
     def __post_init__(self) -> None:
         if self.allowed_lateness_ms < 0:
             raise ValueError("allowed_lateness_ms must be >= 0")
         if self.max_future_ms < 0:
             raise ValueError("max_future_ms must be >= 0")
+        if self.prune_every_events is not None and self.prune_every_events < 1:
+            raise ValueError("prune_every_events must be >= 1 or None")
         if self.max_release_candidates < 1:
             raise ValueError("max_release_candidates must be >= 1")
 
@@ -98,9 +103,9 @@ class ServiceEngine:
     """The engine for one service: its base, log and head."""
 
     __slots__ = (
+        "_finalized_since_prune",
         "_ids",
         "_log",
-        "_finalized_since_prune",
         "_owner",
         "base",
         "config",
@@ -251,11 +256,14 @@ class ServiceEngine:
         if done:
             del log[:done]
             self._finalized_since_prune += done
-            if self._finalized_since_prune >= PRUNE_EVERY_EVENTS:
+            every = self.config.prune_every_events
+            if every is not None and self._finalized_since_prune >= every:
                 self.prune(frontier)
 
     def prune(self, frontier_ms: int) -> None:
-        """Drop state no evaluation at or after ``frontier_ms`` can need (never changes outcomes)."""
+        """Drop state no evaluation at or after ``frontier_ms`` can need.
+
+        Pruning never changes an outcome."""
         cfg = self.config
         self._finalized_since_prune = 0
         for state in (self.base, self.head):
@@ -276,7 +284,11 @@ class ServiceEngine:
 
     def to_bytes(self) -> bytes:
         """The service's state as bytes: base, the logged events and the newest event time."""
-        if self.max_seen_ms is not None and self._finalized_since_prune:
+        if (
+            self.max_seen_ms is not None
+            and self._finalized_since_prune
+            and self.config.prune_every_events is not None
+        ):
             self.prune(lateness_frontier(self.max_seen_ms, self.config.allowed_lateness_ms))
         obj: dict[str, Any] = {
             "v": STATE_FORMAT_VERSION,
