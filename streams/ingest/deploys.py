@@ -193,6 +193,26 @@ def _opt_text(value: Any) -> str | None:
 # --- Argo CD -------------------------------------------------------------------------
 
 ARGOCD_SCHEMA: Final = "relsec.argocd/v1"
+#: The fields of relsec's Argo CD template body, all of which the adapter reads.
+ARGOCD_BODY_FIELDS: Final = frozenset(
+    {
+        "schema",
+        "application",
+        "project",
+        "namespace",
+        "server",
+        "labels",
+        "phase",
+        "message",
+        "started_at",
+        "finished_at",
+        "revision",
+        "sync_revision",
+        "images",
+        "initiated_by",
+        "history",
+    }
+)
 ARGOCD_PHASES: Final[dict[str, str]] = {
     "Succeeded": "succeeded",
     "Failed": "failed",
