@@ -31,6 +31,7 @@ AUDIENCES: Final = ("sre", "security")
 
 DEFAULT_PAGERDUTY_URL: Final = "https://events.pagerduty.com"
 DEFAULT_SIGNATURE_HEADER: Final = "X-Relsec-Signature-256"
+LINK_FIELDS: Final = ("alert_id", "rule", "service", "environment", "release", "severity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,5 +319,13 @@ def _parse_links(raw: Any, where: str) -> tuple[Link, ...]:
         href, text = item["href"], item.get("text", item["href"])
         if not isinstance(href, str) or not isinstance(text, str):
             raise ConfigError(f"{where}: link 'href' and 'text' must be strings")
+        for template in (href, text):
+            try:
+                template.format_map(dict.fromkeys(LINK_FIELDS, "x"))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ConfigError(
+                    f"{where}: link template {template!r}: {type(exc).__name__} {exc} "
+                    f"(placeholders: {', '.join('{' + f + '}' for f in LINK_FIELDS)})"
+                ) from None
         links.append(Link(href=href, text=text))
     return tuple(links)

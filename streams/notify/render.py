@@ -19,8 +19,9 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import quote
 
-from streams.notify.config import Link
+from streams.notify.config import LINK_FIELDS, Link
 
 # relsec severity -> PagerDuty Events v2 severity (critical, error, warning, info).
 PAGERDUTY_SEVERITY: Final[Mapping[str, str]] = {
@@ -126,11 +127,11 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _link_fields(alert: Mapping[str, Any]) -> dict[str, str]:
-    return {
-        key: str(alert.get(key) or "")
-        for key in ("alert_id", "rule", "service", "environment", "release", "severity")
-    }
+def _link_fields(alert: Mapping[str, Any], url_quoted: bool) -> dict[str, str]:
+    values = {key: str(alert.get(key) or "") for key in LINK_FIELDS}
+    if url_quoted:
+        values = {key: quote(value, safe="") for key, value in values.items()}
+    return values
 
 
 def pagerduty_event(
@@ -179,9 +180,9 @@ def pagerduty_event(
     }
     if alert.get("occurred_at"):
         payload["timestamp"] = alert["occurred_at"]
-    fields = _link_fields(alert)
+    in_url, in_text = _link_fields(alert, url_quoted=True), _link_fields(alert, url_quoted=False)
     rendered = [
-        {"href": link.href.format_map(fields), "text": link.text.format_map(fields)}
+        {"href": link.href.format_map(in_url), "text": link.text.format_map(in_text)}
         for link in links
     ]
     rendered += [{"href": url, "text": i} for i in ids if (url := advisory_url(i))]

@@ -258,8 +258,8 @@ class NotifySink:
             alert = self.codec.decode_alert(raw)
         except DecodeError as exc:
             return None, exc.reason, exc.detail
-        except (RelsecError, ValueError) as exc:
-            return None, "undecodable", str(exc)
+        except Exception as exc:  # a codec bug or exotic input must not stop the sink
+            return None, "undecodable", f"{type(exc).__name__}: {exc}"
         try:
             if not isinstance(alert, dict):
                 raise TypeError(f"decoded to {type(alert).__name__}, not an object")

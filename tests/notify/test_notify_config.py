@@ -195,3 +195,12 @@ def test_min_severity_filters_and_retraction_routes_like_the_firing(make_alert: 
         retracted = make_alert(notify=["security"], severity=severity, status="retracted")
         assert _names(route(firing, dests)) == expected
         assert _names(route(retracted, dests)) == expected
+
+
+def test_link_templates_with_unknown_placeholders_are_rejected() -> None:
+    text = (
+        '[[destination]]\nname = "p"\ntype = "pagerduty"\naudiences = ["sre"]\n'
+        'routing_key_env = "PD_SRE"\nlinks = [{ href = "https://x.example/{team}" }]\n'
+    )
+    with pytest.raises(ConfigError, match=r"\{team\}.*placeholders"):
+        parse_config(text, env=ENV)

@@ -198,3 +198,11 @@ def test_every_severity_renders_everywhere(make_alert: MakeAlert, severity: str)
     alert = make_alert(severity=severity)
     assert pagerduty_event(alert, "k")["payload"]["severity"] in PD_SEVERITIES
     assert severity.upper() in slack_message(alert)["text"]
+
+
+def test_link_placeholders_are_url_quoted_in_href_only(make_alert: MakeAlert) -> None:
+    alert = make_alert(service="pay ments&co")
+    links = (Link("https://dash.example/?svc={service}", "Dashboard of {service}"),)
+    first = pagerduty_event(alert, "k", links)["links"][0]
+    assert first["href"] == "https://dash.example/?svc=pay%20ments%26co"
+    assert first["text"] == "Dashboard of pay ments&co"
