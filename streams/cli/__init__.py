@@ -17,6 +17,7 @@ from agents.errors import RelsecError
 
 COMMAND_MODULES = (
     "streams.cli.replay",
+    "streams.cli.pipeline",
     "streams.cli.notify",
     "streams.cli.ingest",
     "streams.cli.kafka",

@@ -1,0 +1,76 @@
+"""Reading the alerts topic: from its beginning to its current end, or following it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from agents.errors import DecodeError, RelsecError
+from streams.codecs import make_codec
+from streams.kafka.clients import consumer_config
+from streams.settings import Settings
+
+
+def read_alerts(
+    settings: Settings, follow: bool = False, poll_timeout_s: float = 0.5,
+    metadata_timeout_s: float = 10.0,
+) -> Iterator[dict[str, Any]]:
+    """Alert dicts in topic order (per partition); stops at the end unless ``follow``."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+    codec = make_codec(settings)
+    topic = settings.topics.alerts
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            group_id=f"relsec-alerts-reader-{uuid.uuid4().hex[:8]}",
+            **{"enable.auto.commit": False, "auto.offset.reset": "earliest"},
+        )
+    )
+    try:
+        try:
+            metadata = consumer.list_topics(topic, timeout=metadata_timeout_s)
+        except KafkaException as exc:
+            raise RelsecError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+        info = metadata.topics.get(topic)
+        if info is None or info.error is not None or not info.partitions:
+            raise RelsecError(f"topic {topic} does not exist (run `relsec topics create`)")
+        partitions = sorted(info.partitions)
+        ends: dict[int, int] = {}
+        for p in partitions:
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=metadata_timeout_s
+            )
+            ends[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        remaining = {p for p in partitions if ends[p] > 0}
+        while follow or remaining:
+            msg = consumer.poll(poll_timeout_s)
+            if msg is None:
+                continue
+            if msg.error():
+                raise RelsecError(f"reading {topic}: {msg.error()}")
+            p, offset = msg.partition(), msg.offset()
+            if not follow and offset + 1 >= ends[p]:
+                remaining.discard(p)
+            value = msg.value()
+            if value is None:
+                continue
+            try:
+                yield codec.decode_alert(value)
+            except DecodeError as exc:
+                raise RelsecError(f"{topic}[{p}]@{offset}: {exc}") from None
+    finally:
+        consumer.close()
+
+
+def active_alerts(alerts: Iterator[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The final active set: the last record per alert_id, retracted ones removed."""
+    active: dict[str, dict[str, Any]] = {}
+    for alert in alerts:
+        if alert["status"] == "firing":
+            active[alert["alert_id"]] = alert
+        else:
+            active.pop(alert["alert_id"], None)
+    return active

@@ -1,0 +1,271 @@
+"""``relsec worker``, ``relsec publish``, ``relsec alerts`` and ``relsec demo``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agents.errors import ConfigError, RelsecError
+from agents.model.events import Event
+from streams.cli import add_kafka_options
+from streams.settings import Settings
+
+SEED_STORY = Path(__file__).resolve().parent.parent / "data" / "seed-story.jsonl"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.resolve(
+        bootstrap_servers=args.bootstrap_servers,
+        topic_prefix=args.topic_prefix,
+        allowed_lateness=getattr(args, "allowed_lateness", None),
+    )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    w = sub.add_parser("worker", help="run the stream agents (Faust worker)")
+    add_kafka_options(w)
+    w.add_argument("--allowed-lateness", default=None, help="default $RELSEC_ALLOWED_LATENESS or 24h")
+    w.add_argument("--web-host", default="127.0.0.1", help="metrics/health bind address (default 127.0.0.1)")
+    w.add_argument("--web-port", type=int, default=6066)
+    w.add_argument("--store", choices=("memory", "rocksdb"), default="memory",
+                   help="table store (rocksdb needs rocksdict; default memory, rebuilt from the changelog)")
+    w.add_argument("--data-dir", default=None, help="Faust data directory (tables' local state)")
+    w.add_argument("--exactly-once", action="store_true", help="Kafka transactions (processing_guarantee=exactly_once)")
+    w.add_argument("--replication-factor", type=int, default=None,
+                   help="replication of the state changelog topic (default: min(3, brokers))")
+    w.add_argument("--merge-idle-ms", type=int, default=2000,
+                   help="longest wait for a silent input partition in the event-time merge")
+    w.add_argument("--loglevel", default="warning")
+    w.set_defaults(func=run_worker)
+
+    p = sub.add_parser("publish", help="publish JSONL events to the input topics")
+    add_kafka_options(p)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any line was invalid")
+    p.set_defaults(func=run_publish)
+
+    a = sub.add_parser("alerts", help="print the alerts topic as JSON lines (to its end, or --follow)")
+    add_kafka_options(a)
+    a.add_argument("--follow", action="store_true", help="keep printing new alerts")
+    a.add_argument("--format", choices=("json", "ocsf"), default="json")
+    a.add_argument("--active", action="store_true",
+                   help="print only the final active set (last record per alert, no retracted)")
+    a.set_defaults(func=run_alerts)
+
+    d = sub.add_parser("demo", help="from nothing to alerts: local Kafka, topics, worker, the seed story")
+    add_kafka_options(d)
+    d.add_argument("--file", default=str(SEED_STORY), help="events to publish (default: the seed story)")
+    d.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the alerts")
+    d.add_argument("--keep", action="store_true", help="leave Kafka running at the end")
+    d.set_defaults(func=run_demo)
+
+
+# -- worker --------------------------------------------------------------------
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from streams.kafka.topics import input_partitions
+    from streams.pipeline.app import WorkerOptions, run_worker as start
+
+    settings = _settings(args)
+    partitions = input_partitions(settings)
+    replication = args.replication_factor
+    if replication is None:
+        from streams.kafka.clients import admin_config
+        from confluent_kafka.admin import AdminClient
+
+        brokers = len(AdminClient(admin_config(settings)).list_topics(timeout=10).brokers)
+        replication = max(1, min(3, brokers))
+    store = "memory://"
+    if args.store == "rocksdb":
+        store = "rocksdb://"
+    options = WorkerOptions(
+        partitions=partitions,
+        replication_factor=replication,
+        store=store,
+        web_host=args.web_host,
+        web_port=args.web_port,
+        merge_idle_ms=args.merge_idle_ms,
+        exactly_once=args.exactly_once,
+        data_dir=args.data_dir,
+    )
+    print(
+        f"relsec worker: group {settings.topics.consumer_group} on {settings.bootstrap_servers}, "
+        f"{partitions} partitions, metrics on http://{args.web_host}:{args.web_port}/metrics",
+        file=sys.stderr,
+    )
+    start(settings, options, loglevel=args.loglevel)
+    return 0
+
+
+# -- publish -------------------------------------------------------------------
+
+
+def _read_events(paths: list[str], strict_counts: dict[str, int]) -> list[Event]:
+    from streams.replay import DeadLetter, decode_line, read_lines
+
+    events: list[Event] = []
+    for line in read_lines(paths):
+        strict_counts["read"] += 1
+        decoded = decode_line(line)
+        if isinstance(decoded, DeadLetter):
+            strict_counts["invalid"] += 1
+            print(f"relsec publish: {decoded.message()}", file=sys.stderr)
+        else:
+            events.append(decoded)
+    return events
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from streams.publish import publish_events
+
+    settings = _settings(args)
+    counts = {"read": 0, "invalid": 0}
+    events = _read_events(args.files, counts)
+    report = publish_events(settings, events)
+    for event_id, reason in report.failed:
+        print(f"relsec publish: event {event_id}: not delivered: {reason}", file=sys.stderr)
+    print(
+        f"relsec publish: read={counts['read']} invalid={counts['invalid']} "
+        f"delivered={report.delivered} failed={len(report.failed)}",
+        file=sys.stderr,
+    )
+    if report.failed:
+        return 1
+    return 1 if args.strict and counts["invalid"] else 0
+
+
+# -- alerts --------------------------------------------------------------------
+
+
+def run_alerts(args: argparse.Namespace) -> int:
+    from streams.alerts_reader import active_alerts, read_alerts
+    from streams.ocsf import alert_to_ocsf
+
+    settings = _settings(args)
+    out = sys.stdout.buffer
+    stream = read_alerts(settings, follow=args.follow)
+    alerts: Any = active_alerts(stream).values() if args.active and not args.follow else stream
+    for alert in alerts:
+        doc = alert_to_ocsf(alert) if args.format == "ocsf" else alert
+        out.write(orjson.dumps(doc))
+        out.write(b"\n")
+        if args.follow:
+            out.flush()
+    return 0
+
+
+# -- demo ----------------------------------------------------------------------
+
+
+def _say(message: str) -> None:
+    print(f"relsec demo: {message}", file=sys.stderr, flush=True)
+
+
+def _expected_alerts(path: str) -> dict[str, dict[str, Any]]:
+    """What replay says the events must produce (the demo checks Kafka against it)."""
+    from streams.replay import Replayer, make_engine, read_lines, replay_sorted
+
+    expected: dict[str, dict[str, Any]] = {}
+
+    def keep(alert: Any) -> None:
+        expected[alert.alert_id] = alert.to_dict()
+
+    replayer = Replayer(make_engine(False, 0), lambda: time.time_ns() // 1_000_000, keep, lambda _: None)
+    replay_sorted(read_lines([path]), replayer)
+    return expected
+
+
+def render_table(alerts: list[dict[str, Any]]) -> str:
+    rows = [("SEVERITY", "RULE", "WHERE", "RELEASE", "RECOMMENDATION")]
+    order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+    for a in sorted(alerts, key=lambda a: (a["occurred_at"], order[a["severity"]], a["rule"])):
+        rec = a.get("recommendation")
+        advice = (rec["release"] and f"move to {rec['release']}") or ("coordinate a roll-forward fix" if rec else "-")
+        rows.append((a["severity"], a["rule"], f"{a['service']}/{a['environment']}", a["release"], advice))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    out = "\n".join(lines)
+    summaries = "\n".join(f"  * {a['summary']}" for a in alerts)
+    return f"{out}\n\n{summaries}"
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from streams.alerts_reader import active_alerts, read_alerts
+    from streams.kafka.local import LocalKafka, default_state_dir, pick_free_ports
+    from streams.kafka.topics import create_topics
+    from streams.publish import publish_events
+
+    expected = _expected_alerts(args.file)
+    kafka: LocalKafka | None = None
+    worker: subprocess.Popen[bytes] | None = None
+    state_dir = default_state_dir("demo")
+    try:
+        if args.bootstrap_servers or os.environ.get("RELSEC_BOOTSTRAP_SERVERS"):
+            bootstrap = args.bootstrap_servers or os.environ["RELSEC_BOOTSTRAP_SERVERS"]
+            _say(f"using Kafka at {bootstrap}")
+        else:
+            _say("starting a local Apache Kafka (KRaft) on 127.0.0.1 (first run downloads it from Maven Central)")
+            kafka = LocalKafka(state_dir, brokers=1, port=pick_free_ports(1)[0], log=_say)
+            bootstrap = kafka.up()
+            _say(f"Kafka ready at {bootstrap}")
+        prefix = args.topic_prefix or f"relsec-demo-{int(time.time())}."
+        settings = Settings.resolve(bootstrap_servers=bootstrap, topic_prefix=prefix)
+        create_topics(settings, partitions=3)
+        _say(f"topics created under prefix {prefix!r}")
+        web_port = pick_free_ports(1)[0]
+        log_path = Path(state_dir) / "worker.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--bootstrap-servers", bootstrap,
+             "--topic-prefix", prefix, "--web-port", str(web_port), "--loglevel", "warning"],
+            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        )
+        _say(f"worker started (pid {worker.pid}, log {log_path})")
+        with open(args.file, "rb") as handle:
+            count = sum(1 for line in handle if line.strip())
+        from streams.replay import decode_line, read_lines
+
+        events = [e for e in (decode_line(line) for line in read_lines([args.file])) if isinstance(e, Event)]
+        report = publish_events(settings, events)
+        if not report.ok:
+            raise RelsecError(f"publishing failed: {report.failed[:3]}")
+        _say(f"published {report.delivered} of {count} events from {args.file}")
+        deadline = time.monotonic() + args.timeout
+        active: dict[str, dict[str, Any]] = {}
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise RelsecError(f"the worker exited with {worker.returncode}; see {log_path}")
+            active = active_alerts(read_alerts(settings))
+            if set(active) == set(expected):
+                break
+            _say(f"waiting for alerts: {len(active)} of {len(expected)}")
+            time.sleep(1.0)
+        else:
+            raise RelsecError(
+                f"only {len(active)} of {len(expected)} alerts arrived in {args.timeout:.0f} s; see {log_path}"
+            )
+        print(render_table(list(active.values())))
+        _say(f"{len(active)} alerts on {settings.topics.alerts}, the same set `relsec replay` computes")
+        return 0
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            _say("worker stopped")
+        if kafka is not None and not args.keep:
+            kafka.down(purge=True)
+            _say("Kafka stopped")

@@ -1,0 +1,306 @@
+"""The Faust app: one agent over the three co-partitioned input topics, state in a Table.
+
+Flow for each input record: stage one of the :class:`Processor` (decode,
+validate, partition check) runs on arrival; valid events wait in the
+:class:`~streams.pipeline.merge.PartitionMerge` of their partition; released
+events go through the engine in batches. For a batch, every output record is
+sent and its delivery awaited, then the touched services' states are written
+to the table (whose changelog topic restores them on restart or rebalance),
+and only then are the input records acked. Faust commits acked offsets after
+flushing its producer, so an offset is never committed before the record's
+effects were produced (at-least-once; alert ids are deterministic, so a
+redelivery re-sends the same alert ids).
+
+Faust settings that matter here: agent concurrency 1 (upstream #606), acks
+taken over by us (``noack``), ``stream_wait_empty=False`` (records held in the
+merge are never acked before a rebalance; they are redelivered to the new
+owner), web server bound to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agents.engine import EngineConfig
+from streams.codecs import make_codec
+from streams.kafka.clients import ssl_context
+from streams.pipeline.merge import PartitionMerge
+from streams.pipeline.metrics import PipelineMetrics
+from streams.pipeline.processor import Admitted, InputRecord, Output, Processor
+from streams.settings import Settings
+
+log = logging.getLogger("relsec.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How the worker runs; units in the names."""
+
+    partitions: int = 6
+    replication_factor: int = 1
+    store: str = "memory://"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    merge_idle_ms: int = 2_000
+    batch_records: int = 500
+    drain_interval_ms: int = 100
+    exactly_once: bool = False
+    data_dir: str | None = None
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{hp.strip()}" for hp in bootstrap.split(",") if hp.strip()]
+
+
+def _credentials(settings: Settings) -> Any:
+    sec = settings.security
+    if sec.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=sec.sasl_username,
+            password=sec.sasl_password,
+            mechanism=sec.sasl_mechanism,
+            ssl_context=ssl_context(sec) if sec.uses_tls() else None,
+        )
+    if sec.uses_tls():
+        return faust.SSLCredentials(ssl_context(sec))
+    return None
+
+
+class Runtime:
+    """The worker's mutable parts: merges per partition, the processor, acks."""
+
+    def __init__(self, app: faust.App, settings: Settings, options: WorkerOptions) -> None:
+        self.app = app
+        self.settings = settings
+        self.options = options
+        self.metrics = PipelineMetrics()
+        self.table: Any = None
+        self.stream: Any = None
+        self.processor = Processor(
+            settings.topics,
+            make_codec(settings),
+            EngineConfig(allowed_lateness_ms=settings.allowed_lateness_ms),
+            options.partitions,
+            self._load_state,
+            wall_ms,
+            self.metrics,
+        )
+        self.merges: dict[int, PartitionMerge[tuple[Any, Admitted]]] = {}
+        self.next_offset: dict[TP, int] = {}
+        self.positions: dict[TP, int] = {}
+        self.lock = asyncio.Lock()
+        self.output_topics: dict[str, Any] = {}
+
+    # -- state ---------------------------------------------------------------
+
+    def _load_state(self, service: str) -> bytes | None:
+        value = self.table.get(service.encode("utf-8"))
+        return bytes(value) if value is not None else None
+
+    def _store_states(self, touched: Sequence[tuple[str, int, bytes]], events: dict[int, Any]) -> None:
+        for service, partition, data in touched:
+            token = _current_event.set(weakref.ref(events[partition]))
+            try:
+                self.table[service.encode("utf-8")] = data
+            finally:
+                _current_event.reset(token)
+
+    # -- input ---------------------------------------------------------------
+
+    def _topic(self, name: str) -> Any:
+        topic = self.output_topics.get(name)
+        if topic is None:
+            topic = self.output_topics[name] = self.app.topic(
+                name, key_type=bytes, value_type=bytes,
+                key_serializer="raw", value_serializer="raw", internal=False,
+            )
+        return topic
+
+    async def on_event(self, event: Any) -> None:
+        message = event.message
+        tp = message.tp
+        self.next_offset[tp] = message.offset + 1
+        record = InputRecord(message.topic, message.partition, message.offset, message.key, message.value)
+        admitted = self.processor.admit(record)
+        if isinstance(admitted, Admitted):
+            merge = self.merges.get(record.partition)
+            if merge is None:
+                merge = self.merges[record.partition] = PartitionMerge(self.settings.topics.inputs)
+            merge.add(record.topic, admitted.key, wall_ms(), (event, admitted))
+            if len(merge) >= self.options.batch_records:
+                await self.drain()
+            return
+        async with self.lock:
+            await self._send_all(admitted)
+            await self.stream.ack(event)
+
+    def _caught_up(self, partition: int) -> Any:
+        consumer = self.app.consumer
+
+        def check(topic: str) -> bool:
+            tp = TP(topic, partition)
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not assigned or no fetch yet
+                return False
+            if highwater is None:
+                return False
+            position = self.next_offset.get(tp, self.positions.get(tp))
+            return position is not None and position >= highwater
+
+        return check
+
+    async def drain(self) -> None:
+        """Run released events through the engine, produce, store state, ack."""
+        async with self.lock:
+            now = wall_ms()
+            batch: list[tuple[Any, Admitted]] = []
+            for partition, merge in self.merges.items():
+                for _, item in merge.release(self._caught_up(partition), now, self.options.merge_idle_ms):
+                    batch.append(item)
+            self.metrics.merge_buffered.set(sum(len(m) for m in self.merges.values()))
+            if not batch:
+                return
+            outputs: list[Output] = []
+            last_event_of_partition: dict[int, Any] = {}
+            for event, admitted in batch:
+                outputs.extend(self.processor.apply(admitted))
+                last_event_of_partition[admitted.record.partition] = event
+            await self._send_all(outputs)
+            self._store_states(self.processor.take_dirty(), last_event_of_partition)
+            for event, _ in batch:
+                await self.stream.ack(event)
+
+    async def _send_all(self, outputs: Sequence[Output]) -> None:
+        if not outputs:
+            return
+        pending = [
+            await self._topic(o.topic).send(key=o.key, value=o.value, partition=o.partition)
+            for o in outputs
+        ]
+        await asyncio.gather(*pending)
+
+    async def refresh(self) -> None:
+        """Positions of assigned input partitions (for the merge) and lag (for metrics)."""
+        consumer = self.app.consumer
+        inputs = set(self.settings.topics.inputs)
+        for tp in list(consumer.assignment()):
+            if tp.topic not in inputs:
+                continue
+            if tp not in self.next_offset:
+                try:
+                    position = await consumer.position(tp)
+                except Exception:
+                    continue
+                if position is not None:
+                    self.positions[tp] = position
+            highwater = consumer.highwater(tp)
+            position = self.next_offset.get(tp, self.positions.get(tp))
+            if highwater is not None and position is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+        self.metrics.services.set(len(self.processor.engines))
+
+    def on_revoked(self) -> None:
+        for merge in self.merges.values():
+            merge.clear()
+        self.merges.clear()
+        self.processor.forget()
+        self.next_offset.clear()
+        self.positions.clear()
+
+
+def build_app(settings: Settings, options: WorkerOptions | None = None) -> tuple[faust.App, Runtime]:
+    """The Faust app of the worker and its runtime."""
+    options = options or WorkerOptions()
+    topics = settings.topics
+    conf: dict[str, Any] = dict(
+        broker=_broker_urls(settings.bootstrap_servers),
+        store=options.store,
+        topic_partitions=options.partitions,
+        topic_replication_factor=options.replication_factor,
+        topic_allow_declare=True,
+        web_host=options.web_host,
+        web_bind=options.web_host,
+        web_port=options.web_port,
+        web_in_thread=False,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="exactly_once" if options.exactly_once else "at_least_once",
+        table_standby_replicas=0,
+        producer_acks=-1,
+        table_key_serializer="raw",
+        table_value_serializer="raw",
+    )
+    credentials = _credentials(settings)
+    if credentials is not None:
+        conf["broker_credentials"] = credentials
+    if options.data_dir:
+        conf["datadir"] = options.data_dir
+    app = faust.App(topics.consumer_group, **conf)
+    runtime = Runtime(app, settings, options)
+    inputs = app.topic(
+        *topics.inputs, key_type=bytes, value_type=bytes,
+        key_serializer="raw", value_serializer="raw", internal=False,
+    )
+    runtime.table = app.Table(
+        "service-state", default=None, partitions=options.partitions,
+        key_type=bytes, value_type=bytes,
+    )
+
+    @app.agent(inputs, concurrency=1)
+    async def correlate(stream: Any) -> None:
+        runtime.stream = stream.noack()
+        async for event in runtime.stream.events():
+            await runtime.on_event(event)
+
+    @app.timer(options.drain_interval_ms / 1000)
+    async def drain_timer() -> None:
+        if runtime.stream is not None:
+            await runtime.drain()
+
+    @app.timer(1.0)
+    async def refresh_timer() -> None:
+        await runtime.refresh()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        runtime.on_revoked()
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        # aiohttp wants the charset apart from the content type.
+        return web.bytes(
+            generate_latest(runtime.metrics.registry),
+            content_type=CONTENT_TYPE_LATEST.split(";")[0],
+        )
+
+    @app.page("/healthz")
+    async def health_page(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "services_cached": len(runtime.processor.engines)})
+
+    return app, runtime
+
+
+def run_worker(settings: Settings, options: WorkerOptions, loglevel: str = "warning") -> None:
+    """Run the worker until SIGINT/SIGTERM."""
+    app, _ = build_app(settings, options)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,182 @@
+"""What the worker does with one input record, without Faust: decode, route, engine, outputs.
+
+Stage one (:meth:`Processor.admit`) runs when a record arrives: it decodes and
+validates it, checks that it sits on the partition its service key hashes to,
+and returns either an :class:`Admitted` event for the event-time merge or the
+outputs that dispose of it (a dead letter, or a re-keyed copy). Stage two
+(:meth:`Processor.apply`) runs when the merge releases the event: the engine
+decides, and the alerts and dead letters to produce come back as
+:class:`Output` values. The Faust agent sends them, waits for delivery, then
+stores the touched services' state and acks the records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from agents.engine import EngineConfig, ServiceEngine
+from agents.errors import DecodeError, StateError, ValidationError
+from agents.model.alerts import Alert
+from agents.model.events import Event, order_key, parse_event
+from agents.model.timefmt import format_rfc3339_ms
+from streams.codecs import Codec
+from streams.kafka.clients import murmur2_partition
+from streams.ocsf import alert_to_ocsf
+from streams.pipeline.metrics import PipelineMetrics
+from streams.settings import Topics
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    """One consumed record and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A valid event on the right partition, waiting for the merge."""
+
+    record: InputRecord
+    event: Event
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        return order_key(self.event)
+
+
+StateLoader = Callable[[str], bytes | None]
+
+
+class Processor:
+    """Engine state per service (cached, loaded from the table on first use) and the outputs."""
+
+    def __init__(
+        self,
+        topics: Topics,
+        codec: Codec,
+        config: EngineConfig,
+        num_partitions: int,
+        load_state: StateLoader,
+        clock: Callable[[], int],
+        metrics: PipelineMetrics | None = None,
+    ) -> None:
+        self.topics = topics
+        self.codec = codec
+        self.config = config
+        self.num_partitions = num_partitions
+        self.load_state = load_state
+        self.clock = clock
+        self.metrics = metrics or PipelineMetrics()
+        self.engines: dict[str, ServiceEngine] = {}
+        self.dirty: dict[str, int] = {}  # service -> partition of its last event
+
+    # -- stage one -----------------------------------------------------------
+
+    def admit(self, record: InputRecord) -> Admitted | list[Output]:
+        self.metrics.records_in.labels(record.topic).inc()
+        event_type = self.topics.type_for_input(record.topic)
+        if event_type is None:
+            return [self.dead_letter(record, "validation", f"{record.topic} is not an input topic")]
+        if record.value is None:
+            return [self.dead_letter(record, "undecodable", "record has no value (tombstone)")]
+        try:
+            obj = self.codec.decode_event(record.value, event_type)
+            event = parse_event(obj, expected_type=event_type)
+        except DecodeError as exc:
+            return [self.dead_letter(record, exc.reason, exc.detail)]
+        except ValidationError as exc:
+            return [self.dead_letter(record, "validation", str(exc))]
+        service_key = event.service.encode("utf-8")
+        expected = murmur2_partition(service_key, self.num_partitions)
+        if expected != record.partition:
+            # Never judged against another partition's state: re-keyed onto the partition
+            # its service hashes to, where it is processed when it comes back.
+            self.metrics.rerouted.inc()
+            return [Output(record.topic, service_key, record.value, expected)]
+        return Admitted(record, event)
+
+    # -- stage two -----------------------------------------------------------
+
+    def engine_for(self, service: str) -> ServiceEngine:
+        engine = self.engines.get(service)
+        if engine is None:
+            data = self.load_state(service)
+            if data is None:
+                engine = ServiceEngine(service, self.config)
+            else:
+                try:
+                    engine = ServiceEngine.from_bytes(data, self.config, self.clock())
+                except StateError:
+                    # A state we cannot read must not stop the pipeline; start afresh and say so.
+                    engine = ServiceEngine(service, self.config)
+            self.engines[service] = engine
+        return engine
+
+    def apply(self, admitted: Admitted) -> list[Output]:
+        event = admitted.event
+        record = admitted.record
+        now_ms = self.clock()
+        outcome = self.engine_for(event.service).process(event, now_ms)
+        if outcome.disposition.dead_letter:
+            return [self.dead_letter(record, outcome.disposition.value, outcome.detail)]
+        if outcome.disposition == "duplicate":
+            self.metrics.duplicates.inc()
+            return []
+        self.metrics.applied.inc()
+        self.dirty[event.service] = record.partition
+        return self.alert_outputs(outcome.alerts)
+
+    def alert_outputs(self, alerts: Iterable[Alert]) -> list[Output]:
+        out: list[Output] = []
+        for alert in alerts:
+            self.metrics.alerts.labels(alert.rule, alert.status).inc()
+            as_dict = alert.to_dict()
+            key = alert.alert_id.encode("ascii")
+            out.append(Output(self.topics.alerts, key, self.codec.encode_alert(as_dict)))
+            out.append(Output(self.topics.alerts_ocsf, key, orjson.dumps(alert_to_ocsf(as_dict))))
+        return out
+
+    def dead_letter(self, record: InputRecord, reason: str, detail: str) -> Output:
+        self.metrics.dead_letters.labels(reason).inc()
+        value = self.codec.encode_dead_letter(
+            {
+                "reason": reason,
+                "detail": detail,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "key": record.key,
+                "value": record.value,
+                "detected_at": format_rfc3339_ms(self.clock()),
+            }
+        )
+        return Output(self.topics.dlq, record.key, value)
+
+    def take_dirty(self) -> list[tuple[str, int, bytes]]:
+        """The touched services' states to store: ``(service, partition, bytes)``."""
+        out = [(s, p, self.engines[s].to_bytes()) for s, p in self.dirty.items()]
+        self.dirty.clear()
+        return out
+
+    def forget(self) -> None:
+        """Drop cached state (after a rebalance the table is the truth)."""
+        self.engines.clear()
+        self.dirty.clear()

@@ -1,0 +1,168 @@
+"""Helpers for the pipeline tests: a worker subprocess stopped by PID, and alert comparisons."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agents.model.events import Event, parse_event
+from streams.alerts_reader import active_alerts, read_alerts
+from streams.kafka.local import pick_free_ports
+from streams.replay import Replayer, make_engine, replay_sorted
+from streams.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_SCENARIOS = REPO.parent / "shared" / "scenarios"
+
+# The fields that define an alert apart from when it was detected.
+COMPARED = ("alert_id", "rule", "severity", "service", "environment", "release", "occurred_at",
+            "notify", "evidence", "recommendation", "summary")
+
+
+class WorkerProcess:
+    """``relsec worker`` in a subprocess; stopped by its PID, never by name."""
+
+    def __init__(self, settings: Settings, tmp: Path, *extra: str, name: str = "worker") -> None:
+        self.log_path = tmp / f"{name}.log"
+        self.data_dir = tmp / f"{name}-data"
+        self.web_port = pick_free_ports(1)[0]
+        cmd = [
+            sys.executable, "-m", "streams.cli", "worker",
+            "--bootstrap-servers", settings.bootstrap_servers,
+            "--topic-prefix", settings.topics.prefix,
+            "--web-port", str(self.web_port),
+            "--data-dir", str(self.data_dir),
+            "--loglevel", "info",
+            *extra,
+        ]
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=tmp)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """A crash: SIGKILL, no chance to commit or flush."""
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.alive():
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(30)
+        self._log.close()
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def load_events(path: Path) -> list[Event]:
+    return [parse_event(orjson.loads(line)) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def replay_expected(events: Iterable[Event]) -> dict[str, dict[str, Any]]:
+    """The final active alerts `relsec replay` computes for these events."""
+    from streams.replay import _Line
+
+    expected: dict[str, dict[str, Any]] = {}
+    replayer = Replayer(make_engine(False, 0), lambda: time.time_ns() // 1_000_000, lambda a: expected.__setitem__(a.alert_id, a.to_dict()), lambda _: None)
+
+    def lines() -> Iterable[_Line]:
+        from agents.model.events import event_to_dict
+
+        for i, e in enumerate(events):
+            yield _Line("mem", i + 1, orjson.dumps(event_to_dict(e)))
+
+    replay_sorted(lines(), replayer)
+    return expected
+
+
+def comparable(alerts: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    return {k: tuple(orjson.dumps(a.get(f)) for f in COMPARED) for k, a in alerts.items()}
+
+
+def wait_for_alerts(
+    settings: Settings,
+    expected: dict[str, dict[str, Any]],
+    timeout_s: float,
+    workers: Iterable[WorkerProcess] = (),
+) -> dict[str, dict[str, Any]]:
+    """Poll the alerts topic until its active set equals ``expected`` (or time runs out)."""
+    deadline = time.monotonic() + timeout_s
+    active: dict[str, dict[str, Any]] = {}
+    want = comparable(expected)
+    while time.monotonic() < deadline:
+        for w in workers:
+            assert w.alive(), f"worker {w.pid} died:\n{w.log_tail()}"
+        active = active_alerts(read_alerts(settings))
+        if comparable(active) == want:
+            return active
+        time.sleep(1.0)
+    return active
+
+
+def all_alert_records(settings: Settings) -> list[dict[str, Any]]:
+    return list(read_alerts(settings))
+
+
+def dead_letters(settings: Settings, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """Every record on the dead-letter topic, decoded."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from streams.codecs import make_codec
+    from streams.kafka.clients import consumer_config
+
+    codec = make_codec(settings)
+    consumer = Consumer(consumer_config(settings, group_id=f"dlq-reader-{time.time_ns()}",
+                                        **{"enable.auto.commit": False}))
+    try:
+        md = consumer.list_topics(settings.topics.dlq, timeout=timeout_s)
+        parts = sorted(md.topics[settings.topics.dlq].partitions)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(settings.topics.dlq, p), timeout=timeout_s)[1] for p in parts}
+        consumer.assign([TopicPartition(settings.topics.dlq, p, OFFSET_BEGINNING) for p in parts])
+        remaining = {p for p, end in ends.items() if end > 0}
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append(codec.decode_dead_letter(msg.value()))
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                remaining.discard(msg.partition())
+        return out
+    finally:
+        consumer.close()
+
+
+def metric(worker: WorkerProcess, name: str) -> float:
+    """Sum of a Prometheus metric's samples from the worker's /metrics page."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            head, value = line.rsplit(" ", 1)
+            if head == name or head.startswith(name + "{") or head.startswith(name + "_total"):
+                total += float(value)
+    return total
