@@ -7,6 +7,7 @@ delivers them, commits, and dead-letters what cannot be delivered.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -296,3 +297,53 @@ def test_missing_alerts_topic_is_a_clear_error(
 
     with pytest.raises(TopicError, match="does not exist"):
         run_once(kafka_settings, make_config(recorder))
+
+
+def test_cli_follows_new_alerts_until_sigterm(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert, tmp_path: Path
+) -> None:
+    settings = topics
+    config_file = tmp_path / "notify.toml"
+    config_file.write_text(config_text(recorder), encoding="utf-8")
+    cmd = [
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "notify",
+        "--config",
+        str(config_file),
+        "--bootstrap-servers",
+        settings.bootstrap_servers,
+        "--topic-prefix",
+        settings.topics.prefix,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env=dict(os.environ, **ENV),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = make_alert(trigger="follow-1", notify=["sre"])
+        produce_alerts(settings, [first])
+        deadline = time.monotonic() + 60
+        while not recorder.on("/pd/v2/enqueue") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = make_alert(trigger="follow-2", notify=["security"])
+        produce_alerts(settings, [second])  # produced while the sink is running
+        while not recorder.on("/hook") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # let the commit of the last record happen
+        assert proc.poll() is None  # still running: it follows the topic
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert stderr.strip().splitlines()[-1].startswith("notify: 2 records, 2 delivered")
+    assert [r.json()["dedup_key"] for r in recorder.on("/pd/v2/enqueue")] == [first["alert_id"]]
+    assert [r.json()["alert_id"] for r in recorder.on("/hook")] == [second["alert_id"]]
+    assert committed_total(settings, notify_group(settings)) == 2
