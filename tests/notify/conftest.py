@@ -9,6 +9,13 @@ import pytest
 from notify_helpers import Recorder, build_alert
 
 
+@pytest.fixture(autouse=True)
+def _loopback_bypasses_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests to the local recorder must not go through an HTTP proxy set in the environment."""
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
 @pytest.fixture
 def make_alert() -> Callable[..., dict[str, Any]]:
     return build_alert
