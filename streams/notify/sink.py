@@ -230,6 +230,12 @@ class NotifySink:
             else:
                 results = self.notifier.deliver(alert)
                 if any(r.outcome.interrupted for r in results):
+                    for result in results:
+                        if result.outcome.ok:
+                            self._account(alert, result, where)
+                    log.info(
+                        "%s: stopped while retrying; not committed, sent again next run", where
+                    )
                     return False
                 if not results:
                     self.report.unrouted += 1
