@@ -36,7 +36,8 @@ class RelsecFaustCodec(faust_codecs.Codec):
             raise ValueError(f"no relsec record kind {kind!r}")
 
     def _dumps(self, obj: Any) -> bytes:
-        return self._encode(obj)
+        raw: bytes = self._encode(obj)
+        return raw
 
     def _loads(self, s: bytes) -> Any:
         return self._decode(s)

@@ -55,3 +55,16 @@ def test_docs_and_defaults_do_not_change_the_fingerprint() -> None:
     stripped = {**schema, "doc": "other"}
     stripped["fields"] = [{k: v for k, v in f.items() if k != "doc"} for f in schema["fields"]]
     assert schema_fingerprint(stripped) == schema_fingerprint(schema)
+
+
+def test_the_fingerprint_table_in_the_docs_is_current() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "schemas.md").read_text("utf-8")
+    for name in SCHEMA_NAMES:
+        current = schema_fingerprint(load_schema(name))
+        previous = schema_fingerprint(load_schema(name, previous=True))
+        row = next(line for line in doc.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"`{current.hex()}`" in row
+        assert f"`{int.from_bytes(current, 'little'):#018x}`" in row
+        assert f"`{previous.hex()}`" in row
