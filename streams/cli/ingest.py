@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from agents.errors import AdapterError, ConfigError
-from agents.model.events import parse_event
+from agents.model.events import Event, parse_event
 from agents.model.timefmt import TimestampError, parse_rfc3339_ms
 from streams.cli import add_kafka_options
 from streams.ingest import SOURCES, convert, decode_payload
@@ -206,7 +206,7 @@ def run_publish(args: argparse.Namespace) -> int:
     from streams.settings import Settings
 
     options = _options(args)
-    events = []
+    events: list[Event] = []
     for name in args.files:
         events.extend(parse_event(e) for e in _convert_file(args, name, options).events)
     settings = Settings.resolve(

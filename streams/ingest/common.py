@@ -188,7 +188,7 @@ class Reader:
             raise self.error(path, f"must be an object, got {_json_type(value)}")
         return value
 
-    def list(self, path: str, *, required: bool = True) -> Sequence[Any]:
+    def array(self, path: str, *, required: bool = True) -> Sequence[Any]:
         value = lookup(self.root, path)
         if value is MISSING or value is None:
             if required:
@@ -198,7 +198,7 @@ class Reader:
             raise self.error(path, f"must be an array, got {_json_type(value)}")
         return value
 
-    def str(self, path: str) -> str:
+    def text(self, path: str) -> str:
         value = lookup(self.root, path)
         if value is MISSING or value is None:
             raise self.error(path, "is missing (expected a string)")
@@ -229,7 +229,7 @@ class Reader:
         raise self.error(path, f"must be a string or a number, got {_json_type(value)}")
 
     def timestamp_ms(self, path: str, *, assume_utc: bool = False) -> int:
-        text = self.str(path)
+        text = self.text(path)
         return parse_time_ms(self.source, path, text, assume_utc=assume_utc)
 
 
@@ -280,6 +280,12 @@ class Names:
     defaults: dict[str, tuple[str, ...]]
     overrides: dict[str, str | None] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
+
+    def need(self, name: str, *, root: Any = None) -> str:
+        """:meth:`pick` of a required name (raises rather than return None)."""
+        value = self.pick(name, required=True, root=root)
+        assert value is not None
+        return value
 
     def pick(self, name: str, *, required: bool = True, root: Any = None) -> str | None:
         override = self.overrides.get(name)

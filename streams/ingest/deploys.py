@@ -16,6 +16,7 @@ import orjson
 from streams.ingest.common import (
     Candidate,
     Conversion,
+    ImageRef,
     IngestOptions,
     Names,
     Reader,
@@ -85,7 +86,7 @@ def github(payload: Any, options: IngestOptions) -> Conversion:
         if "deployment" in payload:
             return Conversion(skipped=(_DEPLOYMENT_REQUEST,))
         raise reader.error("$.deployment_status", "is missing (not a deployment_status delivery)")
-    state = reader.str("$.deployment_status.state")
+    state = reader.text("$.deployment_status.state")
     status = GITHUB_STATES.get(state)
     status_id = reader.scalar_str("$.deployment_status.id")
     if status_id is None:
@@ -222,8 +223,11 @@ ARGOCD_PHASES: Final[dict[str, str]] = {
 
 def _argocd_image(images: list[Any], app: str | None) -> tuple[str | None, str | None, str]:
     """(tag-or-digest, digest, path) of the image that names the application, else the first."""
-    refs = [(i, parse_image_ref(x)) for i, x in enumerate(images) if isinstance(x, str)]
-    refs = [(i, r) for i, r in refs if r is not None]
+    refs: list[tuple[int, ImageRef]] = []
+    for i, text in enumerate(images):
+        ref = parse_image_ref(text) if isinstance(text, str) else None
+        if ref is not None:
+            refs.append((i, ref))
     if not refs:
         return None, None, "$.images"
     chosen = next(((i, r) for i, r in refs if app and r.name == app), refs[0])
@@ -262,12 +266,12 @@ def argocd(payload: Any, options: IngestOptions) -> Conversion:
             f"is {schema!r}, expected {ARGOCD_SCHEMA!r}: install the template in deploy/argocd/ "
             "(Argo CD's own webhook bodies do not name the application)",
         )
-    app = reader.str("$.application")
-    phase = reader.str("$.phase")
+    app = reader.text("$.application")
+    phase = reader.text("$.phase")
     status = ARGOCD_PHASES.get(phase)
     if status is None:
         return Conversion(skipped=(f"argocd: {app} operation phase {phase!r} is not finished",))
-    images = list(reader.list("$.images", required=False))
+    images = list(reader.array("$.images", required=False))
     tag, digest, image_path = _argocd_image(images, app)
     revision = reader.opt_str("$.revision") or reader.opt_str("$.sync_revision")
     labels = reader.opt_obj("$.labels") or {}
@@ -300,7 +304,7 @@ def argocd(payload: Any, options: IngestOptions) -> Conversion:
         },
     )
     release = names.pick("release")
-    history = [h for h in reader.list("$.history", required=False) if isinstance(h, Mapping)]
+    history = [h for h in reader.array("$.history", required=False) if isinstance(h, Mapping)]
     # Argo CD appends a successful sync to the history before notifying; a failed one is not there
     if history and status == "succeeded" and history[-1].get("revision") == revision:
         history = history[:-1]
@@ -409,9 +413,9 @@ def flux(payload: Any, options: IngestOptions) -> Conversion:
     if not isinstance(payload, Mapping):
         raise reader.error("$", "must be a JSON object")
     reader.obj("$.involvedObject")
-    name = reader.str("$.involvedObject.name")
+    name = reader.text("$.involvedObject.name")
     kind = reader.opt_str("$.involvedObject.kind") or "object"
-    severity = reader.str("$.severity")
+    severity = reader.text("$.severity")
     reason = reader.opt_str("$.reason") or ""
     if severity == "error":
         if reason in FLUX_NOT_A_DEPLOY:

@@ -71,7 +71,7 @@ def _report_failures(report: Any) -> list[str]:
         value = getattr(report, name, None)
         if isinstance(value, int) and not isinstance(value, bool):
             return [f"{value} failed"] if value else []
-        if value:
+        if isinstance(value, list | tuple) and value:
             return [str(v) for v in value]
     return []
 

@@ -63,7 +63,7 @@ def pagerduty(payload: Any, options: IngestOptions) -> Conversion:
     if not isinstance(payload, Mapping):
         raise reader.error("$", "must be a JSON object")
     reader.obj("$.event")
-    event_type = reader.str("$.event.event_type")
+    event_type = reader.text("$.event.event_type")
     if event_type == "pagey.ping":
         return Conversion(skipped=("pagerduty: ping delivery, nothing to convert",))
     status = PAGERDUTY_STATUSES.get(event_type)
@@ -76,9 +76,9 @@ def pagerduty(payload: Any, options: IngestOptions) -> Conversion:
     resource = reader.opt_str("$.event.resource_type")
     if resource not in (None, "incident"):
         raise reader.error("$.event.resource_type", f"is {resource!r}, expected 'incident'")
-    event_uid = reader.str("$.event.id")
+    event_uid = reader.text("$.event.id")
     reader.obj("$.event.data")
-    incident_id = reader.str("$.event.data.id")
+    incident_id = reader.text("$.event.data.id")
     names = Names(
         reader,
         options,
@@ -199,14 +199,14 @@ def opsgenie(payload: Any, options: IngestOptions) -> Conversion:
     reader = Reader("opsgenie", payload)
     if not isinstance(payload, Mapping):
         raise reader.error("$", "must be a JSON object")
-    action = reader.str("$.action")
+    action = reader.text("$.action")
     status = OPSGENIE_STATUSES.get(action)
     if status is None:
         return Conversion(
             skipped=(f"opsgenie: action {action!r} does not change an alert's status",)
         )
     reader.obj("$.alert")
-    alert_id = reader.str("$.alert.alertId")
+    alert_id = reader.text("$.alert.alertId")
     tags = reader.get("$.alert.tags")
     details = reader.opt_obj("$.alert.details") or {}
 

@@ -238,13 +238,13 @@ def _trivy_report(payload: Any, options: IngestOptions) -> Report:
         raise reader.error("$.SchemaVersion", f"is {schema!r}, expected 2 (Trivy 0.20 or later)")
     candidates: dict[str, Candidate] = {}
     tag_ref = None
-    tags = reader.list("$.Metadata.RepoTags", required=False)
+    tags = reader.array("$.Metadata.RepoTags", required=False)
     for i, text in enumerate(tags):
         if isinstance(text, str) and (ref := parse_image_ref(text)) is not None:
             tag_ref = (ref, f"$.Metadata.RepoTags[{i}]")
             break
     digest_ref = None
-    for i, text in enumerate(reader.list("$.Metadata.RepoDigests", required=False)):
+    for i, text in enumerate(reader.array("$.Metadata.RepoDigests", required=False)):
         if isinstance(text, str) and (ref := parse_image_ref(text)) is not None and ref.digest:
             digest_ref = (ref, f"$.Metadata.RepoDigests[{i}]")
             break
@@ -277,22 +277,22 @@ def _trivy_report(payload: Any, options: IngestOptions) -> Report:
         defaults={"service": ("image_name",), "release": ("image_tag", "image_digest")},
         overrides={"service": options.service, "release": options.release},
     )
-    service = names.pick("service")
-    release = names.pick("release")
+    service = names.need("service")
+    release = names.need("release")
     created = reader.opt_str("$.CreatedAt")
     occurred_ms = (
         reader.timestamp_ms("$.CreatedAt") if created else _received(reader, "$.CreatedAt", options)
     )
     findings: dict[str, Finding] = {}
-    for r_i, result in enumerate(reader.list("$.Results", required=False)):
+    for r_i, result in enumerate(reader.array("$.Results", required=False)):
         base = f"$.Results[{r_i}]"
         if not isinstance(result, Mapping):
             raise reader.error(base, "must be an object")
-        for v_i, vuln in enumerate(reader.list(f"{base}.Vulnerabilities", required=False)):
+        for v_i, vuln in enumerate(reader.array(f"{base}.Vulnerabilities", required=False)):
             path = f"{base}.Vulnerabilities[{v_i}]"
             if not isinstance(vuln, Mapping):
                 raise reader.error(path, "must be an object")
-            vuln_id = reader.str(f"{path}.VulnerabilityID")
+            vuln_id = reader.text(f"{path}.VulnerabilityID")
             pkg = reader.opt_str(f"{path}.PkgName") or reader.opt_str(f"{path}.PkgID") or ""
             installed = reader.opt_str(f"{path}.InstalledVersion")
             fixed = reader.opt_str(f"{path}.FixedVersion")
@@ -341,10 +341,10 @@ def _grype_report(payload: Any, options: IngestOptions) -> Report:
     reader = Reader("grype", payload)
     if not isinstance(payload, Mapping):
         raise reader.error("$", "must be a JSON object (grype -o json)")
-    matches = reader.list("$.matches")
+    matches = reader.array("$.matches")
     user_input = reader.opt_str("$.source.target.userInput")
     tag_ref = None
-    for i, text in enumerate(reader.list("$.source.target.tags", required=False)):
+    for i, text in enumerate(reader.array("$.source.target.tags", required=False)):
         if isinstance(text, str) and (ref := parse_image_ref(text)) is not None and ref.tag:
             tag_ref = (ref, f"$.source.target.tags[{i}]")
             break
@@ -356,7 +356,7 @@ def _grype_report(payload: Any, options: IngestOptions) -> Report:
     ):
         tag_ref = (ref, "$.source.target.userInput")
     digest: tuple[str, str] | None = None
-    for i, text in enumerate(reader.list("$.source.target.repoDigests", required=False)):
+    for i, text in enumerate(reader.array("$.source.target.repoDigests", required=False)):
         if isinstance(text, str) and (ref := parse_image_ref(text)) is not None and ref.digest:
             digest = (ref.digest, f"$.source.target.repoDigests[{i}]")
             break
@@ -385,8 +385,8 @@ def _grype_report(payload: Any, options: IngestOptions) -> Report:
         defaults={"service": ("image_name",), "release": ("image_tag", "image_digest")},
         overrides={"service": options.service, "release": options.release},
     )
-    service = names.pick("service")
-    release = names.pick("release")
+    service = names.need("service")
+    release = names.need("release")
     stamp = reader.opt_str("$.descriptor.timestamp")
     occurred_ms = (
         parse_time_ms("grype", "$.descriptor.timestamp", stamp)
@@ -399,15 +399,15 @@ def _grype_report(payload: Any, options: IngestOptions) -> Report:
         if not isinstance(match, Mapping):
             raise reader.error(path, "must be an object")
         vpath = f"{path}.vulnerability"
-        vuln_id = reader.str(f"{vpath}.id")
+        vuln_id = reader.text(f"{vpath}.id")
         pkg = reader.opt_str(f"{path}.artifact.name") or ""
         version = reader.opt_str(f"{path}.artifact.version")
         fixes = [
-            x for x in reader.list(f"{vpath}.fix.versions", required=False) if isinstance(x, str)
+            x for x in reader.array(f"{vpath}.fix.versions", required=False) if isinstance(x, str)
         ]
         aliases = [
             r["id"]
-            for r in reader.list(f"{path}.relatedVulnerabilities", required=False)
+            for r in reader.array(f"{path}.relatedVulnerabilities", required=False)
             if isinstance(r, Mapping) and isinstance(r.get("id"), str) and r["id"] != vuln_id
         ]
         description = reader.opt_str(f"{vpath}.description")
@@ -450,7 +450,7 @@ DT_GROUPS: Final = frozenset({"NEW_VULNERABILITY", "NEW_VULNERABLE_DEPENDENCY"})
 
 def _dt_aliases(reader: Reader, path: str) -> list[str]:
     out: list[str] = []
-    for alias in reader.list(path, required=False):
+    for alias in reader.array(path, required=False):
         if isinstance(alias, Mapping):
             for key, value in alias.items():
                 if (
@@ -465,7 +465,7 @@ def _dt_aliases(reader: Reader, path: str) -> list[str]:
 
 def _dt_finding(reader: Reader, path: str, component: str) -> Finding:
     reader.obj(path)
-    vuln_id = reader.str(f"{path}.vulnId")
+    vuln_id = reader.text(f"{path}.vulnId")
     summary = reader.opt_str(f"{path}.title") or reader.opt_str(f"{path}.description")
     if summary:
         summary = clip(summary.split("\n", 1)[0], 300)
@@ -497,7 +497,7 @@ def dependency_track(payload: Any, options: IngestOptions) -> Conversion:
     if not isinstance(payload, Mapping):
         raise reader.error("$", "must be a JSON object")
     reader.obj("$.notification")
-    group = reader.str("$.notification.group")
+    group = reader.text("$.notification.group")
     plain = group.removeprefix("GROUP_")
     if plain not in DT_GROUPS:
         return Conversion(skipped=(f"dependency-track: notification group {group!r} is not read",))
@@ -514,10 +514,10 @@ def dependency_track(payload: Any, options: IngestOptions) -> Conversion:
     else:
         vulns = [
             _dt_finding(reader, f"$.notification.subject.vulnerabilities[{i}]", component)
-            for i in range(len(reader.list("$.notification.subject.vulnerabilities")))
+            for i in range(len(reader.array("$.notification.subject.vulnerabilities")))
         ]
     projects: list[tuple[Mapping[str, Any], str]] = []
-    affected = reader.list("$.notification.subject.affectedProjects", required=False)
+    affected = reader.array("$.notification.subject.affectedProjects", required=False)
     if plain == "NEW_VULNERABILITY" and affected:
         projects = [
             (p, f"$.notification.subject.affectedProjects[{i}]") for i, p in enumerate(affected)
@@ -547,9 +547,8 @@ def dependency_track(payload: Any, options: IngestOptions) -> Conversion:
             defaults={"service": ("project_name",), "release": ("project_version",)},
             overrides={"service": options.service, "release": options.release},
         )
-        service = names.pick("service", root=project)
-        release = names.pick("release", root=project)
-        assert service is not None and release is not None
+        service = names.need("service", root=project)
+        release = names.need("release", root=project)
         if (service, release) in seen:
             continue
         seen.add((service, release))
