@@ -7,7 +7,8 @@
 * Flux ``generic-hmac`` provider: ``X-Signature: sha256=<hex>`` (sha1/sha384/sha512
   too), secret ``RELSEC_INGEST_FLUX_SECRET``; without it Flux may use a token.
 * Every other source (and Flux without an HMAC secret): a shared secret in
-  ``X-Relsec-Token: <token>`` or ``Authorization: Bearer <token>``, from
+  ``X-Relsec-Token: <token>``, ``Authorization: Bearer <token>`` or ``X-Api-Key: <token>``
+  (Dependency-Track's default token header), from
   ``RELSEC_INGEST_<SOURCE>_TOKEN`` (``DEPENDENCY_TRACK`` for dependency-track), else
   ``RELSEC_INGEST_TOKEN``.
 
@@ -32,6 +33,8 @@ HMAC_SOURCES: Final[dict[str, tuple[str, str]]] = {
     "flux": ("RELSEC_INGEST_FLUX_SECRET", "X-Signature"),
 }
 TOKEN_HEADER: Final = "X-Relsec-Token"
+#: Dependency-Track's default header for a webhook alert's token.
+API_KEY_HEADER: Final = "X-Api-Key"
 COMMON_TOKEN_ENV: Final = "RELSEC_INGEST_TOKEN"
 _DIGESTS: Final = {
     "sha1": hashlib.sha1,
@@ -158,6 +161,8 @@ def verify(source: str, headers: Mapping[str, str], body: bytes, secrets: Secret
             return "hmac"
     assert token is not None
     given_token = _header(headers, TOKEN_HEADER)
+    if given_token is None:
+        given_token = _header(headers, API_KEY_HEADER)
     if given_token is None:
         auth = _header(headers, "Authorization") or ""
         scheme, _, rest = auth.partition(" ")

@@ -84,6 +84,7 @@ def test_tokens_per_source_then_common() -> None:
     with pytest.raises(SignatureError):  # the per-source token replaces the common one
         verify("argocd", {"X-Relsec-Token": "common-t0ken"}, BODY, SECRETS)
     assert verify("trivy", {"Authorization": "Bearer common-t0ken"}, BODY, SECRETS) == "token"
+    assert verify("dependency-track", {"X-Api-Key": "common-t0ken"}, BODY, SECRETS) == "token"
     for headers in ({}, {"X-Relsec-Token": "common-t0ke"}, {"Authorization": "Basic Y29tbW9u"}):
         with pytest.raises(SignatureError):
             verify("opsgenie", headers, BODY, SECRETS)
