@@ -40,6 +40,7 @@ log = logging.getLogger("relsec.notify")
 DELIVERY_FAILED: Final = "delivery_failed"
 ASSIGNMENT_TIMEOUT_S: Final = 60.0
 DLQ_FLUSH_TIMEOUT_S: Final = 30.0
+SESSION_TIMEOUT_MS: Final = 10_000
 
 
 class AlertCodec(Protocol):
@@ -135,6 +136,9 @@ class NotifySink:
                     "auto.offset.reset": self.start_at,
                     "enable.partition.eof": True,
                     "max.poll.interval.ms": _max_poll_interval_ms(self.notifier),
+                    # a crashed sink's partitions move to a live one after 10 s, not 45 s
+                    "session.timeout.ms": SESSION_TIMEOUT_MS,
+                    "heartbeat.interval.ms": SESSION_TIMEOUT_MS // 4,
                 },
             )
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -77,6 +78,8 @@ class Recorder:
         self._scripts: dict[str, list[tuple[int, dict[str, str], bytes]]] = {}
         self._lock = threading.Lock()
         self.default_status = 202
+        # called with each request after it is recorded and before it is answered
+        self.on_request: Callable[[Recorded], None] | None = None
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -85,10 +88,11 @@ class Recorder:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                recorded = Recorded("POST", self.path, dict(self.headers.items()), body)
+                if recorder.on_request is not None:
+                    recorder.on_request(recorded)
                 with recorder._lock:
-                    recorder.requests.append(
-                        Recorded("POST", self.path, dict(self.headers.items()), body)
-                    )
+                    recorder.requests.append(recorded)
                     queue = recorder._scripts.get(self.path)
                     if queue:
                         status, headers, payload = queue.pop(0)

@@ -347,3 +347,55 @@ def test_cli_follows_new_alerts_until_sigterm(
     assert [r.json()["dedup_key"] for r in recorder.on("/pd/v2/enqueue")] == [first["alert_id"]]
     assert [r.json()["alert_id"] for r in recorder.on("/hook")] == [second["alert_id"]]
     assert committed_total(settings, notify_group(settings)) == 2
+
+
+def test_a_crash_between_delivery_and_commit_resends_only_the_record_in_flight(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert, tmp_path: Path
+) -> None:
+    settings = topics
+    config_file = tmp_path / "notify.toml"
+    config_file.write_text(config_text(recorder), encoding="utf-8")
+    alerts = [make_alert(trigger=f"crash-{i}", notify=["sre"]) for i in range(4)]
+    produce_alerts(settings, alerts)
+    cmd = [
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "notify",
+        "--config",
+        str(config_file),
+        "--once",
+        "--bootstrap-servers",
+        settings.bootstrap_servers,
+        "--topic-prefix",
+        settings.topics.prefix,
+    ]
+    env = dict(os.environ, **ENV)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen: list[str] = []
+
+    def kill_on_second(request: Any) -> None:
+        seen.append(request.json()["dedup_key"])
+        if len(seen) == 2:
+            proc.kill()  # SIGKILL: the receiver has the alert, the offset is not committed
+            proc.wait(timeout=10)
+
+    recorder.on_request = kill_on_second
+    try:
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    recorder.on_request = None
+    assert proc.returncode == -signal.SIGKILL
+    in_flight = seen[1]
+
+    proc2 = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc2.returncode == 0, proc2.stderr
+    keys = [r.json()["dedup_key"] for r in recorder.on("/pd/v2/enqueue")]
+    assert sorted(set(keys)) == sorted(a["alert_id"] for a in alerts)  # nothing lost
+    assert [k for k in set(keys) if keys.count(k) > 1] == [in_flight]  # only it was resent
+    assert keys.count(in_flight) == 2 and len(keys) == 5
+    assert committed_total(settings, notify_group(settings)) == 4
