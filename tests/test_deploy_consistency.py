@@ -564,6 +564,19 @@ def test_web_endpoint_is_bound_on_all_interfaces_in_containers_and_probed_on_one
     assert service["spec"]["selector"].items() <= labels.items()
 
 
+def test_the_worker_runs_alike_everywhere_with_rocksdb_state_on_the_mounted_dir() -> None:
+    image_cmd = docker_kw("CMD")[0].exec_form()
+    assert compose()["services"]["worker"]["command"] == image_cmd
+    assert worker_container()["args"] == image_cmd
+    data_dir = image_cmd[image_cmd.index("--data-dir") + 1]
+    assert image_cmd[image_cmd.index("--store") + 1] == "rocksdb"
+    assert docker_kw("WORKDIR")[-1].text == data_dir
+    assert f"worker-state:{data_dir}" in compose()["services"]["worker"]["volumes"]
+    mounts = {m["mountPath"]: m["name"] for m in worker_container()["volumeMounts"]}
+    volumes = {v["name"]: v for v in the_deployment()["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in volumes[mounts[data_dir]]
+
+
 def test_every_command_line_in_the_deploy_files_parses_with_relsecs_own_parser() -> None:
     commands: dict[str, list[str]] = {"Dockerfile CMD": docker_kw("CMD")[0].exec_form()}
     for name, service in compose()["services"].items():
