@@ -1,0 +1,264 @@
+"""``relsec replay`` end to end in a subprocess: exit codes, the stdout/stderr contract,
+bad lines, retractions, dead letters and the allowed lateness (SPEC §5, §6)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SUMMARY = re.compile(
+    r"^relsec replay: read=(?P<read>\d+) applied=(?P<applied>\d+) "
+    r"duplicates=(?P<duplicates>\d+) dead_lettered=(?P<dead_lettered>\d+) "
+    r"\(invalid=(?P<invalid>\d+) late=(?P<late>\d+) future=(?P<future>\d+)\) "
+    r"alerts_firing=(?P<firing>\d+) retracted=(?P<retracted>\d+)$"
+)
+ALERT_KEYS = {
+    "alert_id", "rule", "status", "severity", "service", "environment", "release",
+    "occurred_at", "detected_at", "summary", "notify", "evidence", "recommendation",
+}
+
+
+def _relsec() -> list[str]:
+    script = Path(sys.executable).with_name("relsec")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "streams.cli"]
+
+
+def relsec(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [*_relsec(), *args], input=stdin, capture_output=True, env=env, cwd=REPO, timeout=120
+    )
+
+
+def summary(proc: subprocess.CompletedProcess[bytes]) -> dict[str, int]:
+    last = proc.stderr.decode().rstrip("\n").splitlines()[-1]
+    m = SUMMARY.match(last)
+    assert m is not None, f"last stderr line is not the summary: {last!r}"
+    counts = {k: int(v) for k, v in m.groupdict().items()}
+    assert counts["read"] == counts["applied"] + counts["duplicates"] + counts["dead_lettered"]
+    assert counts["dead_lettered"] == counts["invalid"] + counts["late"] + counts["future"]
+    return counts
+
+
+def alerts(proc: subprocess.CompletedProcess[bytes]) -> list[dict[str, Any]]:
+    """stdout holds alert JSON lines and nothing else."""
+    out = []
+    for line in proc.stdout.decode().splitlines():
+        obj = orjson.loads(line)
+        assert isinstance(obj, dict)
+        assert set(obj) >= ALERT_KEYS, line
+        assert obj["status"] in ("firing", "retracted")
+        out.append(obj)
+    return out
+
+
+def ev(kind: str, eid: str, at: str, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"type": kind, "event_id": eid, "occurred_at": at,
+                            "source": "test", "service": "svc"}
+    if kind == "deploy":
+        base.update(environment="prod", action="deploy", previous_release=None)
+    elif kind == "incident":
+        base.update(environment="prod", severity="sev2", title="t", status="opened")
+    else:
+        base.update(status="raised", severity="high", title="f", vulnerabilities=[])
+    base.update(fields)
+    return base
+
+
+def write(path: Path, rows: list[dict[str, Any] | str]) -> Path:
+    with path.open("wb") as f:
+        for row in rows:
+            f.write(row.encode() if isinstance(row, str) else orjson.dumps(row))
+            f.write(b"\n")
+    return path
+
+
+# The story of a rollback to a release flagged after the fact: the flag (11:30) arrives late.
+STORY = [
+    ev("deploy", "d1", "2026-03-02T10:00:00Z", release="r1"),
+    ev("deploy", "d2", "2026-03-02T11:00:00Z", release="r2", previous_release="r1"),
+    ev("deploy", "d3", "2026-03-02T12:00:00Z", release="r1", previous_release="r2",
+       action="rollback"),
+    ev("security_flag", "f1", "2026-03-02T11:30:00Z", flag_id="CVE-1", release="r1",
+       severity="critical"),
+]
+
+
+def test_help() -> None:
+    proc = relsec("replay", "--help")
+    assert proc.returncode == 0
+    for option in ("--as-arrived", "--allowed-lateness", "--strict", "--dead-letters"):
+        assert option in proc.stdout.decode()
+
+
+def test_clean_run_exits_0_and_accounts_for_every_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "story.jsonl", [*STORY, STORY[0]])  # one re-sent line
+    proc = relsec("replay", str(path))
+    assert proc.returncode == 0, proc.stderr
+    got = alerts(proc)
+    counts = summary(proc)
+    assert counts["read"] == 5
+    assert (counts["applied"], counts["duplicates"], counts["dead_lettered"]) == (4, 1, 0)
+    assert counts["firing"] == len(got) == 1
+    assert counts["retracted"] == 0
+    [alert] = got
+    assert (alert["rule"], alert["severity"], alert["release"]) == (
+        "rollback-to-flagged-release", "critical", "r1")
+    assert proc.stderr.decode().count("\n") == 1, "a clean run prints only the summary"
+
+
+def test_bad_lines_are_reported_with_file_and_line_and_counted(tmp_path: Path) -> None:
+    bad_missing = ev("deploy", "d9", "2026-03-02T13:00:00Z", release="r9")
+    del bad_missing["action"]
+    rows: list[dict[str, Any] | str] = [
+        STORY[0],
+        "{not json",
+        "",
+        bad_missing,
+        ev("deploy", "d8", "2026-03-02T13:00:00", release="r8"),
+        *STORY[1:],
+        ev("deploy", "d7", "2026-03-02T13:00:00Z", release="r7", status="maybe"),
+    ]
+    path = write(tmp_path / "bad.jsonl", rows)
+    proc = relsec("replay", str(path))
+    assert proc.returncode == 0
+    err = proc.stderr.decode()
+    assert f"{path}:2:" in err
+    assert f"{path}:4:" in err and "'action'" in err
+    assert f"{path}:5:" in err and "offset" in err
+    assert f"{path}:9:" in err and "'status'" in err
+    assert f"{path}:3:" not in err  # the blank line is no record
+    counts = summary(proc)
+    assert (counts["read"], counts["invalid"], counts["applied"]) == (8, 4, 4)
+    assert len(alerts(proc)) == 1  # good lines still give their alert
+
+
+def test_strict_exits_1_on_a_bad_line_but_still_writes_alerts(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.jsonl", [*STORY, "[1, 2]"])
+    proc = relsec("replay", "--strict", str(path))
+    assert proc.returncode == 1
+    assert len(alerts(proc)) == 1
+    assert summary(proc)["invalid"] == 1
+    clean = write(tmp_path / "clean.jsonl", STORY)
+    assert relsec("replay", "--strict", str(clean)).returncode == 0
+
+
+def test_unreadable_file_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.jsonl"
+    proc = relsec("replay", str(missing))
+    assert proc.returncode == 2
+    assert str(missing) in proc.stderr.decode()
+    assert proc.stdout == b""
+    assert relsec("replay", str(tmp_path)).returncode == 2  # a directory
+
+
+def test_bad_lateness_option_exits_2(tmp_path: Path) -> None:
+    path = write(tmp_path / "s.jsonl", STORY)
+    proc = relsec("replay", "--as-arrived", "--allowed-lateness", "soon", str(path))
+    assert proc.returncode == 2
+    assert "--allowed-lateness" in proc.stderr.decode()
+
+
+def test_sorted_mode_sees_the_late_flag_in_its_place(tmp_path: Path) -> None:
+    path = write(tmp_path / "story.jsonl", STORY)
+    got = alerts(relsec("replay", str(path)))
+    assert [(a["rule"], a["status"]) for a in got] == [("rollback-to-flagged-release", "firing")]
+
+
+def test_as_arrived_retracts_what_a_late_event_invalidates(tmp_path: Path) -> None:
+    path = write(tmp_path / "story.jsonl", STORY)
+    proc = relsec("replay", "--as-arrived", str(path))
+    assert proc.returncode == 0
+    got = alerts(proc)
+    assert [(a["rule"], a["status"]) for a in got] == [
+        ("rollback-performed", "firing"),
+        ("rollback-performed", "retracted"),
+        ("rollback-to-flagged-release", "firing"),
+    ]
+    assert got[0]["alert_id"] == got[1]["alert_id"]
+    assert got[0]["occurred_at"] == got[1]["occurred_at"] == "2026-03-02T12:00:00Z"
+    counts = summary(proc)
+    assert (counts["firing"], counts["retracted"], counts["late"]) == (2, 1, 0)
+
+
+def test_as_arrived_late_beyond_lateness_is_dead_lettered(tmp_path: Path) -> None:
+    rows = [
+        STORY[0], STORY[1], STORY[2],
+        ev("security_flag", "f-late", "2026-03-02T10:59:59.999Z", flag_id="CVE-1",
+           release="r1"),
+        ev("security_flag", "f-edge", "2026-03-02T11:00:00Z", flag_id="CVE-2", release="r9"),
+    ]
+    path = write(tmp_path / "late.jsonl", rows)
+    dl = tmp_path / "dead.jsonl"
+    proc = relsec("replay", "--as-arrived", "--allowed-lateness", "1h",
+                  "--dead-letters", str(dl), str(path))
+    assert proc.returncode == 0
+    counts = summary(proc)
+    assert (counts["late"], counts["applied"], counts["dead_lettered"]) == (1, 4, 1)
+    assert f"{path}:4: late" in proc.stderr.decode()
+    # the late flag was not applied: the rollback alert stands
+    assert [(a["rule"], a["status"]) for a in alerts(proc)] == [("rollback-performed", "firing")]
+    [record] = [orjson.loads(line) for line in dl.read_bytes().splitlines()]
+    assert record["reason"] == "late"
+    assert (record["file"], record["line"]) == (str(path), 4)
+    assert orjson.loads(record["value"]) == rows[3]
+    assert record["detail"]
+    # with the default 24 h the same flag is in time and changes the outcome
+    proc = relsec("replay", "--as-arrived", str(path))
+    assert summary(proc)["late"] == 0
+    final = {a["alert_id"]: a for a in alerts(proc)}
+    assert sorted((a["rule"], a["status"]) for a in final.values()) == [
+        ("flag-raised-on-running-release", "firing"),  # r1 ran at 10:59:59.999
+        ("rollback-performed", "retracted"),
+        ("rollback-to-flagged-release", "firing"),
+    ]
+
+
+def test_dead_letters_file_lists_every_bad_record(tmp_path: Path) -> None:
+    future = ev("deploy", "d-future", "2999-01-01T00:00:00Z", release="r5")
+    rows: list[dict[str, Any] | str] = [*STORY, "garbage", future,
+                                        ev("deploy", "d6", "x", release="r6")]
+    path = write(tmp_path / "mixed.jsonl", rows)
+    dl = tmp_path / "dead.jsonl"
+    proc = relsec("replay", "--quiet", "--strict", "--dead-letters", str(dl), str(path))
+    assert proc.returncode == 1
+    assert proc.stderr.decode().count("\n") == 1, "--quiet leaves only the summary"
+    records = [orjson.loads(line) for line in dl.read_bytes().splitlines()]
+    by_line = {r["line"]: r for r in records}
+    assert set(by_line) == {5, 6, 7}
+    assert by_line[5]["reason"] == "invalid_json"
+    assert by_line[5]["value"] == "garbage"
+    assert by_line[6]["reason"] == "future"
+    assert orjson.loads(by_line[6]["value"]) == future
+    assert by_line[7]["reason"] == "bad_timestamp"
+    counts = summary(proc)
+    assert (counts["invalid"], counts["future"], counts["dead_lettered"]) == (2, 1, 3)
+
+
+def test_several_files_and_stdin(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.jsonl", STORY[:2])
+    proc = relsec("replay", str(a), "-", stdin=b"\n".join(orjson.dumps(r) for r in STORY[2:]))
+    assert proc.returncode == 0
+    assert [x["rule"] for x in alerts(proc)] == ["rollback-to-flagged-release"]
+    assert summary(proc)["read"] == 4
+
+
+@pytest.mark.parametrize("mode", [[], ["--as-arrived"]])
+def test_stdout_lines_match_the_counts(tmp_path: Path, mode: list[str]) -> None:
+    shared = REPO.parent / "shared" / "scenarios" / "generated-7.jsonl"
+    assert shared.is_file()
+    proc = relsec("replay", *mode, str(shared))
+    got = alerts(proc)
+    counts = summary(proc)
+    assert len(got) == counts["firing"] + counts["retracted"]
+    assert sum(a["status"] == "retracted" for a in got) == counts["retracted"]
