@@ -193,7 +193,14 @@ class ServiceEngine:
                 notify=rule.notify,
                 evidence=f.evidence,
                 recommendation=(
-                    recommend(state, self.service, f.environment, f.release, event.occurred_at_ms)
+                    recommend(
+                        state,
+                        self.service,
+                        f.environment,
+                        f.release,
+                        event.occurred_at_ms,
+                        self.config.max_release_candidates,
+                    )
                     if rule.recommends
                     else None
                 ),
