@@ -993,3 +993,62 @@ def test_the_healthcheck_command_passes_on_200_and_fails_otherwise() -> None:
     (closed,) = pick_free_ports(1)
     nothing = subprocess.run(healthcheck_argv(closed), timeout=30, check=False, capture_output=True)
     assert nothing.returncode != 0
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_the_images_worker_command_runs_and_its_healthcheck_and_metrics_answer(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """The image's CMD on a real broker (bound to 127.0.0.1 here, as no container isolates it)."""
+    import os
+    import signal
+    import time
+    import urllib.request
+
+    from streams.kafka.local import pick_free_ports
+    from streams.kafka.topics import ensure_topics
+
+    ensure_topics(kafka_settings, partitions=6)
+    (port,) = pick_free_ports(1)
+    argv = docker_kw("CMD")[0].exec_form()
+    argv[argv.index("--web-host") + 1] = "127.0.0.1"
+    argv[argv.index("--web-port") + 1] = str(port)
+    data_dir = tmp_path / "state"
+    data_dir.mkdir()
+    argv[argv.index("--data-dir") + 1] = str(data_dir)
+    env = {
+        **os.environ,
+        **dockerfile_env(),
+        "RELSEC_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "RELSEC_TOPIC_PREFIX": kafka_settings.topics.prefix,
+    }
+    out = (tmp_path / "worker.out").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", *argv],
+        env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        health = healthcheck_argv(port)
+        while subprocess.run(health, capture_output=True, timeout=30, check=False).returncode:
+            assert worker.poll() is None, (tmp_path / "worker.out").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the worker's health check never passed"
+            time.sleep(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            assert b"# TYPE" in resp.read()
+        # --store rocksdb put the table state under --data-dir.
+        deadline = time.monotonic() + 60
+        while not any(p.is_dir() for p in data_dir.rglob("*service-state*")):
+            assert time.monotonic() < deadline, sorted(str(p) for p in data_dir.rglob("*"))[:20]
+            time.sleep(1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        out.close()
