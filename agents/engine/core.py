@@ -19,7 +19,8 @@ Alert identities whose trigger is an event's own id have one producer. Those
 triggered by a ``flag_id`` or ``incident_id`` may be produced by several
 events; the earliest producer in order owns the alert and the others produce
 nothing new. Finalized owners are remembered in ``base.fired_shared`` for
-``alert_memory_ms`` of event time.
+``alert_memory_ms`` of event time: a producer more than that after the owner
+fires the identity again.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ class ServiceEngine:
         for rule, f in findings:
             alert_id = alert_id_for(f.rule, self.service, f.environment, f.release, f.trigger)
             if rule.shared_identity and (
-                alert_id in self._owner or alert_id in self.base.fired_shared
+                alert_id in self._owner or self._remembered(alert_id, event.occurred_at_ms)
             ):
                 continue
             owned[alert_id] = Alert(
@@ -207,6 +208,13 @@ class ServiceEngine:
                 detected_at_ms=now_ms,
             )
         return owned
+
+    def _remembered(self, alert_id: str, event_ms: int) -> bool:
+        """Whether a finalized event owns ``alert_id`` within ``alert_memory_ms`` before
+        ``event_ms``. Judged by age here, not by presence: pruning drops only entries
+        older than that, whenever it runs, so it cannot change the answer."""
+        fired_ms = self.base.fired_shared.get(alert_id)
+        return fired_ms is not None and fired_ms >= event_ms - self.config.alert_memory_ms
 
     def _insert(self, event: Event, key: OrderKey, now_ms: int) -> tuple[Alert, ...]:
         """Insert an event inside the log and re-evaluate everything after it."""
