@@ -59,7 +59,10 @@ class ConfluentCodec(SingleObjectCodec):
         registry_conf: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry import (
+            SchemaRegistryClient,
+            topic_subject_name_strategy,
+        )
         from confluent_kafka.schema_registry.avro import AvroSerializer
         from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -74,7 +77,11 @@ class ConfluentCodec(SingleObjectCodec):
             name: AvroSerializer(
                 client,
                 schema_text(name),
-                conf={"subject.name.strategy.type": "TOPIC", "auto.register.schemas": True},
+                conf={
+                    # the callable form works on old and new confluent-kafka alike
+                    "subject.name.strategy": topic_subject_name_strategy,
+                    "auto.register.schemas": True,
+                },
             )
             for name in SCHEMA_NAMES
         }
