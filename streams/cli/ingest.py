@@ -241,7 +241,7 @@ def _per_source_mappings(items: list[str]) -> dict[str, tuple[tuple[str, str], .
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from streams.ingest.gateway import GatewayConfig, KafkaPublisher, serve
+    from streams.ingest.gateway import GatewayConfig, ProducerPublisher, serve
     from streams.ingest.signatures import Secrets
     from streams.settings import Settings
 
@@ -274,8 +274,11 @@ def run_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
 
+    publisher = ProducerPublisher(settings)
     try:
-        asyncio.run(serve(KafkaPublisher(settings), config, args.host, args.port, ready))
+        asyncio.run(serve(publisher, config, args.host, args.port, ready))
     except KeyboardInterrupt:
-        return 0
+        pass
+    finally:
+        publisher.close()
     return 0

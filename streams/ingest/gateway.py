@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 
 from agents.errors import AdapterError, ConfigError, RelsecError
-from agents.model.events import Event, parse_event
+from agents.model.events import Event, event_to_dict, parse_event
 from streams.ingest import ADAPTERS, SOURCES, IngestOptions, decode_payload
 from streams.ingest.common import DEFAULT_ENVIRONMENT, DEFAULT_MIN_SEVERITY
 from streams.ingest.signatures import Secrets, SignatureError, verify
@@ -37,36 +38,95 @@ class PublishFailed(RelsecError):
 
 
 class Publisher(Protocol):
-    """Where accepted events go: Kafka in production (:class:`KafkaPublisher`)."""
+    """Where accepted events go: Kafka in production (:class:`ProducerPublisher`)."""
 
     async def publish(self, events: Sequence[Event]) -> None: ...
 
 
-class KafkaPublisher:
-    """Publishes with the lead's ``streams.publish.publish_events`` in a worker thread."""
+class ProducerPublisher:
+    """One long-lived idempotent confluent-kafka producer for the gateway's lifetime.
 
-    def __init__(self, settings: Any) -> None:
+    Events are encoded with the project codec (``make_codec``), keyed by service
+    and sent to the input topic of their type, like ``streams.publish.publish_events``
+    (which ``relsec ingest publish`` uses). Unlike it, the producer and its
+    connections outlive a request: creating one per request cost about half a
+    second per webhook. A background thread serves delivery callbacks; a request
+    waits for its own records only, at most ``timeout_s`` (librdkafka's
+    ``message.timeout.ms`` is set to the same bound, so an unreachable broker
+    fails the records instead of keeping them queued).
+    """
+
+    def __init__(self, settings: Any, timeout_s: float = 30.0) -> None:
+        from confluent_kafka import Producer
+
+        from streams.codecs import make_codec
+        from streams.kafka.clients import producer_config
+
         self.settings = settings
+        self.timeout_s = timeout_s
+        self._codec = make_codec(settings)
+        self._producer = Producer(
+            producer_config(settings, **{"message.timeout.ms": int(timeout_s * 1000)})
+        )
+        self._closing = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="relsec-ingest-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(0.1)
 
     async def publish(self, events: Sequence[Event]) -> None:
+        from confluent_kafka import KafkaException
+
         if not events:
             return
-        report = await asyncio.to_thread(_publish_sync, self.settings, list(events))
-        failures = _report_failures(report)
+        loop = asyncio.get_running_loop()
+        waits: list[asyncio.Future[str | None]] = []
+        for event in events:
+            done: asyncio.Future[str | None] = loop.create_future()
+
+            def on_delivery(err: Any, _msg: Any, done: asyncio.Future[str | None] = done) -> None:
+                loop.call_soon_threadsafe(_settle, done, None if err is None else str(err))
+
+            value = self._codec.encode_event(event_to_dict(event))
+            topic = self.settings.topics.input_for_type(event.type)
+            while True:
+                try:
+                    self._producer.produce(
+                        topic, key=event.service.encode(), value=value, on_delivery=on_delivery
+                    )
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain
+                    await asyncio.sleep(0.05)
+                except KafkaException as exc:
+                    done.set_result(str(exc))
+                    break
+            waits.append(done)
+        try:
+            outcomes = await asyncio.wait_for(asyncio.gather(*waits), self.timeout_s + 5)
+        except TimeoutError:
+            raise PublishFailed(f"no delivery report within {self.timeout_s + 5:.0f} s") from None
+        failures = [f"{e.event_id}: {o}" for e, o in zip(events, outcomes, strict=True) if o]
         if failures:
             raise PublishFailed(
                 f"{len(failures)} of {len(events)} event(s) not written: {failures[0]}"
             )
 
+    def close(self) -> None:
+        """Deliver what is queued (bounded), then stop the poll thread."""
+        self._closing.set()
+        self._poller.join(timeout=5)
+        self._producer.flush(self.timeout_s)
 
-def _publish_sync(settings: Any, events: list[Event]) -> Any:
-    from streams.publish import publish_events
 
-    return publish_events(settings, events)
+def _settle(done: asyncio.Future[str | None], outcome: str | None) -> None:
+    if not done.done():
+        done.set_result(outcome)
 
 
 def _report_failures(report: Any) -> list[str]:
-    """Per-record failures of a publish report, whatever it names them."""
+    """Per-record failures of a ``publish_events`` report, whatever it names them."""
     for name in ("failures", "failed", "errors"):
         value = getattr(report, name, None)
         if isinstance(value, int) and not isinstance(value, bool):

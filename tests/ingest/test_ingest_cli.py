@@ -135,9 +135,12 @@ def test_serve_binds_loopback_answers_health_and_rejects_unsigned() -> None:
     )
     try:
         assert proc.stderr is not None
-        line = proc.stderr.readline()
-        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)/", line)
-        assert m, line
+        seen: list[str] = []
+        m = None
+        while m is None and len(seen) < 50:  # librdkafka may log before the gateway is up
+            seen.append(proc.stderr.readline())
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)/", seen[-1])
+        assert m, seen
         base = f"http://127.0.0.1:{m.group(1)}"
         with urllib.request.urlopen(f"{base}/healthz", timeout=10) as resp:
             assert resp.status == 200 and orjson.loads(resp.read())["status"] == "ok"

@@ -13,7 +13,7 @@ from agents.model.events import parse_event
 from streams.cli import main
 from streams.codecs import make_codec
 from streams.ingest import SOURCES
-from streams.ingest.gateway import GatewayConfig, KafkaPublisher, make_app
+from streams.ingest.gateway import GatewayConfig, ProducerPublisher, make_app
 from streams.ingest.signatures import Secrets, sign_pagerduty
 from streams.kafka.clients import consumer_config
 from streams.kafka.topics import create_topics
@@ -55,7 +55,8 @@ async def test_signed_pagerduty_delivery_lands_on_the_incidents_topic(
     config = GatewayConfig(
         secrets=Secrets.from_env(SOURCES, {"RELSEC_INGEST_PAGERDUTY_SECRET": "pd-s3cret"})
     )
-    client = TestClient(TestServer(make_app(KafkaPublisher(settings), config), host="127.0.0.1"))
+    publisher = ProducerPublisher(settings)
+    client = TestClient(TestServer(make_app(publisher, config), host="127.0.0.1"))
     await client.start_server()
     body = (PAYLOADS / "pagerduty" / "incident.triggered.json").read_bytes()
     try:
@@ -74,6 +75,7 @@ async def test_signed_pagerduty_delivery_lands_on_the_incidents_topic(
             assert resp.status == 202, await resp.text()
     finally:
         await client.close()
+        publisher.close()
 
     records = read_topic(settings, settings.topics.incidents, expected=2)
     assert len(records) == 2  # the badly signed request published nothing
