@@ -1006,10 +1006,14 @@ def test_the_images_worker_command_runs_and_its_healthcheck_and_metrics_answer(
     import time
     import urllib.request
 
+    from confluent_kafka.admin import AdminClient
+
     from streams.kafka.local import pick_free_ports
     from streams.kafka.topics import ensure_topics
 
     ensure_topics(kafka_settings, partitions=6)
+    admin = AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers})
+    topics_before = set(admin.list_topics(timeout=10).topics)
     (port,) = pick_free_ports(1)
     argv = docker_kw("CMD")[0].exec_form()
     argv[argv.index("--web-host") + 1] = "127.0.0.1"
@@ -1044,6 +1048,17 @@ def test_the_images_worker_command_runs_and_its_healthcheck_and_metrics_answer(
         while not any(p.is_dir() for p in data_dir.rglob("*service-state*")):
             assert time.monotonic() < deadline, sorted(str(p) for p in data_dir.rglob("*"))[:20]
             time.sleep(1)
+        # Every topic the worker made for itself is named after its consumer group, so
+        # the KafkaUser's prefix ACL (`<group>-`) covers it.
+        stem = kafka_settings.topics.prefix.rstrip(".-_")  # this pipeline's topics only
+        made = {
+            name
+            for name in set(admin.list_topics(timeout=10).topics) - topics_before
+            if name.startswith(stem)
+        }
+        assert made, "the worker created no changelog topic"
+        group = kafka_settings.topics.consumer_group
+        assert all(name.startswith(f"{group}-") for name in made), sorted(made)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
