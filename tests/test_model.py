@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import calendar
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -310,3 +312,29 @@ def test_alert_round_trip_and_id() -> None:
     assert not alert.same_content(alert.with_status("retracted", 5))
     with pytest.raises(ValueError):
         alert.with_status("gone", 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    when=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)),
+    frac=st.text(alphabet="0123456789", max_size=9),
+    offset_min=st.integers(-(23 * 60 + 59), 23 * 60 + 59),
+    sep=st.sampled_from(["T", "t", " "]),
+    zulu=st.sampled_from(["Z", "z", None]),
+)
+def test_timestamp_parse_matches_calendar_arithmetic(
+    when: datetime, frac: str, offset_min: int, sep: str, zulu: str | None
+) -> None:
+    """Every accepted spelling gives UTC ms by plain calendar arithmetic (fraction truncated)."""
+    local = when.strftime("%Y-%m-%d") + sep + when.strftime("%H:%M:%S")
+    if frac:
+        local += "." + frac
+    if zulu is not None:
+        offset_min = 0
+        text = local + zulu
+    else:
+        sign = "-" if offset_min < 0 else "+"
+        text = f"{local}{sign}{abs(offset_min) // 60:02d}:{abs(offset_min) % 60:02d}"
+    seconds = calendar.timegm(when.replace(microsecond=0).timetuple()) - offset_min * 60
+    expected = seconds * 1000 + (int((frac + "000")[:3]) if frac else 0)
+    assert parse_rfc3339_ms(text) == expected
