@@ -243,3 +243,28 @@ async def test_healthz_counts(gateway: tuple[TestClient, Recorder]) -> None:
     answer = await _json(resp)
     assert resp.status == 200 and answer["status"] == "ok" and answer["rejected"] == 1
     assert set(answer["sources"]) == set(SOURCES)
+
+
+@pytest.mark.asyncio
+async def test_unreachable_broker_is_503_within_the_bound() -> None:
+    import time
+
+    from streams.ingest.gateway import ProducerPublisher
+    from streams.settings import Settings
+
+    publisher = ProducerPublisher(Settings(bootstrap_servers="127.0.0.1:1"), timeout_s=1.0)
+    config = GatewayConfig(secrets=Secrets.from_env(SOURCES, ENV), clock_ms=lambda: RECEIVED_MS)
+    client = TestClient(TestServer(make_app(publisher, config)))
+    await client.start_server()
+    try:
+        started = time.monotonic()
+        resp = await client.post(
+            "/v1/ingest/opsgenie",
+            data=_body("opsgenie/create.json"),
+            headers={"X-Relsec-Token": "shared-t0ken"},
+        )
+        assert resp.status == 503 and "not written" in (await _json(resp))["error"]
+        assert time.monotonic() - started < 10
+    finally:
+        await client.close()
+        publisher.close()
