@@ -59,12 +59,18 @@ class ConfluentCodec(SingleObjectCodec):
         registry_conf: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        from confluent_kafka.schema_registry import (
-            SchemaRegistryClient,
-            topic_subject_name_strategy,
-        )
-        from confluent_kafka.schema_registry.avro import AvroSerializer
-        from confluent_kafka.serialization import MessageField, SerializationContext
+        try:
+            from confluent_kafka.schema_registry import (
+                SchemaRegistryClient,
+                topic_subject_name_strategy,
+            )
+            from confluent_kafka.schema_registry.avro import AvroSerializer
+            from confluent_kafka.serialization import MessageField, SerializationContext
+        except ImportError as exc:
+            raise ConfigError(
+                "a schema registry URL is set but confluent-kafka's schema-registry support "
+                f"is not installed ({exc}); install it with: pip install 'relsec[registry]'"
+            ) from None
 
         if client is None:
             if not settings.schema_registry_url:
