@@ -1042,7 +1042,8 @@ def test_the_images_worker_command_runs_and_its_healthcheck_and_metrics_answer(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"].startswith("text/plain")
-            assert b"# TYPE" in resp.read()
+            body = resp.read()
+            assert b"# TYPE relsec_" in body, body[:500]
         # --store rocksdb put the table state under --data-dir.
         deadline = time.monotonic() + 60
         while not any(p.is_dir() for p in data_dir.rglob("*service-state*")):
