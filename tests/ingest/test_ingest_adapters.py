@@ -595,3 +595,32 @@ def test_image_refs(text: str, repo: str, tag: str | None, digest: str | None) -
 def test_purl_version_decodes() -> None:
     assert purl_version("pkg:oci/myapp@sha256%3A0b31?repository_url=x") == "sha256:0b31"
     assert purl_version("pkg:oci/myapp") is None
+
+
+@pytest.mark.parametrize(("source", "rel"), ALL_PAYLOADS)
+def test_named_values_in_docstrings_exist(source: str, rel: str) -> None:
+    """Every ``--map`` name an adapter's docstring lists is one the adapter knows."""
+    import re
+
+    doc = ADAPTERS[source].__doc__ or ""
+    listed = doc.split("Named values", 1)[1] if "Named values" in doc else ""
+    names = [n for n in re.findall(r"``([a-z_:]+)``", listed) if not n.endswith(":")]
+    assert names, f"{source}: no named values documented"
+    field = "suspected_release" if source in ("pagerduty", "opsgenie") else "service"
+    for name in names:
+        try:
+            convert(
+                source,
+                load(rel),
+                IngestOptions(mapping=((field, name),), received_at_ms=RECEIVED_MS),
+            )
+        except AdapterError:
+            pass  # known name, no value in this payload
+        except ConfigError as exc:  # an unknown name
+            raise AssertionError(f"{source}: documented name {name!r} is unknown: {exc}") from None
+    with pytest.raises(ConfigError):
+        convert(
+            source,
+            load(rel),
+            IngestOptions(mapping=((field, "no_such_name"),), received_at_ms=RECEIVED_MS),
+        )
