@@ -1068,3 +1068,19 @@ def test_the_images_worker_command_runs_and_its_healthcheck_and_metrics_answer(
             worker.kill()
             worker.wait()
         out.close()
+
+
+def test_relsec_command_lines_in_the_deploy_docs_parse() -> None:
+    """Every `relsec ...` line in a shell block of the deploy docs is a valid command."""
+    checked = 0
+    for doc in (REPO / "docs" / "deploy.md", DEPLOY / "README.md"):
+        for block in re.findall(r"```sh\n(.*?)```", doc.read_text(), flags=re.DOTALL):
+            for line in block.splitlines():
+                if not line.startswith("relsec "):
+                    continue
+                words = shlex.split(line, comments=True)
+                if words[:1] == ["relsec"]:
+                    ok, why = parses(words[1:])
+                    assert ok, f"{doc.name}: {line!r}: {why}"
+                    checked += 1
+    assert checked >= 2
