@@ -363,6 +363,7 @@ FLUX_SUCCESS_REASONS: Final = frozenset(
         "RollbackSucceeded",
     }
 )
+FLUX_DEPLOY_KINDS: Final = frozenset({"Kustomization", "HelmRelease"})
 FLUX_ROLLBACK_REASONS: Final = frozenset({"RollbackSucceeded", "RollbackFailed"})
 FLUX_NOT_A_DEPLOY: Final = frozenset(
     {
@@ -393,7 +394,9 @@ def flux_release(revision: str) -> str:
 def flux(payload: Any, options: IngestOptions) -> Conversion:
     """Flux notification-controller event (``event.toolkit.fluxcd.io`` v1beta3, generic webhook).
 
-    Read: ``involvedObject`` (kind, name, namespace, apiVersion), ``severity``,
+    Only Kustomization and HelmRelease events are deploys (source-controller events such
+    as a GitRepository fetch failure give no event). Read: ``involvedObject`` (kind,
+    name, namespace, apiVersion), ``severity``,
     ``reason``, ``message``, ``timestamp``, and the revision in ``metadata`` under
     ``<api group>/revision`` (``kustomize.toolkit.fluxcd.io/revision``,
     ``helm.toolkit.fluxcd.io/revision``), else any key ending in ``/revision``.
@@ -415,6 +418,10 @@ def flux(payload: Any, options: IngestOptions) -> Conversion:
     reader.obj("$.involvedObject")
     name = reader.text("$.involvedObject.name")
     kind = reader.opt_str("$.involvedObject.kind") or "object"
+    if kind not in FLUX_DEPLOY_KINDS:
+        return Conversion(
+            skipped=(f"flux: {kind}/{name} is not a deploy (only Kustomization and HelmRelease)",)
+        )
     severity = reader.text("$.severity")
     reason = reader.opt_str("$.reason") or ""
     if severity == "error":

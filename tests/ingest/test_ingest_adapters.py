@@ -216,6 +216,14 @@ def test_flux_release_from_revision(revision: str, release: str) -> None:
     assert flux_release(revision) == release
 
 
+def test_flux_source_events_are_not_deploys() -> None:
+    payload = load("flux/kustomization.reconciliation-succeeded.json")
+    payload["involvedObject"].update(kind="GitRepository", apiVersion="source.toolkit.fluxcd.io/v1")
+    payload.update(severity="error", reason="GitOperationFailed")
+    c = convert("flux", payload)
+    assert c.events == () and "GitRepository" in c.skipped[0]
+
+
 def test_flux_missing_revision_names_the_metadata_key() -> None:
     payload = load("flux/kustomization.reconciliation-succeeded.json")
     payload["metadata"] = {}
