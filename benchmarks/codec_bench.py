@@ -284,7 +284,19 @@ def report(
             f"| {r.decode_s / r.events * 1e6:.2f} | {r.total_bytes / r.events:.1f} "
             f"| {r.total_bytes / 1e6:.2f} |"
         )
+    by_name = {r.name: r for r in results}
+    ours = by_name["relsec single-object (fastavro)"]
+    json_ = by_name["orjson JSON"]
+    apache = by_name["avro package single-object"]
     lines += [
+        "",
+        f"Reading: an Avro single-object record is {ours.total_bytes / json_.total_bytes:.0%} "
+        f"of the size of the same event as JSON; relsec's codec is "
+        f"{ours.per_second / apache.per_second:.1f}x as fast as the same work with the `avro` "
+        f"package, and orjson is {json_.per_second / ours.per_second:.1f}x as fast as relsec's "
+        f"codec (JSON trades CPU for {json_.total_bytes / ours.total_bytes:.1f}x the bytes on "
+        "the wire and on disk, and no schema). Decoding, the per-record cost the worker pays "
+        f"on every input record, is {ours.decode_s / ours.events * 1e6:.1f} µs.",
         "",
         "The relsec row includes what the codec must do besides Avro: the 10-byte "
         "single-object header, the fingerprint lookup, and RFC 3339 <-> epoch-millisecond "
