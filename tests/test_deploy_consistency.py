@@ -38,12 +38,13 @@ from streams.settings import Settings, Topics
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
+K8S_BASE = K8S / "base"
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 POM = DEPLOY / "kafka" / "pom.xml"
 DOCKERIGNORE = REPO / ".dockerignore"
 
-# The defaults the Kubernetes topics are written for (deploy/k8s/kafkatopics.yaml).
+# The defaults the Kubernetes topics are written for (deploy/k8s/base/kafkatopics.yaml).
 K8S_PARTITIONS = 6
 K8S_REPLICATION_FACTOR = 3
 
@@ -60,7 +61,7 @@ def pyproject() -> dict[str, Any]:
 
 
 def kustomization() -> dict[str, Any]:
-    doc = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    doc = yaml.safe_load((K8S_BASE / "kustomization.yaml").read_text())
     assert isinstance(doc, dict)
     return doc
 
@@ -69,7 +70,7 @@ def k8s_objects() -> list[dict[str, Any]]:
     """Every object of every file the kustomization lists."""
     objects: list[dict[str, Any]] = []
     for name in kustomization()["resources"]:
-        for doc in yaml.safe_load_all((K8S / name).read_text()):
+        for doc in yaml.safe_load_all((K8S_BASE / name).read_text()):
             if doc is not None:
                 assert isinstance(doc, dict), f"{name}: a document is not a mapping"
                 objects.append(doc)
@@ -299,11 +300,31 @@ def deployment_env() -> dict[str, str]:
 
 def test_kustomization_lists_every_manifest_in_the_directory() -> None:
     listed = set(kustomization()["resources"])
-    present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    present = {p.name for p in K8S_BASE.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == present
     kinds = sorted(o["kind"] for o in k8s_objects())
     for kind in ("Deployment", "Service", "KafkaTopic", "KafkaUser", "ServiceAccount"):
         assert kind in kinds
+
+
+def test_both_entry_points_build_on_the_base_and_v1_only_changes_the_strimzi_api() -> None:
+    root = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert root["resources"] == ["base"]
+    v1 = yaml.safe_load((K8S / "strimzi-v1" / "kustomization.yaml").read_text())
+    assert v1["resources"] == ["../base"]
+    strimzi_kinds = {
+        o["kind"] for o in k8s_objects() if o["apiVersion"].startswith("kafka.strimzi")
+    }
+    assert strimzi_kinds == {"KafkaTopic", "KafkaUser"}
+    patched = set()
+    for entry in v1["patches"]:
+        assert entry["target"]["group"] == "kafka.strimzi.io"
+        assert entry["target"]["version"] == "v1beta2"
+        assert yaml.safe_load(entry["patch"]) == [
+            {"op": "replace", "path": "/apiVersion", "value": "kafka.strimzi.io/v1"}
+        ]
+        patched.add(entry["target"]["kind"])
+    assert patched == strimzi_kinds
 
 
 def test_kafkatopic_names_equal_the_codes_topic_names() -> None:
@@ -409,7 +430,7 @@ def test_every_relsec_env_var_in_the_deploy_files_is_read_by_the_code() -> None:
         sources[f"compose {service}"] = compose_env(service)
     # Names anywhere in the text too (comments, ConfigMaps), not only in env blocks.
     mentioned: set[str] = set()
-    for path in [DOCKERFILE, COMPOSE, *K8S.glob("*.yaml")]:
+    for path in [DOCKERFILE, COMPOSE, *K8S.rglob("*.yaml")]:
         mentioned.update(ENV_NAME.findall(path.read_text()))
     assert mentioned, "no RELSEC_* names found: the parser is broken"
     declared = set().union(*(set(env) for env in sources.values()))
