@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ast
 import base64
+import functools
 import json
 import re
 import shlex
@@ -246,7 +247,8 @@ def _docstring_nodes(tree: ast.AST) -> set[int]:
     return ids
 
 
-def code_env_literals() -> set[str]:
+@functools.cache
+def code_env_literals() -> frozenset[str]:
     """RELSEC_* names that occur in string literals (not docstrings) of streams/ and agents/."""
     found: set[str] = set()
     for package in ("streams", "agents"):
@@ -260,7 +262,7 @@ def code_env_literals() -> set[str]:
                     and id(node) not in docstrings
                 ):
                     found.update(ENV_NAME.findall(node.value))
-    return found
+    return frozenset(found)
 
 
 def _resolve(env: Mapping[str, str]) -> object:
