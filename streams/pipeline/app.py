@@ -34,7 +34,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.engine import EngineConfig
 from streams.codecs import make_codec
-from streams.kafka.clients import ssl_context
+from agents.errors import RelsecError
+from streams.kafka.clients import producer_config, ssl_context
 from streams.pipeline.merge import PartitionMerge
 from streams.pipeline.metrics import PipelineMetrics
 from streams.pipeline.processor import Admitted, InputRecord, Output, Processor
@@ -54,7 +55,9 @@ class WorkerOptions:
     web_port: int = 6066
     merge_idle_ms: int = 2_000
     batch_records: int = 500
-    drain_interval_ms: int = 100
+    drain_interval_ms: int = 50
+    checkpoint_interval_ms: int = 1_000
+    checkpoint_records: int = 5_000
     exactly_once: bool = False
     data_dir: str | None = None
 
@@ -104,6 +107,12 @@ class Runtime:
         self.next_offset: dict[TP, int] = {}
         self.positions: dict[TP, int] = {}
         self.lock = asyncio.Lock()
+        self.unacked: list[Any] = []
+        self.pending: list[Any] = []
+        self.last_event_of_partition: dict[int, Any] = {}
+        # At-least-once: outputs go through librdkafka (much faster per record than
+        # Faust's producer); exactly-once: through Faust's transactional producer.
+        self.direct = None if options.exactly_once else DirectProducer(settings)
         self.output_topics: dict[str, Any] = {}
 
     # -- state ---------------------------------------------------------------
@@ -135,7 +144,9 @@ class Runtime:
         message = event.message
         tp = message.tp
         self.next_offset[tp] = message.offset + 1
-        record = InputRecord(message.topic, message.partition, message.offset, message.key, message.value)
+        record = InputRecord(
+            message.topic, message.partition, message.offset, message.key, message.value
+        )
         admitted = self.processor.admit(record)
         if isinstance(admitted, Admitted):
             merge = self.merges.get(record.partition)
@@ -147,7 +158,7 @@ class Runtime:
             return
         async with self.lock:
             await self._send_all(admitted)
-            await self.stream.ack(event)
+            self.unacked.append(event)
 
     def _caught_up(self, partition: int) -> Any:
         consumer = self.app.consumer
@@ -160,40 +171,63 @@ class Runtime:
                 return False
             if highwater is None:
                 return False
-            position = self.next_offset.get(tp, self.positions.get(tp))
+            # Only what was delivered to us counts: the fetch position runs ahead of it.
+            position = self.next_offset.get(tp)
             return position is not None and position >= highwater
 
         return check
 
-    async def drain(self) -> None:
-        """Run released events through the engine, produce, store state, ack."""
+    async def drain(self) -> int:
+        """Run the events the merge releases through the engine and send their outputs."""
         async with self.lock:
             now = wall_ms()
-            batch: list[tuple[Any, Admitted]] = []
+            released = 0
             for partition, merge in self.merges.items():
-                for _, item in merge.release(self._caught_up(partition), now, self.options.merge_idle_ms):
-                    batch.append(item)
+                caught_up = self._caught_up(partition)
+                for _, (event, admitted) in merge.release(
+                    caught_up, now, self.options.merge_idle_ms,
+                    limit=self.options.batch_records - released,
+                ):
+                    await self._send_all(self.processor.apply(admitted))
+                    self.last_event_of_partition[admitted.record.partition] = event
+                    self.unacked.append(event)
+                    released += 1
             self.metrics.merge_buffered.set(sum(len(m) for m in self.merges.values()))
-            if not batch:
+        if len(self.unacked) >= self.options.checkpoint_records:
+            await self.checkpoint()
+        return released
+
+    async def checkpoint(self) -> None:
+        """Wait for every output to be delivered, store touched states, then ack the inputs.
+
+        Faust commits acked offsets only after flushing its producer (which also
+        carries the table's changelog), so a committed offset always has its
+        alerts, dead letters and state behind it.
+        """
+        async with self.lock:
+            if not self.unacked:
                 return
-            outputs: list[Output] = []
-            last_event_of_partition: dict[int, Any] = {}
-            for event, admitted in batch:
-                outputs.extend(self.processor.apply(admitted))
-                last_event_of_partition[admitted.record.partition] = event
-            await self._send_all(outputs)
-            self._store_states(self.processor.take_dirty(), last_event_of_partition)
-            for event, _ in batch:
+            await self._wait_delivered()
+            self._store_states(self.processor.take_dirty(), self.last_event_of_partition)
+            for event in self.unacked:
                 await self.stream.ack(event)
+            self.unacked.clear()
 
     async def _send_all(self, outputs: Sequence[Output]) -> None:
-        if not outputs:
+        if self.direct is not None:
+            self.direct.send(outputs)
             return
-        pending = [
-            await self._topic(o.topic).send(key=o.key, value=o.value, partition=o.partition)
-            for o in outputs
-        ]
-        await asyncio.gather(*pending)
+        for o in outputs:
+            self.pending.append(
+                await self._topic(o.topic).send(key=o.key, value=o.value, partition=o.partition)
+            )
+
+    async def _wait_delivered(self) -> None:
+        if self.direct is not None:
+            await self.direct.flush()
+        if self.pending:
+            await asyncio.gather(*self.pending)
+            self.pending.clear()
 
     async def refresh(self) -> None:
         """Positions of assigned input partitions (for the merge) and lag (for metrics)."""
@@ -216,12 +250,55 @@ class Runtime:
         self.metrics.services.set(len(self.processor.engines))
 
     def on_revoked(self) -> None:
+        # Unacked records are redelivered to the partitions' next owner.
+        self.unacked.clear()
+        self.pending.clear()
+        self.last_event_of_partition.clear()
         for merge in self.merges.values():
             merge.clear()
         self.merges.clear()
         self.processor.forget()
         self.next_offset.clear()
         self.positions.clear()
+
+
+class DirectProducer:
+    """A confluent-kafka producer for outputs; delivery is checked at each checkpoint."""
+
+    def __init__(self, settings: Settings) -> None:
+        from confluent_kafka import Producer
+
+        self.producer = Producer(producer_config(settings, **{"linger.ms": 5}))
+        self.errors: list[str] = []
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.errors.append(f"{msg.topic()}: {err}")
+
+    def send(self, outputs: Sequence[Output]) -> None:
+        produce = self.producer.produce
+        for o in outputs:
+            kwargs: dict[str, Any] = {"key": o.key, "value": o.value, "on_delivery": self._on_delivery}
+            if o.partition is not None:
+                kwargs["partition"] = o.partition
+            while True:
+                try:
+                    produce(o.topic, **kwargs)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+        self.producer.poll(0)
+
+    async def flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = await loop.run_in_executor(None, self.producer.flush, 5.0)
+            if not remaining:
+                break
+            log.warning("waiting for %d output record(s) to be delivered", remaining)
+        if self.errors:
+            detail = "; ".join(self.errors[:5])
+            raise RelsecError(f"output records were not delivered, not committing: {detail}")
 
 
 def build_app(settings: Settings, options: WorkerOptions | None = None) -> tuple[faust.App, Runtime]:
@@ -246,6 +323,7 @@ def build_app(settings: Settings, options: WorkerOptions | None = None) -> tuple
         processing_guarantee="exactly_once" if options.exactly_once else "at_least_once",
         table_standby_replicas=0,
         producer_acks=-1,
+        producer_linger=0.005,
         table_key_serializer="raw",
         table_value_serializer="raw",
     )
@@ -274,7 +352,14 @@ def build_app(settings: Settings, options: WorkerOptions | None = None) -> tuple
     @app.timer(options.drain_interval_ms / 1000)
     async def drain_timer() -> None:
         if runtime.stream is not None:
-            await runtime.drain()
+            # A full batch means more may be releasable: go on, letting input in between.
+            while await runtime.drain() >= options.batch_records:
+                await asyncio.sleep(0)
+
+    @app.timer(options.checkpoint_interval_ms / 1000)
+    async def checkpoint_timer() -> None:
+        if runtime.stream is not None:
+            await runtime.checkpoint()
 
     @app.timer(1.0)
     async def refresh_timer() -> None:
@@ -302,5 +387,6 @@ def build_app(settings: Settings, options: WorkerOptions | None = None) -> tuple
 def run_worker(settings: Settings, options: WorkerOptions, loglevel: str = "warning") -> None:
     """Run the worker until SIGINT/SIGTERM."""
     app, _ = build_app(settings, options)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    level = {"warning": "warn", "critical": "crit"}.get(loglevel.lower(), loglevel.lower())
+    worker = faust.Worker(app, loglevel=level, quiet=True)
     worker.execute_from_commandline()

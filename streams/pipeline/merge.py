@@ -3,8 +3,12 @@
 Records of partition *p* of the three input topics wait in one buffer per
 topic. The record with the smallest order key among the buffer heads is
 released when every other topic of the partition either has a record
-buffered (whose key is then no smaller), or is caught up (nothing more to
-read right now), or the record has waited ``idle_ms`` of wall-clock time.
+buffered (whose key is then no smaller), or is caught up (everything up to
+its high watermark was delivered), or has been seen empty and silent for
+``idle_ms`` of wall-clock time (Kafka Streams' ``max.task.idle.ms``). The
+idle clock of a topic starts when a release first has to wait for it and
+stops when it delivers a record, so time spent processing a backlog never
+counts as the other topics being silent.
 Within one topic-partition records leave in offset order, so acking them as
 they are processed keeps commits contiguous.
 
@@ -38,6 +42,7 @@ class PartitionMerge(Generic[T]):
 
     topics: tuple[str, ...]
     buffers: dict[str, deque[_Buffered[T]]] = field(default_factory=dict)
+    waiting_since: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for topic in self.topics:
@@ -45,15 +50,17 @@ class PartitionMerge(Generic[T]):
 
     def add(self, topic: str, key: OrderKey, arrived_ms: int, item: T) -> None:
         self.buffers[topic].append(_Buffered(key, arrived_ms, item))
+        self.waiting_since.pop(topic, None)
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.buffers.values())
 
     def release(
-        self, caught_up: Callable[[str], bool], now_ms: int, idle_ms: int
+        self, caught_up: Callable[[str], bool], now_ms: int, idle_ms: int, limit: int | None = None
     ) -> Iterator[tuple[str, T]]:
-        """Yield ``(topic, item)`` in merged order while the rule above allows."""
-        while True:
+        """Yield ``(topic, item)`` in merged order while the rule above allows (at most ``limit``)."""
+        released = 0
+        while limit is None or released < limit:
             head_topic: str | None = None
             head: _Buffered[T] | None = None
             for topic, buffer in self.buffers.items():
@@ -61,14 +68,17 @@ class PartitionMerge(Generic[T]):
                     head_topic, head = topic, buffer[0]
             if head is None or head_topic is None:
                 return
-            waited_out = now_ms - head.arrived_ms >= idle_ms
-            if not waited_out:
-                for topic, buffer in self.buffers.items():
-                    if topic != head_topic and not buffer and not caught_up(topic):
-                        return
+            for topic, buffer in self.buffers.items():
+                if topic == head_topic or buffer or caught_up(topic):
+                    continue
+                since = self.waiting_since.setdefault(topic, now_ms)
+                if now_ms - since < idle_ms:
+                    return
             self.buffers[head_topic].popleft()
+            released += 1
             yield head_topic, head.item
 
     def clear(self) -> None:
         for buffer in self.buffers.values():
             buffer.clear()
+        self.waiting_since.clear()
