@@ -8,7 +8,8 @@ Where Kafka comes from, first match wins:
 1. ``$KAFKA_HOME/libs`` (an unpacked Apache Kafka release);
 2. the cache ``$RELSEC_CACHE_DIR/kafka/<version>/libs`` (default cache dir
    ``~/.cache/relsec``), filled on first use by Maven from ``deploy/kafka/pom.xml``
-   (artifact ``org.apache.kafka:kafka_2.13``) with a Maven repository in the cache;
+   (artifact ``org.apache.kafka:kafka_2.13``) with a Maven repository in the cache
+   (``$RELSEC_MAVEN_REPO`` to use another; ``$RELSEC_MVN`` names the ``mvn``);
 3. when ``RELSEC_KAFKA_TARBALL_URL`` is set, the Apache release tarball at that
    address (``https://``, ``file://``), whose ``libs/`` is copied into the cache.
 
@@ -27,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -62,6 +65,7 @@ LOG_TAIL_LINES = 30
 _PID_FILE = "kafka.pid"
 _STATE_FILE = "cluster.json"
 _MARKER_PROPERTY = "relsec.kafka.node"
+_JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?[^"]*"')
 _KAFKA_JAR = re.compile(r"^kafka_(?P<scala>\d+\.\d+)-(?P<version>\d[\w.\-]*?)\.jar$")
 
 Log = Callable[[str], None]
@@ -120,8 +124,9 @@ def find_java(java: str | None = None, env: Mapping[str, str] | None = None) -> 
     return str(path)
 
 
-def java_major_version(java: str) -> int:
-    """The feature release of ``java`` (8 for ``1.8.0_x``, 17 for ``17.0.15``)."""
+@functools.lru_cache(maxsize=16)
+def java_version_text(java: str) -> str:
+    """What ``java -version`` prints (only successful answers are remembered)."""
     try:
         done = subprocess.run(
             [java, "-version"], capture_output=True, text=True, timeout=30, check=False
@@ -129,11 +134,17 @@ def java_major_version(java: str) -> int:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise KafkaProvisionError(f"cannot run {java} -version: {exc}") from None
     text = done.stderr + done.stdout
-    match = re.search(r'version "(\d+)(?:\.(\d+))?[^"]*"', text)
-    if done.returncode != 0 or match is None:
+    if done.returncode != 0 or _JAVA_VERSION.search(text) is None:
         raise KafkaProvisionError(
             f"{java} -version failed (exit {done.returncode}): {text.strip()[:300]!r}"
         )
+    return text
+
+
+def java_major_version(java: str) -> int:
+    """The feature release of ``java`` (8 for ``1.8.0_x``, 17 for ``17.0.15``)."""
+    match = _JAVA_VERSION.search(java_version_text(java))
+    assert match is not None
     major = int(match.group(1))
     if major == 1 and match.group(2):
         major = int(match.group(2))
@@ -245,7 +256,7 @@ def _provision_with_maven(
             "RELSEC_KAFKA_POM to deploy/kafka/pom.xml, or KAFKA_HOME to a Kafka release"
         )
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=target))
-    repo = cache_root(env) / "m2"
+    repo = Path(env.get("RELSEC_MAVEN_REPO") or cache_root(env) / "m2")
     cmd = [
         mvn,
         "-B",
@@ -554,6 +565,7 @@ class LocalKafka:
         self._die_with_parent = die_with_parent
         self._log = log
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._java_path: str | None = None
         if brokers is not None and brokers < 1:
             raise KafkaProvisionError(f"--brokers must be at least 1, got {brokers}")
 
@@ -592,6 +604,11 @@ class LocalKafka:
             pid = int(pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
+        child = self._children.get(pid)
+        if child is not None:
+            # Started by this object: trust the handle (right after fork the child's
+            # cmdline is still ours, before exec shows the JVM's).
+            return pid if child.poll() is None else None
         if not _pid_alive(pid):
             return None
         cmdline = _proc_cmdline(pid)
@@ -738,7 +755,12 @@ class LocalKafka:
             "-XX:InitiatingHeapOccupancyPercent=35",
             "-XX:+ExplicitGCInvokesConcurrent",
             "-XX:+ExitOnOutOfMemoryError",
+            # C1 only: start-up takes about half the CPU of full tiered compilation and
+            # the broker is not the bottleneck of a local cluster (docs/perf-kafka.md).
+            "-XX:TieredStopAtLevel=1",
             self._marker(node.index),
+            *self._cds_args(config, node),
+            *self._env.get("RELSEC_KAFKA_JVM_OPTS", "").split(),
             *common,
         ]
 
@@ -747,7 +769,68 @@ class LocalKafka:
     def _java(self) -> str:
         java = find_java(self._java_arg, self._env)
         check_java(java)
+        self._java_path = java
         return java
+
+    # -- class data sharing ----------------------------------------------------------
+    #
+    # Half of a broker's start-up is the JVM loading and verifying Kafka's classes.
+    # Node 0 of a cluster started without an archive dumps the classes it loaded
+    # when it exits cleanly (-XX:ArchiveClassesAtExit); later starts map that
+    # archive (-XX:SharedArchiveFile). The archive is keyed by the java build and
+    # the jars, and kept in the cache; RELSEC_KAFKA_CDS=0 turns this off.
+
+    def _cds_archive(self, config: ClusterConfig) -> Path | None:
+        if self._env.get("RELSEC_KAFKA_CDS", "1") == "0" or self._java_path is None:
+            return None
+        libs = Path(config.libs_dir)
+        jars = sorted(p.name for p in libs.glob("*.jar")) if libs.is_dir() else []
+        key_text = "\n".join(
+            [
+                os.path.realpath(self._java_path),
+                java_version_text(self._java_path),
+                str(libs),
+                *jars,
+            ]
+        )
+        key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+        return cache_root(self._env) / "cds" / f"kafka-{config.version}-{key}.jsa"
+
+    def _cds_part(self, archive: Path, index: int) -> Path:
+        owner = hashlib.sha256(str(self.node_dir(index)).encode()).hexdigest()[:12]
+        return archive.with_name(f"{archive.name}.{owner}.part")
+
+    def _cds_args(self, config: ClusterConfig, node: NodeSpec) -> list[str]:
+        archive = self._cds_archive(config)
+        if archive is None:
+            return []
+        if archive.is_file():
+            return [f"-XX:SharedArchiveFile={archive}", "-Xshare:auto"]
+        if node.index != 0:
+            return []
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        part = self._cds_part(archive, node.index)
+        part.unlink(missing_ok=True)
+        return [f"-XX:ArchiveClassesAtExit={part}"]
+
+    def _cds_after_stop(self, index: int, clean: bool) -> None:
+        """Keep the archive node ``index`` dumped on a clean exit; drop a killed one's."""
+        config = self.config()
+        if config is None or index != 0:
+            return
+        if self._java_path is None:
+            with contextlib.suppress(KafkaProvisionError):
+                self._java_path = find_java(self._java_arg, self._env)
+        archive = self._cds_archive(config)
+        if archive is None:
+            return
+        part = self._cds_part(archive, index)
+        if not part.is_file():
+            return
+        if clean and part.stat().st_size > 0 and not archive.exists():
+            os.replace(part, archive)
+        else:
+            part.unlink(missing_ok=True)
 
     def _create(self, java: str) -> ClusterConfig:
         dist = locate_kafka(self._version, env=self._env, mvn=self._mvn, log=self._log)
@@ -853,7 +936,13 @@ class LocalKafka:
                         f"started node {node.node_id} (pid {pid}) on "
                         f"{config.host}:{node.broker_port}"
                     )
-            self.wait_ready(timeout_s=timeout_s)
+            try:
+                self.wait_ready(timeout_s=timeout_s)
+            except BaseException:
+                # Leave nothing half-started behind: stop the nodes this call started.
+                for index in started:
+                    self._stop_node(index, kill=True, timeout_s=10.0)
+                raise
             return config.bootstrap
 
     def start_broker(self, index: int, timeout_s: float = 90.0) -> int:
@@ -886,13 +975,15 @@ class LocalKafka:
                     os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
             for index, pid in live.items():
-                if not self._wait_gone(pid, deadline):
+                clean = self._wait_gone(pid, deadline)
+                if not clean:
                     self._log(f"node {index + 1} (pid {pid}) ignored SIGTERM; sending SIGKILL")
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                     if not self._wait_gone(pid, time.monotonic() + 10):
                         raise KafkaProvisionError(f"pid {pid} survived SIGKILL")
                 (self.node_dir(index) / _PID_FILE).unlink(missing_ok=True)
+                self._cds_after_stop(index, clean)
                 stopped.append(pid)
         if purge and self.state_dir.exists():
             if config is None and any(self.state_dir.iterdir()):
@@ -908,12 +999,14 @@ class LocalKafka:
             return False
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
-        if not self._wait_gone(pid, time.monotonic() + timeout_s):
+        clean = self._wait_gone(pid, time.monotonic() + timeout_s) and not kill
+        if self.pid_of(index) is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             if not self._wait_gone(pid, time.monotonic() + 10):
                 raise KafkaProvisionError(f"pid {pid} survived SIGKILL")
         (self.node_dir(index) / _PID_FILE).unlink(missing_ok=True)
+        self._cds_after_stop(index, clean)
         return True
 
     def _wait_gone(self, pid: int, deadline: float) -> bool:

@@ -134,12 +134,15 @@ def input_partitions(settings: Settings) -> int:
     """The partition count shared by the three input topics; TopicError if missing or unequal."""
     admin = _admin(settings)
     metadata = _metadata(admin, settings.bootstrap_servers)
-    missing = [name for name in settings.topics.inputs if name not in metadata.topics]
-    if missing:
-        raise TopicError(f"input topics missing: {', '.join(missing)} (run `relsec topics create`)")
-    counts = {name: len(metadata.topics[name].partitions) for name in settings.topics.inputs}
+    counts = {
+        name: len(metadata.topics[name].partitions)
+        for name in settings.topics.inputs
+        if name in metadata.topics
+    }
     common = check_copartitioned(counts)
-    assert common is not None
+    missing = [name for name in settings.topics.inputs if name not in counts]
+    if missing or common is None:
+        raise TopicError(f"input topics missing: {', '.join(missing)} (run `relsec topics create`)")
     return common
 
 
@@ -193,8 +196,7 @@ def ensure_topics(
                 error = exc.args[0]
                 if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise TopicError(f"cannot create topic {name}: {error.str()}") from None
-        _wait_for_leaders(admin, settings.bootstrap_servers, [s.name for s in missing])
-        metadata = _metadata(admin, settings.bootstrap_servers)
+        metadata = _wait_for_leaders(admin, settings.bootstrap_servers, [s.name for s in specs])
         # A concurrent creator may have used another partition count: check again.
         check_copartitioned({n: len(metadata.topics[n].partitions) for n in settings.topics.inputs})
 
@@ -219,8 +221,11 @@ def create_topics(
     return [s.name for s in states if s.created]
 
 
-def _wait_for_leaders(admin: Any, bootstrap: str, names: list[str]) -> None:
-    """Wait until every partition of ``names`` has a leader, so producers can write at once."""
+def _wait_for_leaders(admin: Any, bootstrap: str, names: list[str]) -> Any:
+    """Wait until every partition of ``names`` has a leader, so producers can write at once.
+
+    Returns the metadata that showed it (brokers learn of new topics one by one).
+    """
     deadline = time.monotonic() + METADATA_TIMEOUT_S
     while True:
         metadata = _metadata(admin, bootstrap)
@@ -233,7 +238,7 @@ def _wait_for_leaders(admin: Any, bootstrap: str, names: list[str]) -> None:
             or any(p.leader < 0 for p in metadata.topics[name].partitions.values())
         ]
         if not pending:
-            return
+            return metadata
         if time.monotonic() >= deadline:
             raise TopicError(f"topics created but without leaders after 15 s: {', '.join(pending)}")
         time.sleep(0.1)
