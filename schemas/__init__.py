@@ -29,7 +29,10 @@ def schema_text(name: str, previous: bool = False) -> str:
     """The ``.avsc`` text of schema ``name``: the current version, or the previous one."""
     _check(name)
     base = resources.files(__name__)
-    path = base / "previous" / f"{name}.v{PREVIOUS_VERSION}.avsc" if previous else base / f"{name}.avsc"
+    if previous:
+        path = base / "previous" / f"{name}.v{PREVIOUS_VERSION}.avsc"
+    else:
+        path = base / f"{name}.avsc"
     return path.read_text(encoding="utf-8")
 
 
