@@ -205,8 +205,19 @@ class SingleObjectCodec:
         return self._encode("alert", alert_to_datum(alert))
 
     def encode_dead_letter(self, dl: Mapping[str, Any]) -> bytes:
-        """Encode a dead-letter dict (original key/value bytes kept as they were)."""
-        return self._encode("dead_letter", dead_letter_to_datum(dl))
+        """Encode a dead-letter dict (original key/value bytes kept as they were).
+
+        Text that is not valid Unicode (lone surrogates in a detail) is written with
+        "?" in its place rather than refused: a dead letter must always be writable.
+        """
+        datum = dead_letter_to_datum(dl)
+        try:
+            return self._encode("dead_letter", datum)
+        except ValidationError:
+            for field in ("reason", "detail", "topic"):
+                if isinstance(datum[field], str):
+                    datum[field] = datum[field].encode("utf-8", "replace").decode("utf-8")
+            return self._encode("dead_letter", datum)
 
     # --- decoding ---------------------------------------------------------------
 

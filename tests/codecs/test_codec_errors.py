@@ -174,3 +174,11 @@ def test_encoding_a_bad_alert_or_dead_letter(codec: SingleObjectCodec) -> None:
     with pytest.raises(ValidationError) as err:
         codec.encode_dead_letter(make_dead_letter(value="text, not bytes"))
     assert err.value.field == "value"
+
+
+def test_a_dead_letter_with_unencodable_text_is_still_written(codec: SingleObjectCodec) -> None:
+    dl = make_dead_letter(detail="bad \ud800 surrogate", topic="t\udfff")
+    decoded = codec.decode_dead_letter(codec.encode_dead_letter(dl))
+    assert decoded["detail"] == "bad ? surrogate"
+    assert decoded["topic"] == "t?"
+    assert decoded["value"] == dl["value"]
