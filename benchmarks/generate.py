@@ -1,6 +1,6 @@
 """Write a synthetic JSONL event stream (arrival order) for benchmarks and tests.
 
-    python benchmarks/generate.py --events 1000000 --services 10000 -o /tmp/events.jsonl
+python benchmarks/generate.py --events 1000000 --services 10000 -o /tmp/events.jsonl
 """
 
 from __future__ import annotations

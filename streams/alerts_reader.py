@@ -13,7 +13,9 @@ from streams.settings import Settings
 
 
 def read_alerts(
-    settings: Settings, follow: bool = False, poll_timeout_s: float = 0.5,
+    settings: Settings,
+    follow: bool = False,
+    poll_timeout_s: float = 0.5,
     metadata_timeout_s: float = 10.0,
 ) -> Iterator[dict[str, Any]]:
     """Alert dicts in topic order (per partition); stops at the end unless ``follow``."""
@@ -32,7 +34,9 @@ def read_alerts(
         try:
             metadata = consumer.list_topics(topic, timeout=metadata_timeout_s)
         except KafkaException as exc:
-            raise RelsecError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+            raise RelsecError(
+                f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+            ) from None
         info = metadata.topics.get(topic)
         if info is None or info.error is not None or not info.partitions:
             raise RelsecError(f"topic {topic} does not exist (run `relsec topics create`)")

@@ -124,11 +124,12 @@ def _deploy(
     status = "failed" if rng.random() < 0.05 else "succeeded"
     if status == "succeeded":
         w.running[env] = release
-    incident = w.open_incidents and next(
-        (i for i, e in w.open_incidents.items() if e == env), None
-    )
+    incident = w.open_incidents and next((i for i, e in w.open_incidents.items() if e == env), None)
     return _event(
-        "deploy", seq, ms, service,
+        "deploy",
+        seq,
+        ms,
+        service,
         environment=env,
         release=release,
         previous_release=previous if rng.random() < 0.8 else None,
@@ -156,7 +157,10 @@ def _incident(
         w.open_incidents[incident_id] = env
         status = "opened"
     return _event(
-        "incident", seq, ms, service,
+        "incident",
+        seq,
+        ms,
+        service,
         environment=env,
         incident_id=incident_id,
         status=status,
@@ -179,7 +183,10 @@ def _flag(rng: random.Random, w: _World, service: str, seq: int, ms: int) -> dic
         status = "raised"
     later = [r for r in w.releases if r > release]
     return _event(
-        "security_flag", seq, ms, service,
+        "security_flag",
+        seq,
+        ms,
+        service,
         flag_id=flag_id,
         release=release,
         status=status,

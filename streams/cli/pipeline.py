@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from agents.errors import ConfigError, RelsecError
+from agents.errors import RelsecError
 from agents.model.events import Event
 from streams.cli import add_kafka_options
 from streams.settings import Settings
@@ -32,17 +33,37 @@ def _settings(args: argparse.Namespace) -> Settings:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     w = sub.add_parser("worker", help="run the stream agents (Faust worker)")
     add_kafka_options(w)
-    w.add_argument("--allowed-lateness", default=None, help="default $RELSEC_ALLOWED_LATENESS or 24h")
-    w.add_argument("--web-host", default="127.0.0.1", help="metrics/health bind address (default 127.0.0.1)")
+    w.add_argument(
+        "--allowed-lateness", default=None, help="default $RELSEC_ALLOWED_LATENESS or 24h"
+    )
+    w.add_argument(
+        "--web-host", default="127.0.0.1", help="metrics/health bind address (default 127.0.0.1)"
+    )
     w.add_argument("--web-port", type=int, default=6066)
-    w.add_argument("--store", choices=("memory", "rocksdb"), default="memory",
-                   help="table store (rocksdb needs rocksdict; default memory, rebuilt from the changelog)")
+    w.add_argument(
+        "--store",
+        choices=("memory", "rocksdb"),
+        default="memory",
+        help="table store (rocksdb needs rocksdict; default memory, rebuilt from the changelog)",
+    )
     w.add_argument("--data-dir", default=None, help="Faust data directory (tables' local state)")
-    w.add_argument("--exactly-once", action="store_true", help="Kafka transactions (processing_guarantee=exactly_once)")
-    w.add_argument("--replication-factor", type=int, default=None,
-                   help="replication of the state changelog topic (default: min(3, brokers))")
-    w.add_argument("--merge-idle-ms", type=int, default=2000,
-                   help="longest wait for a silent input partition in the event-time merge")
+    w.add_argument(
+        "--exactly-once",
+        action="store_true",
+        help="Kafka transactions (processing_guarantee=exactly_once)",
+    )
+    w.add_argument(
+        "--replication-factor",
+        type=int,
+        default=None,
+        help="replication of the state changelog topic (default: min(3, brokers))",
+    )
+    w.add_argument(
+        "--merge-idle-ms",
+        type=int,
+        default=2000,
+        help="longest wait for a silent input partition in the event-time merge",
+    )
     w.add_argument("--loglevel", default="warning")
     w.set_defaults(func=run_worker)
 
@@ -52,17 +73,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 when any line was invalid")
     p.set_defaults(func=run_publish)
 
-    a = sub.add_parser("alerts", help="print the alerts topic as JSON lines (to its end, or --follow)")
+    a = sub.add_parser(
+        "alerts", help="print the alerts topic as JSON lines (to its end, or --follow)"
+    )
     add_kafka_options(a)
     a.add_argument("--follow", action="store_true", help="keep printing new alerts")
     a.add_argument("--format", choices=("json", "ocsf"), default="json")
-    a.add_argument("--active", action="store_true",
-                   help="print only the final active set (last record per alert, no retracted)")
+    a.add_argument(
+        "--active",
+        action="store_true",
+        help="print only the final active set (last record per alert, no retracted)",
+    )
     a.set_defaults(func=run_alerts)
 
-    d = sub.add_parser("demo", help="from nothing to alerts: local Kafka, topics, worker, the seed story")
+    d = sub.add_parser(
+        "demo", help="from nothing to alerts: local Kafka, topics, worker, the seed story"
+    )
     add_kafka_options(d)
-    d.add_argument("--file", default=str(SEED_STORY), help="events to publish (default: the seed story)")
+    d.add_argument(
+        "--file", default=str(SEED_STORY), help="events to publish (default: the seed story)"
+    )
     d.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the alerts")
     d.add_argument("--keep", action="store_true", help="leave Kafka running at the end")
     d.set_defaults(func=run_demo)
@@ -73,14 +103,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     from streams.kafka.topics import input_partitions
-    from streams.pipeline.app import WorkerOptions, run_worker as start
+    from streams.pipeline.app import WorkerOptions
+    from streams.pipeline.app import run_worker as start
 
     settings = _settings(args)
     partitions = input_partitions(settings)
     replication = args.replication_factor
     if replication is None:
-        from streams.kafka.clients import admin_config
         from confluent_kafka.admin import AdminClient
+
+        from streams.kafka.clients import admin_config
 
         brokers = len(AdminClient(admin_config(settings)).list_topics(timeout=10).brokers)
         replication = max(1, min(3, brokers))
@@ -179,7 +211,9 @@ def _expected_alerts(path: str) -> dict[str, dict[str, Any]]:
     def keep(alert: Any) -> None:
         expected[alert.alert_id] = alert.to_dict()
 
-    replayer = Replayer(make_engine(False, 0), lambda: time.time_ns() // 1_000_000, keep, lambda _: None)
+    replayer = Replayer(
+        make_engine(False, 0), lambda: time.time_ns() // 1_000_000, keep, lambda _: None
+    )
     replay_sorted(read_lines([path]), replayer)
     return expected
 
@@ -189,8 +223,12 @@ def render_table(alerts: list[dict[str, Any]]) -> str:
     order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
     for a in sorted(alerts, key=lambda a: (a["occurred_at"], order[a["severity"]], a["rule"])):
         rec = a.get("recommendation")
-        advice = (rec["release"] and f"move to {rec['release']}") or ("coordinate a roll-forward fix" if rec else "-")
-        rows.append((a["severity"], a["rule"], f"{a['service']}/{a['environment']}", a["release"], advice))
+        advice = (rec["release"] and f"move to {rec['release']}") or (
+            "coordinate a roll-forward fix" if rec else "-"
+        )
+        rows.append(
+            (a["severity"], a["rule"], f"{a['service']}/{a['environment']}", a["release"], advice)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -209,12 +247,16 @@ def run_demo(args: argparse.Namespace) -> int:
     kafka: LocalKafka | None = None
     worker: subprocess.Popen[bytes] | None = None
     state_dir = default_state_dir("demo")
+    stack = contextlib.ExitStack()
     try:
         if args.bootstrap_servers or os.environ.get("RELSEC_BOOTSTRAP_SERVERS"):
             bootstrap = args.bootstrap_servers or os.environ["RELSEC_BOOTSTRAP_SERVERS"]
             _say(f"using Kafka at {bootstrap}")
         else:
-            _say("starting a local Apache Kafka (KRaft) on 127.0.0.1 (first run downloads it from Maven Central)")
+            _say(
+                "starting a local Apache Kafka (KRaft) on 127.0.0.1 "
+                "(the first run downloads it from Maven Central)"
+            )
             kafka = LocalKafka(state_dir, brokers=1, port=pick_free_ports(1)[0], log=_say)
             bootstrap = kafka.up()
             _say(f"Kafka ready at {bootstrap}")
@@ -225,17 +267,35 @@ def run_demo(args: argparse.Namespace) -> int:
         web_port = pick_free_ports(1)[0]
         log_path = Path(state_dir) / "worker.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        worker_log = stack.enter_context(log_path.open("wb"))
         worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--bootstrap-servers", bootstrap,
-             "--topic-prefix", prefix, "--web-port", str(web_port), "--loglevel", "warning"],
-            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "worker",
+                "--bootstrap-servers",
+                bootstrap,
+                "--topic-prefix",
+                prefix,
+                "--web-port",
+                str(web_port),
+                "--loglevel",
+                "warning",
+            ],
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
         )
         _say(f"worker started (pid {worker.pid}, log {log_path})")
         with open(args.file, "rb") as handle:
             count = sum(1 for line in handle if line.strip())
         from streams.replay import decode_line, read_lines
 
-        events = [e for e in (decode_line(line) for line in read_lines([args.file])) if isinstance(e, Event)]
+        events = [
+            e
+            for e in (decode_line(line) for line in read_lines([args.file]))
+            if isinstance(e, Event)
+        ]
         report = publish_events(settings, events)
         if not report.ok:
             raise RelsecError(f"publishing failed: {report.failed[:3]}")
@@ -252,10 +312,14 @@ def run_demo(args: argparse.Namespace) -> int:
             time.sleep(1.0)
         else:
             raise RelsecError(
-                f"only {len(active)} of {len(expected)} alerts arrived in {args.timeout:.0f} s; see {log_path}"
+                f"only {len(active)} of {len(expected)} alerts arrived in "
+                f"{args.timeout:.0f} s; see {log_path}"
             )
         print(render_table(list(active.values())))
-        _say(f"{len(active)} alerts on {settings.topics.alerts}, the same set `relsec replay` computes")
+        _say(
+            f"{len(active)} alerts on {settings.topics.alerts}, "
+            "the same set `relsec replay` computes"
+        )
         return 0
     finally:
         if worker is not None and worker.poll() is None:
@@ -269,3 +333,4 @@ def run_demo(args: argparse.Namespace) -> int:
         if kafka is not None and not args.keep:
             kafka.down(purge=True)
             _say("Kafka stopped")
+        stack.close()

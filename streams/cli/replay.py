@@ -46,9 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="how far behind the newest event of its service an event may arrive "
         "(with --as-arrived; default 24h)",
     )
-    p.add_argument(
-        "--strict", action="store_true", help="exit 1 when any line was dead-lettered"
-    )
+    p.add_argument("--strict", action="store_true", help="exit 1 when any line was dead-lettered")
     p.add_argument(
         "--dead-letters",
         metavar="FILE",
@@ -79,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
             dl_out.write(orjson.dumps(dl.to_dict(wall_clock_ms())))
             dl_out.write(b"\n")
 
-    replayer = Replayer(make_engine(args.as_arrived, lateness_ms), wall_clock_ms, on_alert, on_dead_letter)
+    replayer = Replayer(
+        make_engine(args.as_arrived, lateness_ms), wall_clock_ms, on_alert, on_dead_letter
+    )
     try:
         lines = read_lines(args.files)
         if args.as_arrived:

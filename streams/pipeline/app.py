@@ -33,8 +33,8 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.engine import EngineConfig
-from streams.codecs import make_codec
 from agents.errors import RelsecError
+from streams.codecs import make_codec
 from streams.kafka.clients import producer_config, ssl_context
 from streams.pipeline.merge import PartitionMerge
 from streams.pipeline.metrics import PipelineMetrics
@@ -121,7 +121,9 @@ class Runtime:
         value = self.table.get(service.encode("utf-8"))
         return bytes(value) if value is not None else None
 
-    def _store_states(self, touched: Sequence[tuple[str, int, bytes]], events: dict[int, Any]) -> None:
+    def _store_states(
+        self, touched: Sequence[tuple[str, int, bytes]], events: dict[int, Any]
+    ) -> None:
         for service, partition, data in touched:
             token = _current_event.set(weakref.ref(events[partition]))
             try:
@@ -135,8 +137,12 @@ class Runtime:
         topic = self.output_topics.get(name)
         if topic is None:
             topic = self.output_topics[name] = self.app.topic(
-                name, key_type=bytes, value_type=bytes,
-                key_serializer="raw", value_serializer="raw", internal=False,
+                name,
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                internal=False,
             )
         return topic
 
@@ -185,7 +191,9 @@ class Runtime:
             for partition, merge in self.merges.items():
                 caught_up = self._caught_up(partition)
                 for _, (event, admitted) in merge.release(
-                    caught_up, now, self.options.merge_idle_ms,
+                    caught_up,
+                    now,
+                    self.options.merge_idle_ms,
                     limit=self.options.batch_records - released,
                 ):
                     await self._send_all(self.processor.apply(admitted))
@@ -246,7 +254,9 @@ class Runtime:
             highwater = consumer.highwater(tp)
             position = self.next_offset.get(tp, self.positions.get(tp))
             if highwater is not None and position is not None:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
         self.metrics.services.set(len(self.processor.engines))
 
     def on_revoked(self) -> None:
@@ -278,7 +288,11 @@ class DirectProducer:
     def send(self, outputs: Sequence[Output]) -> None:
         produce = self.producer.produce
         for o in outputs:
-            kwargs: dict[str, Any] = {"key": o.key, "value": o.value, "on_delivery": self._on_delivery}
+            kwargs: dict[str, Any] = {
+                "key": o.key,
+                "value": o.value,
+                "on_delivery": self._on_delivery,
+            }
             if o.partition is not None:
                 kwargs["partition"] = o.partition
             while True:
@@ -301,7 +315,9 @@ class DirectProducer:
             raise RelsecError(f"output records were not delivered, not committing: {detail}")
 
 
-def build_app(settings: Settings, options: WorkerOptions | None = None) -> tuple[faust.App, Runtime]:
+def build_app(
+    settings: Settings, options: WorkerOptions | None = None
+) -> tuple[faust.App, Runtime]:
     """The Faust app of the worker and its runtime."""
     options = options or WorkerOptions()
     topics = settings.topics
@@ -335,12 +351,19 @@ def build_app(settings: Settings, options: WorkerOptions | None = None) -> tuple
     app = faust.App(topics.consumer_group, **conf)
     runtime = Runtime(app, settings, options)
     inputs = app.topic(
-        *topics.inputs, key_type=bytes, value_type=bytes,
-        key_serializer="raw", value_serializer="raw", internal=False,
+        *topics.inputs,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        internal=False,
     )
     runtime.table = app.Table(
-        "service-state", default=None, partitions=options.partitions,
-        key_type=bytes, value_type=bytes,
+        "service-state",
+        default=None,
+        partitions=options.partitions,
+        key_type=bytes,
+        value_type=bytes,
     )
 
     @app.agent(inputs, concurrency=1)

@@ -58,7 +58,7 @@ class PartitionMerge(Generic[T]):
     def release(
         self, caught_up: Callable[[str], bool], now_ms: int, idle_ms: int, limit: int | None = None
     ) -> Iterator[tuple[str, T]]:
-        """Yield ``(topic, item)`` in merged order while the rule above allows (at most ``limit``)."""
+        """Yield ``(topic, item)`` in merged order while the rule allows, at most ``limit``."""
         released = 0
         while limit is None or released < limit:
             head_topic: str | None = None

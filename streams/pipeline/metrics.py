@@ -32,7 +32,9 @@ class PipelineMetrics:
         )
         self.services = Gauge("relsec_services_cached", "Services with state in memory", registry=r)
         self.lag = Gauge(
-            "relsec_consumer_lag", "Records behind the high watermark", ["topic", "partition"],
+            "relsec_consumer_lag",
+            "Records behind the high watermark",
+            ["topic", "partition"],
             registry=r,
         )
         self.merge_buffered = Gauge(

@@ -23,8 +23,19 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_SCENARIOS = REPO.parent / "shared" / "scenarios"
 
 # The fields that define an alert apart from when it was detected.
-COMPARED = ("alert_id", "rule", "severity", "service", "environment", "release", "occurred_at",
-            "notify", "evidence", "recommendation", "summary")
+COMPARED = (
+    "alert_id",
+    "rule",
+    "severity",
+    "service",
+    "environment",
+    "release",
+    "occurred_at",
+    "notify",
+    "evidence",
+    "recommendation",
+    "summary",
+)
 
 
 class WorkerProcess:
@@ -35,12 +46,20 @@ class WorkerProcess:
         self.data_dir = tmp / f"{name}-data"
         self.web_port = pick_free_ports(1)[0]
         cmd = [
-            sys.executable, "-m", "streams.cli", "worker",
-            "--bootstrap-servers", settings.bootstrap_servers,
-            "--topic-prefix", settings.topics.prefix,
-            "--web-port", str(self.web_port),
-            "--data-dir", str(self.data_dir),
-            "--loglevel", "info",
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "worker",
+            "--bootstrap-servers",
+            settings.bootstrap_servers,
+            "--topic-prefix",
+            settings.topics.prefix,
+            "--web-port",
+            str(self.web_port),
+            "--data-dir",
+            str(self.data_dir),
+            "--loglevel",
+            "info",
             *extra,
         ]
         self._log = open(self.log_path, "ab")  # noqa: SIM115
@@ -75,7 +94,9 @@ class WorkerProcess:
 
 
 def load_events(path: Path) -> list[Event]:
-    return [parse_event(orjson.loads(line)) for line in path.read_bytes().splitlines() if line.strip()]
+    return [
+        parse_event(orjson.loads(line)) for line in path.read_bytes().splitlines() if line.strip()
+    ]
 
 
 def replay_expected(events: Iterable[Event]) -> dict[str, dict[str, Any]]:
@@ -83,7 +104,12 @@ def replay_expected(events: Iterable[Event]) -> dict[str, dict[str, Any]]:
     from streams.replay import _Line
 
     expected: dict[str, dict[str, Any]] = {}
-    replayer = Replayer(make_engine(False, 0), lambda: time.time_ns() // 1_000_000, lambda a: expected.__setitem__(a.alert_id, a.to_dict()), lambda _: None)
+    replayer = Replayer(
+        make_engine(False, 0),
+        lambda: time.time_ns() // 1_000_000,
+        lambda a: expected.__setitem__(a.alert_id, a.to_dict()),
+        lambda _: None,
+    )
 
     def lines() -> Iterable[_Line]:
         from agents.model.events import event_to_dict
@@ -131,12 +157,20 @@ def dead_letters(settings: Settings, timeout_s: float = 10.0) -> list[dict[str, 
     from streams.kafka.clients import consumer_config
 
     codec = make_codec(settings)
-    consumer = Consumer(consumer_config(settings, group_id=f"dlq-reader-{time.time_ns()}",
-                                        **{"enable.auto.commit": False}))
+    consumer = Consumer(
+        consumer_config(
+            settings, group_id=f"dlq-reader-{time.time_ns()}", **{"enable.auto.commit": False}
+        )
+    )
     try:
         md = consumer.list_topics(settings.topics.dlq, timeout=timeout_s)
         parts = sorted(md.topics[settings.topics.dlq].partitions)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(settings.topics.dlq, p), timeout=timeout_s)[1] for p in parts}
+        ends = {
+            p: consumer.get_watermark_offsets(
+                TopicPartition(settings.topics.dlq, p), timeout=timeout_s
+            )[1]
+            for p in parts
+        }
         consumer.assign([TopicPartition(settings.topics.dlq, p, OFFSET_BEGINNING) for p in parts])
         remaining = {p for p, end in ends.items() if end > 0}
         out: list[dict[str, Any]] = []

@@ -22,9 +22,16 @@ SERVICE = "payments-api"
 
 def deploy(event_id: str, occurred_at: str, release: str = "1.0.0") -> dict:
     return {
-        "type": "deploy", "event_id": event_id, "occurred_at": occurred_at, "source": "test",
-        "service": SERVICE, "environment": "production", "release": release,
-        "previous_release": None, "action": "deploy", "status": "succeeded",
+        "type": "deploy",
+        "event_id": event_id,
+        "occurred_at": occurred_at,
+        "source": "test",
+        "service": SERVICE,
+        "environment": "production",
+        "release": release,
+        "previous_release": None,
+        "action": "deploy",
+        "status": "succeeded",
     }
 
 
@@ -71,7 +78,12 @@ def test_each_kind_of_bad_record_is_dead_lettered(kafka_settings: Settings, tmp_
             except OSError:
                 pass
             time.sleep(0.5)
-        producer.produce(topics.deploys, key=SERVICE.encode(), value=codec.encode_event(late), partition=partition)
+        producer.produce(
+            topics.deploys,
+            key=SERVICE.encode(),
+            value=codec.encode_event(late),
+            partition=partition,
+        )
         producer.flush(30)
         expected_reasons = sorted([r for _, _, r in records if r] + ["late"])
         deadline = time.monotonic() + 60
@@ -85,7 +97,9 @@ def test_each_kind_of_bad_record_is_dead_lettered(kafka_settings: Settings, tmp_
         by_reason = {d["reason"]: d for d in dls}
         assert by_reason["undecodable"]["value"] == b"\x07\x00garbage"
         assert by_reason["invalid_json"]["topic"] == topics.incidents
-        assert by_reason["late"]["offset"] is not None and by_reason["late"]["partition"] == partition
+        assert (
+            by_reason["late"]["offset"] is not None and by_reason["late"]["partition"] == partition
+        )
         assert any("release" in d["detail"] for d in dls if d["reason"] == "validation")
         assert any("action" in d["detail"] for d in dls if d["reason"] == "validation")
         assert parse_event(orjson.loads(orjson.dumps(late))) is not None
@@ -112,7 +126,12 @@ def test_misrouted_record_is_rekeyed_not_judged_on_the_wrong_partition(
     wrong = (right + 1) % 3
     event = deploy("routed-1", "2026-03-04T10:00:00Z")
     producer = Producer(producer_config(kafka_settings))
-    producer.produce(kafka_settings.topics.deploys, key=b"not-the-service", value=codec.encode_event(event), partition=wrong)
+    producer.produce(
+        kafka_settings.topics.deploys,
+        key=b"not-the-service",
+        value=codec.encode_event(event),
+        partition=wrong,
+    )
     producer.flush(30)
     worker = WorkerProcess(kafka_settings, tmp_path)
     try:

@@ -1,4 +1,4 @@
-"""Two workers in one consumer group: same alerts as one; a killed member hands over its partitions."""
+"""Two workers in one group give the alerts of one; a killed member hands over its partitions."""
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ def test_two_workers_equal_one_and_survive_a_kill(kafka_settings: Settings, tmp_
         time.sleep(8)  # let both join the group before the data arrives
         assert publish_events(kafka_settings, events).ok
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and sum(1 for _ in read_alerts(kafka_settings)) < len(expected) // 4:
+        while (
+            time.monotonic() < deadline
+            and sum(1 for _ in read_alerts(kafka_settings)) < len(expected) // 4
+        ):
             assert a.alive() and b.alive(), a.log_tail() + b.log_tail()
             time.sleep(0.3)
         b.kill()  # mid-run: its partitions go to a, which restores their state from the changelog

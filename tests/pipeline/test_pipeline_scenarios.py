@@ -23,13 +23,17 @@ from tests.pipeline.harness import (
 
 pytestmark = pytest.mark.kafka
 
-SCENARIOS = sorted(p for p in SHARED_SCENARIOS.glob("*.jsonl") if not p.name.endswith(".expected.jsonl"))
+SCENARIOS = sorted(
+    p for p in SHARED_SCENARIOS.glob("*.jsonl") if not p.name.endswith(".expected.jsonl")
+)
 
 
 def shuffled_within_lateness(events: list, lateness_ms: int, seed: int) -> list:
     """An arrival order in which no event is later than the lateness behind its service's newest."""
     rng = random.Random(seed)
-    return sorted(events, key=lambda e: (e.occurred_at_ms + rng.randint(0, lateness_ms // 2), rng.random()))
+    return sorted(
+        events, key=lambda e: (e.occurred_at_ms + rng.randint(0, lateness_ms // 2), rng.random())
+    )
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
