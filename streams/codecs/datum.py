@@ -20,17 +20,18 @@ from agents.errors import ValidationError
 from agents.model.timefmt import TimestampError, format_rfc3339_ms, parse_rfc3339_ms
 from schemas import SCHEMA_NAMES, load_schema
 
-_NO_DEFAULT: Final = object()
 
-
-def _field_defaults(name: str) -> tuple[tuple[str, Any], ...]:
-    """(field name, default or _NO_DEFAULT) of a top-level record, in schema order."""
-    return tuple(
-        (f["name"], f.get("default", _NO_DEFAULT)) for f in load_schema(name)["fields"]
+def _fields(name: str) -> tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]:
+    """Top-level field names of record ``name`` in schema order, and its non-null defaults."""
+    fields = load_schema(name)["fields"]
+    names = tuple(f["name"] for f in fields)
+    defaults = tuple(
+        (f["name"], f["default"]) for f in fields if f.get("default") is not None
     )
+    return names, defaults
 
 
-_FIELDS: Final = {name: _field_defaults(name) for name in SCHEMA_NAMES}
+_FIELDS: Final = {name: _fields(name) for name in SCHEMA_NAMES}
 
 
 # --- instants: the codec's hot path ---------------------------------------------------
@@ -114,12 +115,12 @@ def instant_ms(value: Any, field: str) -> int:
 
 def _record(name: str, obj: Mapping[str, Any]) -> dict[str, Any]:
     """The top-level fields of record ``name`` from ``obj``; absent/None -> schema default."""
-    out: dict[str, Any] = {}
-    for field, default in _FIELDS[name]:
-        value = obj.get(field)
-        if value is None and default is not _NO_DEFAULT:
-            value = default
-        out[field] = value
+    names, defaults = _FIELDS[name]
+    get = obj.get
+    out = {field: get(field) for field in names}
+    for field, default in defaults:
+        if out[field] is None:
+            out[field] = list(default) if isinstance(default, list) else default
     return out
 
 

@@ -150,9 +150,10 @@ def to_dict(name: str, datum: dict[str, Any]) -> dict[str, Any]:
         ) from None
 
 
-def write_datum(known: KnownSchema, datum: Mapping[str, Any]) -> bytes:
-    """Binary Avro of ``datum`` (no header); a datum the schema rejects is a ValidationError."""
+def write_datum(known: KnownSchema, datum: Mapping[str, Any], prefix: bytes = b"") -> bytes:
+    """``prefix`` + binary Avro of ``datum``; a datum the schema rejects is a ValidationError."""
     buf = io.BytesIO()
+    buf.write(prefix)
     try:
         schemaless_writer(buf, known.writer, datum)
     except Exception as exc:
@@ -184,12 +185,13 @@ class SingleObjectCodec:
         self._current: dict[str, KnownSchema] = {
             s.name: s for s in schemas if s.reader is None
         }
+        self._headers: dict[str, bytes] = {n: s.header for n, s in self._current.items()}
 
     # --- encoding ---------------------------------------------------------------
 
     def _encode(self, name: str, datum: dict[str, Any]) -> bytes:
         known = self._current[name]
-        return known.header + write_datum(known, datum)
+        return write_datum(known, datum, self._headers[name])
 
     def encode_event(self, event: Mapping[str, Any]) -> bytes:
         """Encode a SPEC §1 event dict (``type`` included)."""
