@@ -11,6 +11,7 @@ write survives the loss of one broker.
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,9 +94,26 @@ def _admin(settings: Settings) -> Any:
     return AdminClient(admin_config(settings))
 
 
+def _reachable(bootstrap: str) -> bool:
+    """True when at least one bootstrap address accepts a TCP connection (fails fast)."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        host = host.strip("[]") or "localhost"
+        try:
+            with socket.create_connection((host, int(port)), timeout=3):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def _metadata(admin: Any, bootstrap: str) -> Any:
     from confluent_kafka import KafkaException
 
+    if not _reachable(bootstrap):
+        raise TopicError(
+            f"cannot reach Kafka at {bootstrap}: no bootstrap address accepts connections"
+        )
     try:
         return admin.list_topics(timeout=METADATA_TIMEOUT_S)
     except KafkaException as exc:
