@@ -16,7 +16,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[rocksdb]'
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,rocksdb]'
+	$(BIN)/pip install --quiet -e '.[test,rocksdb,registry]'
 
 demo: install
 	$(BIN)/relsec demo
