@@ -24,6 +24,7 @@ from agents.model.events import Event, order_key, parse_event
 from agents.model.timefmt import MS_PER_HOUR, MS_PER_MINUTE, format_rfc3339_ms
 
 from .factory import T0
+from .oracle import expected_alerts
 
 SERVICES = ("svc-a", "svc-b")
 ENVS = ("prod", "stage")
@@ -443,3 +444,25 @@ def test_generated_sets_reach_every_rule() -> None:
 
     collect()
     assert seen == {r.rule_id for r in ALL_RULES}
+
+
+# --- the engine against a brute-force reading of the SPEC -------------------------------
+
+
+@PROPS
+@given(event_sets())
+def test_engine_agrees_with_a_brute_force_reading_of_the_spec(events: list[Event]) -> None:
+    got = sorted_run(events)
+    want = {x.alert_id: x for x in expected_alerts(events)}
+    got_rows = {
+        k: (a.rule, a.service, a.environment, a.release, a.trigger, a.severity,
+            a.occurred_at_ms, tuple(sorted(a.notify)),
+            a.recommendation.release if a.recommendation else None)
+        for k, a in got.items()
+    }
+    want_rows = {
+        k: (x.rule, x.service, x.environment, x.release, x.trigger, x.severity,
+            x.occurred_at_ms, x.notify, x.recommendation_release)
+        for k, x in want.items()
+    }
+    assert got_rows == want_rows
