@@ -40,10 +40,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka import (  # type: ignore[import-untyped]  # noqa: E402
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    TopicPartition,
+)
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka import TopicPartition as CTopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # noqa: E402
 
 from streams.kafka.clients import (  # noqa: E402
     admin_config,
@@ -197,7 +201,9 @@ def confluent_produce(settings: Settings, topic: str, msgs: list[tuple[bytes, by
 
 
 def confluent_consume(settings: Settings, topic: str, count: int) -> float:
-    consumer = Consumer(consumer_config(settings, **{"fetch.max.bytes": 52428800}))
+    conf = consumer_config(settings)
+    conf["fetch.max.bytes"] = 52428800
+    consumer = Consumer(conf)
     consumer.assign([CTopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     got = 0
     started = time.monotonic()

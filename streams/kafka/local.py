@@ -862,6 +862,9 @@ class LocalKafka:
     def _format(self, java: str, config: ClusterConfig) -> None:
         running: list[tuple[NodeSpec, subprocess.Popen[bytes], Path]] = []
         for node in config.nodes:
+            # Without cluster.json no cluster was completed here: data left by a failed
+            # attempt would carry another cluster id.
+            shutil.rmtree(self.node_dir(node.index) / "data", ignore_errors=True)
             props = self._write_node_files(config, node)
             out = self.node_dir(node.index) / "logs" / "format.log"
             cmd = [
@@ -873,7 +876,6 @@ class LocalKafka:
                 config.cluster_id,
                 "-c",
                 str(props),
-                "--ignore-formatted",
             ]
             with out.open("wb") as sink:
                 proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
@@ -905,6 +907,9 @@ class LocalKafka:
         cmd = [java, *self._jvm_args(config, node, tool=False), "kafka.Kafka", str(props)]
         stdout_path = directory / "logs" / "stdout.log"
         with stdout_path.open("ab") as sink:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            sink.write(f"=== relsec: starting node {node.node_id} at {stamp} ===\n".encode())
+            sink.flush()
             proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
@@ -928,15 +933,15 @@ class LocalKafka:
             else:
                 self._check_compatible(config)
             started: list[int] = []
-            for node in config.nodes:
-                if self.pid_of(node.index) is None:
-                    pid = self._start_node(java, config, node)
-                    started.append(node.index)
-                    self._log(
-                        f"started node {node.node_id} (pid {pid}) on "
-                        f"{config.host}:{node.broker_port}"
-                    )
             try:
+                for node in config.nodes:
+                    if self.pid_of(node.index) is None:
+                        pid = self._start_node(java, config, node)
+                        started.append(node.index)
+                        self._log(
+                            f"started node {node.node_id} (pid {pid}) on "
+                            f"{config.host}:{node.broker_port}"
+                        )
                 self.wait_ready(timeout_s=timeout_s)
             except BaseException:
                 # Leave nothing half-started behind: stop the nodes this call started.
@@ -1049,16 +1054,15 @@ class LocalKafka:
             return 0
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient(
-            {
-                "bootstrap.servers": config.bootstrap,
-                "reconnect.backoff.ms": 50,
-                "reconnect.backoff.max.ms": 300,
-                "socket.connection.setup.timeout.ms": 2000,
-                "logger": _quiet_logger(),
-                "log_level": 0,
-            }
-        )
+        conf: dict[str, Any] = {
+            "bootstrap.servers": config.bootstrap,
+            "reconnect.backoff.ms": 50,
+            "reconnect.backoff.max.ms": 300,
+            "socket.connection.setup.timeout.ms": 2000,
+            "logger": _quiet_logger(),
+            "log_level": 0,
+        }
+        admin = AdminClient(conf)
         try:
             metadata = admin.list_topics(timeout=timeout_s)
         except Exception:

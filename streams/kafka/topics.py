@@ -169,7 +169,7 @@ def ensure_topics(
 ) -> list[TopicState]:
     """Create the missing relsec topics and report every topic's partitions and replicas."""
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import NewTopic
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     admin = _admin(settings)
     metadata = _metadata(admin, settings.bootstrap_servers)
