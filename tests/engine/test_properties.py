@@ -1,8 +1,9 @@
 """Hypothesis properties of the engine (SPEC §2 "the central guarantee", §5 accounting).
 
 Event sets are generated over few services, environments, releases, flags and
-incidents, with timestamps on a coarse grid within ~3 days, so that ties,
-24 h edges and every rule kind are reachable. The reference is the sorted run
+incidents, with timestamps on a coarse grid (quarter hours over ~3 days, or
+105 minutes over ~3 weeks), so that ties, the 24 h and 7 day edges and every
+rule kind are reachable. The reference is the sorted run
 (lateness 0); every other way of feeding the same events must end with the
 same active alerts (identity and content; ``detected_at`` is ignored).
 """
@@ -31,10 +32,11 @@ ENVS = ("prod", "stage")
 RELEASES = ("r1", "r2", "r3", "r4")
 FLAGS = ("F1", "F2")
 INCIDENTS = ("I1", "I2")
-GRID_MS = 15 * MS_PER_MINUTE
-SPAN_SLOTS = 3 * 24 * 4  # three days of quarter hours
+GRIDS_MS = (15 * MS_PER_MINUTE, 105 * MS_PER_MINUTE)
+"""Quarter hours (96 slots = 24 h exactly) or 105 minutes (96 slots = 7 days exactly)."""
+SPAN_SLOTS = 3 * 24 * 4  # three days of quarter hours, three weeks of 105 minutes
 LATENESS_MS = 12 * MS_PER_HOUR
-NOW_MS = T0 + 10 * 24 * MS_PER_HOUR
+NOW_MS = T0 + 120 * 24 * MS_PER_HOUR  # after every generated event
 
 EXAMPLES = int(os.environ.get("RELSEC_PROPERTY_EXAMPLES", "100"))
 """Examples per property; raise it for a deeper run (the suite's default keeps it < 60 s)."""
@@ -50,7 +52,7 @@ def _deploy_obj(
 ) -> dict[str, Any]:
     return {
         "type": "deploy",
-        "occurred_at": format_rfc3339_ms(T0 + slot * GRID_MS),
+        "occurred_at": slot,  # grid slots; event_sets turns them into time
         "source": "gen",
         "service": service,
         "environment": env,
@@ -68,7 +70,7 @@ def _incident_obj(
 ) -> dict[str, Any]:
     return {
         "type": "incident",
-        "occurred_at": format_rfc3339_ms(T0 + slot * GRID_MS),
+        "occurred_at": slot,  # grid slots; event_sets turns them into time
         "source": "gen",
         "service": service,
         "environment": env,
@@ -85,7 +87,7 @@ def _flag_obj(
 ) -> dict[str, Any]:
     return {
         "type": "security_flag",
-        "occurred_at": format_rfc3339_ms(T0 + slot * GRID_MS),
+        "occurred_at": slot,  # grid slots; event_sets turns them into time
         "source": "gen",
         "service": service,
         "flag_id": draw(st.sampled_from(FLAGS)),
@@ -137,8 +139,15 @@ def _chunk(draw: st.DrawFn) -> list[dict[str, Any]]:
 @st.composite
 def event_sets(draw: st.DrawFn, max_chunks: int = 14) -> list[Event]:
     chunks = draw(st.lists(_chunk(), min_size=1, max_size=max_chunks))
+    grid_ms = draw(st.sampled_from(GRIDS_MS))
     objs = [o for chunk in chunks for o in chunk]
-    return [parse_event({**o, "event_id": f"e{i:03d}"}) for i, o in enumerate(objs)]
+    return [
+        parse_event(
+            {**o, "event_id": f"e{i:03d}",
+             "occurred_at": format_rfc3339_ms(T0 + o["occurred_at"] * grid_ms)}
+        )
+        for i, o in enumerate(objs)
+    ]
 
 
 @st.composite
