@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def ev(kind: str, eid: str, at: str, **fields: Any) -> dict[str, Any]:
     return base
 
 
-def write(path: Path, rows: list[dict[str, Any] | str]) -> Path:
+def write(path: Path, rows: Sequence[dict[str, Any] | str]) -> Path:
     with path.open("wb") as f:
         for row in rows:
             f.write(row.encode() if isinstance(row, str) else orjson.dumps(row))

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 
 from agents.model.alerts import alert_id_for
+from agents.model.events import Event
 
 from .factory import SERVICE, deploy, fired, flag, incident, ms, rec_release, rollback
 
 RULE = "flag-raised-on-running-release"
 
 
-def _three_envs() -> list:
+def _three_envs() -> list[Event]:
     return [
         deploy("1.0", ms(), env="production"),
         deploy("1.0", ms(minutes=1), env="staging"),

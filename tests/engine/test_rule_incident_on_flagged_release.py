@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 
 from agents.model.alerts import alert_id_for
+from agents.model.events import Event
 
 from .factory import ENV, SERVICE, deploy, fired, flag, incident, ms, rec_release
 
 RULE = "incident-on-flagged-release"
 
 
-def _flagged_running() -> list:
+def _flagged_running() -> list[Event]:
     return [deploy("1.0", ms()), deploy("2.0", ms(minutes=10)),
             flag("CVE-1", "2.0", ms(minutes=20), fixed_in="2.1")]
 

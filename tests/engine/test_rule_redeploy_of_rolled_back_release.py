@@ -3,6 +3,7 @@ rollback on the same (service, environment) rolled back from within the 7 days b
 
 from __future__ import annotations
 
+from agents.model.events import Event
 from agents.model.timefmt import MS_PER_DAY
 
 from .factory import ENV, deploy, fired, flag, incident, ms, rec_release, rollback
@@ -10,7 +11,7 @@ from .factory import ENV, deploy, fired, flag, incident, ms, rec_release, rollba
 RULE = "redeploy-of-rolled-back-release"
 
 
-def _rolled_back(at: int, **kwargs: object) -> list:
+def _rolled_back(at: int, **kwargs: object) -> list[Event]:
     """1.0 → 2.0, incident opened, rollback 2.0 → 1.0 at ``at``."""
     return [
         deploy("1.0", at - 3_600_000 * 2),

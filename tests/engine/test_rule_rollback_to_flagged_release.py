@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agents.model.events import Event
 from agents.model.timefmt import format_rfc3339_ms
 
 from .factory import ENV, deploy, fired, flag, incident, ms, of_rule, rec_release, rollback, run
@@ -11,7 +12,7 @@ from .factory import ENV, deploy, fired, flag, incident, ms, of_rule, rec_releas
 RULE = "rollback-to-flagged-release"
 
 
-def _story(flag_severity: str = "critical") -> list:
+def _story(flag_severity: str = "critical") -> list[Event]:
     return [
         deploy("1.4.0", ms(hours=0)),
         flag("CVE-1", "1.4.0", ms(hours=1), severity=flag_severity),
