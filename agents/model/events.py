@@ -193,8 +193,13 @@ def _str_list(obj: Mapping[str, Any], field: str) -> tuple[str, ...]:
     for i, item in enumerate(value):
         if type(item) is not str:
             raise _fail(f"{field}[{i}]", "wrong_type", "must be a string")
-        if not 1 <= len(item) <= MAX_ID_CHARS:
-            raise _fail(f"{field}[{i}]", "too_long", f"must have 1..{MAX_ID_CHARS} characters")
+        if not item:
+            raise _fail(f"{field}[{i}]", "too_short", "must have at least 1 character")
+        if len(item) > MAX_ID_CHARS:
+            raise _fail(
+                f"{field}[{i}]", "too_long",
+                f"has {len(item)} characters, at most {MAX_ID_CHARS} allowed",
+            )
     return tuple(value)
 
 
