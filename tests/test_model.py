@@ -340,3 +340,22 @@ def test_timestamp_parse_matches_calendar_arithmetic(
     seconds = calendar.timegm(when.replace(microsecond=0).timetuple()) - offset_min * 60
     expected = seconds * 1000 + (int((frac + "000")[:3]) if frac else 0)
     assert parse_rfc3339_ms(text) == expected
+
+
+def test_empty_vulnerability_entry_is_too_short_and_long_one_too_long() -> None:
+    err = _error(_flag(vulnerabilities=["CVE-1", ""]))
+    assert (err.field, err.reason) == ("vulnerabilities[1]", "too_short")
+    err = _error(_flag(vulnerabilities=["C" * 201]))
+    assert (err.field, err.reason) == ("vulnerabilities[0]", "too_long")
+
+
+def test_type_of_wrong_json_type_is_wrong_type() -> None:
+    err = _error(_deploy(type=5))
+    assert (err.field, err.reason) == ("type", "wrong_type")
+
+
+def test_unknown_extra_fields_are_ignored() -> None:
+    event = parse_event(_deploy(pipeline={"id": 7}, labels=["x"]))
+    assert event == parse_event(_deploy())
+    flag_with_env = parse_event(_flag(environment="production"))
+    assert flag_with_env == parse_event(_flag())

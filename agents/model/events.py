@@ -269,7 +269,9 @@ def parse_event(obj: Any, expected_type: str | None = None) -> Event:
     if not isinstance(obj, Mapping):
         raise _fail("$", "wrong_type", f"an event must be a JSON object, got {type(obj).__name__}")
     declared = obj.get("type")
-    if declared is not None and (type(declared) is not str or declared not in _PARSERS):
+    if declared is not None and type(declared) is not str:
+        raise _fail("type", "wrong_type", f"must be a string, got {type(declared).__name__}")
+    if declared is not None and declared not in _PARSERS:
         allowed = ", ".join(sorted(_PARSERS))
         raise _fail("type", "unknown_enum", f"{declared!r} is not one of {allowed}")
     if expected_type is not None:
