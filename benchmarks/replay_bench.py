@@ -1,0 +1,127 @@
+"""Replay benchmark: events/s, per-event engine time, peak RSS and state size.
+
+    python benchmarks/replay_bench.py --events 1000000 --services 10000 --runs 3
+
+Measures, in one run on this machine:
+
+* `relsec replay` end to end (read, parse, validate, sort, engine, write alerts),
+  sorted and `--as-arrived`, each in a fresh process: wall time, events/s, peak RSS;
+* the engine alone (events parsed beforehand), sorted and as-arrived: µs per event;
+* state after pruning: serialized bytes per active (service, environment).
+
+Medians over ``--runs``; the as-arrived/sorted ratio is computed from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from agents.engine import Engine, EngineConfig
+from agents.model.events import order_key, parse_event
+from streams.synthetic import SyntheticSpec, generate
+
+NOW_MS = 4_000_000_000_000  # far after the synthetic events: nothing is "future"
+
+
+def write_events(path: Path, spec: SyntheticSpec) -> None:
+    with path.open("wb") as out:
+        for event in generate(spec):
+            out.write(orjson.dumps(event))
+            out.write(b"\n")
+
+
+def run_cli(path: Path, as_arrived: bool) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (KiB) and the summary line of one `relsec replay` process."""
+    cmd = [sys.executable, "-m", "streams.cli", "replay", str(path)]
+    if as_arrived:
+        cmd.append("--as-arrived")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    summary = proc.stderr.decode().strip().splitlines()[-1]
+    return wall, max(peak, before), summary
+
+
+def engine_only(events: list, lateness_ms: int) -> tuple[float, Engine]:
+    engine = Engine(EngineConfig(allowed_lateness_ms=lateness_ms))
+    process = engine.process
+    start = time.perf_counter()
+    for event in events:
+        process(event, NOW_MS)
+    return time.perf_counter() - start, engine
+
+
+def state_per_service_env(engine: Engine) -> tuple[float, int]:
+    total = 0
+    pairs = 0
+    for service in engine.services.values():
+        total += len(service.to_bytes())
+        pairs += max(1, len(service.head.envs))
+    return total / max(1, pairs), pairs
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--services", type=int, default=10_000)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--file", default=None, help="reuse an events file (else generated in a temp dir)")
+    a = p.parse_args()
+    spec = SyntheticSpec(services=a.services, events=a.events)
+    tmp = Path(tempfile.mkdtemp(prefix="relsec-bench-"))
+    path = Path(a.file) if a.file else tmp / "events.jsonl"
+    if not path.exists():
+        t = time.perf_counter()
+        write_events(path, spec)
+        print(f"generated {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s")
+    lines = sum(1 for _ in path.open("rb"))
+    results: dict[str, list[tuple[float, int]]] = {"sorted": [], "as-arrived": []}
+    for run in range(a.runs):
+        for mode in ("sorted", "as-arrived"):
+            wall, rss, summary = run_cli(path, mode == "as-arrived")
+            results[mode].append((wall, rss))
+            print(f"run {run + 1} {mode:10s} {wall:7.1f} s  {lines / wall:9.0f} events/s  "
+                  f"peak RSS {rss / 1024:6.0f} MiB  | {summary}")
+    print()
+    med = {m: statistics.median(w for w, _ in r) for m, r in results.items()}
+    for mode, runs in results.items():
+        print(f"relsec replay {mode:10s}: median {med[mode]:.1f} s = {lines / med[mode]:,.0f} events/s, "
+              f"peak RSS {max(r for _, r in runs) / 1024:.0f} MiB")
+    print(f"as-arrived / sorted wall time: {med['as-arrived'] / med['sorted']:.2f}x")
+
+    events = [parse_event(orjson.loads(line)) for line in path.open("rb")]
+    sorted_events = sorted(events, key=order_key)
+    sorted_times, arrived_times = [], []
+    engine = None
+    for _ in range(a.runs):
+        sorted_times.append(engine_only(sorted_events, 0)[0])
+        t, engine = engine_only(events, 24 * 3_600_000)
+        arrived_times.append(t)
+    s_us = statistics.median(sorted_times) / len(events) * 1e6
+    a_us = statistics.median(arrived_times) / len(events) * 1e6
+    print(f"engine only, sorted    : {s_us:.2f} µs/event = {1e6 / s_us:,.0f} events/s")
+    print(f"engine only, as-arrived: {a_us:.2f} µs/event = {1e6 / a_us:,.0f} events/s "
+          f"({a_us / s_us:.2f}x sorted)")
+    assert engine is not None
+    per_pair, pairs = state_per_service_env(engine)
+    print(f"state after pruning: {per_pair:,.0f} bytes per active (service, environment) "
+          f"over {pairs} pairs (serialized, lateness log included)")
+    if not a.file:
+        os.unlink(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
