@@ -73,11 +73,15 @@ def state_per_service_env(engine: Engine) -> tuple[float, int]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--services", type=int, default=10_000)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--file", default=None, help="reuse an events file (else generated in a temp dir)")
+    p.add_argument(
+        "--file", default=None, help="reuse an events file (else generated in a temp dir)"
+    )
     a = p.parse_args()
     spec = SyntheticSpec(services=a.services, events=a.events)
     tmp = Path(tempfile.mkdtemp(prefix="relsec-bench-"))
@@ -85,20 +89,28 @@ def main() -> int:
     if not path.exists():
         t = time.perf_counter()
         write_events(path, spec)
-        print(f"generated {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s")
+        print(
+            f"generated {path} ({path.stat().st_size / 1e6:.0f} MB) "
+            f"in {time.perf_counter() - t:.1f} s"
+        )
     lines = sum(1 for _ in path.open("rb"))
     results: dict[str, list[tuple[float, int]]] = {"sorted": [], "as-arrived": []}
     for run in range(a.runs):
         for mode in ("sorted", "as-arrived"):
             wall, rss, summary = run_cli(path, mode == "as-arrived")
             results[mode].append((wall, rss))
-            print(f"run {run + 1} {mode:10s} {wall:7.1f} s  {lines / wall:9.0f} events/s  "
-                  f"peak RSS {rss / 1024:6.0f} MiB  | {summary}")
+            print(
+                f"run {run + 1} {mode:10s} {wall:7.1f} s  {lines / wall:9.0f} events/s  "
+                f"peak RSS {rss / 1024:6.0f} MiB  | {summary}"
+            )
     print()
     med = {m: statistics.median(w for w, _ in r) for m, r in results.items()}
     for mode, runs in results.items():
-        print(f"relsec replay {mode:10s}: median {med[mode]:.1f} s = {lines / med[mode]:,.0f} events/s, "
-              f"peak RSS {max(r for _, r in runs) / 1024:.0f} MiB")
+        print(
+            f"relsec replay {mode:10s}: median {med[mode]:.1f} s = "
+            f"{lines / med[mode]:,.0f} events/s, "
+            f"peak RSS {max(r for _, r in runs) / 1024:.0f} MiB"
+        )
     print(f"as-arrived / sorted wall time: {med['as-arrived'] / med['sorted']:.2f}x")
 
     events = [parse_event(orjson.loads(line)) for line in path.open("rb")]
@@ -112,12 +124,16 @@ def main() -> int:
     s_us = statistics.median(sorted_times) / len(events) * 1e6
     a_us = statistics.median(arrived_times) / len(events) * 1e6
     print(f"engine only, sorted    : {s_us:.2f} µs/event = {1e6 / s_us:,.0f} events/s")
-    print(f"engine only, as-arrived: {a_us:.2f} µs/event = {1e6 / a_us:,.0f} events/s "
-          f"({a_us / s_us:.2f}x sorted)")
+    print(
+        f"engine only, as-arrived: {a_us:.2f} µs/event = {1e6 / a_us:,.0f} events/s "
+        f"({a_us / s_us:.2f}x sorted)"
+    )
     assert engine is not None
     per_pair, pairs = state_per_service_env(engine)
-    print(f"state after pruning: {per_pair:,.0f} bytes per active (service, environment) "
-          f"over {pairs} pairs (serialized, lateness log included)")
+    print(
+        f"state after pruning: {per_pair:,.0f} bytes per active (service, environment) "
+        f"over {pairs} pairs (serialized, lateness log included)"
+    )
     if not a.file:
         os.unlink(path)
     return 0
