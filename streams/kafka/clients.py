@@ -15,6 +15,7 @@ The dictionaries returned may hold secrets (``sasl.password``,
 
 from __future__ import annotations
 
+import logging
 import ssl
 import uuid
 from collections.abc import Mapping
@@ -142,10 +143,39 @@ def ssl_context(security: KafkaSecurity) -> ssl.SSLContext:
     return context
 
 
+class _SaslRequestRedactor(logging.Filter):
+    """Blanks SASL authentication requests in aiokafka's DEBUG log.
+
+    aiokafka 0.14 logs every request at DEBUG on ``aiokafka.conn``, including
+    ``SaslAuthenticateRequest(sasl_auth_bytes=b'user\\x00user\\x00PASSWORD')``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in args:
+            name = type(arg).__name__
+            if name.startswith("SaslAuthenticateRequest"):
+                record.msg = "Request %s (SASL authentication bytes redacted by relsec)"
+                record.args = (name,)
+                break
+        return True
+
+
+_SASL_REDACTOR = _SaslRequestRedactor()
+
+
+def _redact_aiokafka_sasl_logging() -> None:
+    logger = logging.getLogger("aiokafka.conn")
+    if _SASL_REDACTOR not in logger.filters:
+        logger.addFilter(_SASL_REDACTOR)
+
+
 def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``AIOKafkaProducer`` / ``AIOKafkaConsumer`` / admin clients.
 
-    aiokafka's default partitioner is already murmur2 (Java-compatible).
+    aiokafka's default partitioner is already murmur2 (Java-compatible). With a
+    SASL password, aiokafka's DEBUG log of the authentication request (which
+    carries the password) is redacted.
     """
     sec = settings.security
     kwargs: dict[str, Any] = {
@@ -158,6 +188,7 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
         kwargs["sasl_plain_username"] = sec.sasl_username
     if sec.sasl_password is not None:
         kwargs["sasl_plain_password"] = sec.sasl_password
+        _redact_aiokafka_sasl_logging()
     if sec.uses_tls():
         kwargs["ssl_context"] = ssl_context(sec)
     return kwargs

@@ -531,7 +531,9 @@ class LocalKafka:
     Ports: broker ``i`` listens on ``port + i`` and its controller on
     ``port + brokers + i`` unless ``broker_ports`` / ``controller_ports`` are
     given. Once a state directory holds a cluster, its recorded layout is used
-    and conflicting arguments are refused.
+    and conflicting arguments are refused. ``extra_properties`` are added to
+    (or override) every node's ``server.properties`` on each start by this
+    object (tests use them for SASL/TLS listeners); they are not recorded.
     """
 
     def __init__(
@@ -549,6 +551,7 @@ class LocalKafka:
         heap_min: str = DEFAULT_HEAP_MIN,
         heap_max: str = DEFAULT_HEAP_MAX,
         die_with_parent: bool = False,
+        extra_properties: Mapping[str, str] | None = None,
         log: Log = _no_log,
     ) -> None:
         self.state_dir = Path(state_dir).expanduser().resolve()
@@ -563,6 +566,7 @@ class LocalKafka:
         self._heap_min = heap_min
         self._heap_max = heap_max
         self._die_with_parent = die_with_parent
+        self._extra_properties = dict(extra_properties or {})
         self._log = log
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._java_path: str | None = None
@@ -683,6 +687,7 @@ class LocalKafka:
             "log.retention.check.interval.ms": "60000",
             "log.segment.bytes": str(256 * 1024 * 1024),
         }
+        lines.update(self._extra_properties)
         body = "".join(f"{key}={value}\n" for key, value in lines.items())
         return "# Written by relsec (streams/kafka/local.py); regenerated on every start.\n" + body
 
