@@ -367,3 +367,39 @@ def test_three_nodes_share_cluster_id_and_voters(kafka_cluster3: object) -> None
     assert cluster_ids == {config.cluster_id}
     assert len(voters) == 1 and voters.pop().count("@127.0.0.1:") == 3
     assert len(ports) == 6 and len(log_dirs) == 3
+
+
+def test_class_data_archive_is_dumped_on_clean_exit_and_then_mapped(tmp_path: Path) -> None:
+    real = locate_kafka()
+    home = tmp_path / "kafka-home"
+    home.mkdir()
+    (home / "libs").symlink_to(real.libs_dir)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "RELSEC_CACHE_DIR": str(cache), "KAFKA_HOME": str(home)}
+    cluster = new_cluster(tmp_path / "state", env=env)
+
+    def cmdline() -> str:
+        pid = cluster.pid_of(0)
+        assert pid is not None
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+    def cds_files() -> list[str]:
+        return sorted(p.name for p in (cache / "cds").glob("*")) if (cache / "cds").exists() else []
+
+    try:
+        cluster.up()
+        assert "-XX:ArchiveClassesAtExit=" in cmdline()
+        cluster.stop_broker(0, kill=True)  # a killed JVM's dump is not trusted
+        assert cds_files() == []
+        cluster.up()
+        assert "-XX:ArchiveClassesAtExit=" in cmdline()
+        cluster.down()
+        archives = cds_files()
+        assert len(archives) == 1 and archives[0].endswith(".jsa"), archives
+        cluster.up()
+        assert f"-XX:SharedArchiveFile={cache / 'cds' / archives[0]}" in cmdline()
+        pid = cluster.pid_of(0)
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert archives[0] in maps  # the JVM really mapped the archive
+    finally:
+        cluster.down(purge=True)
