@@ -259,6 +259,24 @@ class Runtime:
                 )
         self.metrics.services.set(len(self.processor.engines))
 
+    def on_assigned(self, assigned: Any) -> None:
+        """Forget Faust's read offsets of the assigned input partitions.
+
+        Faust drops fetched messages below its per-partition read offset. When a
+        fetch of a partition is still being handed out while the partition is
+        revoked, that offset is written again after the revocation cleared it;
+        if the partition later comes back with no committed offset, every record
+        below the stale offset is silently dropped (seen with two workers and a
+        kill). The seek to committed offsets that follows sets it afresh.
+        """
+        read_offsets = getattr(self.app.consumer, "_read_offset", None)
+        if read_offsets is None:
+            return
+        inputs = set(self.settings.topics.inputs)
+        for tp in assigned:
+            if tp.topic in inputs:
+                read_offsets.pop(tp, None)
+
     def on_revoked(self) -> None:
         # Unacked records are redelivered to the partitions' next owner.
         self.unacked.clear()
@@ -391,6 +409,10 @@ def build_app(
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         runtime.on_revoked()
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
+        runtime.on_assigned(assigned)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -1,0 +1,278 @@
+"""End-to-end worker benchmark on a local Apache Kafka.
+
+    python benchmarks/pipeline_bench.py --events 100000 --services 2000 --rate 2000 --seconds 30
+
+Reports, in one run:
+
+1. **ceiling**: raw confluent-kafka consume + Avro decode of the input topics (events/s);
+2. **throughput**: one `relsec worker` working off the whole backlog — events/s from the
+   first alert to the last input offset committed — and its ratio to the ceiling;
+3. **latency**: events produced at a fixed rate into a running worker; event-to-alert
+   latency = the alert record's timestamp (set when the worker produced it) minus the
+   triggering input record's timestamp (set when the publisher produced it); p50/p99.
+
+Starts its own single-node Kafka in a temp dir unless --bootstrap-servers is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.model.events import event_to_dict, parse_event
+from streams.codecs import make_codec
+from streams.kafka.clients import admin_config, consumer_config, producer_config
+from streams.kafka.local import LocalKafka, pick_free_ports
+from streams.kafka.topics import create_topics
+from streams.publish import publish_events
+from streams.settings import Settings, Topics
+from streams.synthetic import SyntheticSpec, generate
+
+
+def end_offsets(settings: Settings, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer(consumer_config(settings, group_id=f"bench-{uuid.uuid4().hex[:6]}"))
+    try:
+        out = {}
+        md = c.list_topics(timeout=10)
+        for t in topics:
+            for p in md.topics[t].partitions:
+                out[(t, p)] = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+        return out
+    finally:
+        c.close()
+
+
+def committed(
+    settings: Settings, group: str, tps: list[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(admin_config(settings))
+    req = [ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in tps])]
+    fut = admin.list_consumer_group_offsets(req)[group]
+    res = fut.result(timeout=10)
+    return {(tp.topic, tp.partition): tp.offset for tp in res.topic_partitions}
+
+
+def ceiling(settings: Settings, total: int) -> float:
+    """Raw consume + decode of every input record."""
+    from confluent_kafka import Consumer
+
+    codec = make_codec(settings)
+    c = Consumer(
+        consumer_config(
+            settings,
+            group_id=f"ceiling-{uuid.uuid4().hex[:6]}",
+            **{"auto.offset.reset": "earliest", "enable.auto.commit": False},
+        )
+    )
+    c.subscribe(list(settings.topics.inputs))
+    n = 0
+    start = None
+    while n < total:
+        for msg in c.consume(1000, 1.0):
+            if msg.error():
+                continue
+            if start is None:
+                start = time.perf_counter()
+            topic_type = settings.topics.type_for_input(msg.topic())
+            codec.decode_event(msg.value(), topic_type)
+            n += 1
+    c.close()
+    assert start is not None
+    return n / (time.perf_counter() - start)
+
+
+def start_worker(settings: Settings, tmp: Path, name: str) -> subprocess.Popen[bytes]:
+    port = pick_free_ports(1)[0]
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "worker",
+            "--bootstrap-servers",
+            settings.bootstrap_servers,
+            "--topic-prefix",
+            settings.topics.prefix,
+            "--web-port",
+            str(port),
+            "--data-dir",
+            str(tmp / f"{name}-data"),
+        ],
+        stdout=(tmp / f"{name}.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def first_alert_time(settings: Settings, timeout_s: float) -> float:
+    from confluent_kafka import Consumer
+
+    c = Consumer(
+        consumer_config(
+            settings,
+            group_id=f"first-{uuid.uuid4().hex[:6]}",
+            **{"auto.offset.reset": "earliest", "enable.auto.commit": False},
+        )
+    )
+    c.subscribe([settings.topics.alerts])
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            msg = c.poll(0.1)
+            if msg is not None and not msg.error():
+                return time.monotonic()
+        raise RuntimeError("no alert appeared")
+    finally:
+        c.close()
+
+
+def throughput(settings: Settings, tmp: Path, events: list) -> tuple[float, float]:
+    assert publish_events(settings, events).ok
+    ends = end_offsets(settings, settings.topics.inputs)
+    worker = start_worker(settings, tmp, "throughput")
+    try:
+        t0 = first_alert_time(settings, 180)
+        while True:
+            done = committed(settings, settings.topics.consumer_group, list(ends))
+            if all(done.get(tp, -1) >= end for tp, end in ends.items()):
+                break
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker died: {(tmp / 'throughput.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        t1 = time.monotonic()
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    return len(events) / (t1 - t0), t1 - t0
+
+
+def latency(settings: Settings, tmp: Path, events: list, rate: int, seconds: int) -> list[float]:
+    from confluent_kafka import Consumer, Producer
+
+    worker = start_worker(settings, tmp, "latency")
+    codec = make_codec(settings)
+    producer = Producer(producer_config(settings, **{"linger.ms": 1}))
+    sent_at: dict[str, int] = {}
+    try:
+        # Warm-up: the worker has joined its group when a first event produced an alert.
+        warm = events[:rate]
+        assert publish_events(settings, warm).ok
+        first_alert_time(settings, 180)
+        time.sleep(2)
+        reader = Consumer(
+            consumer_config(
+                settings,
+                group_id=f"lat-{uuid.uuid4().hex[:6]}",
+                **{"auto.offset.reset": "latest", "enable.auto.commit": False},
+            )
+        )
+        reader.subscribe([settings.topics.alerts])
+        reader.poll(2.0)
+        stream = events[rate : rate + rate * seconds]
+        start = time.monotonic()
+        for i, event in enumerate(stream):
+            due = start + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            value = codec.encode_event(event_to_dict(event))
+            sent_at[event.event_id] = int(time.time() * 1000)
+            producer.produce(
+                settings.topics.input_for_type(event.type), key=event.service.encode(), value=value
+            )
+            producer.poll(0)
+        producer.flush(30)
+        latencies: list[float] = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for msg in reader.consume(500, 0.5):
+                if msg.error():
+                    continue
+                alert = codec.decode_alert(msg.value())
+                trigger = alert["trigger"]
+                if trigger in sent_at and alert["status"] == "firing":
+                    latencies.append(msg.timestamp()[1] - sent_at[trigger])
+        reader.close()
+        return latencies
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--services", type=int, default=2_000)
+    p.add_argument("--rate", type=int, default=2_000)
+    p.add_argument("--seconds", type=int, default=30)
+    p.add_argument("--bootstrap-servers", default=None)
+    a = p.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="relsec-pipe-"))
+    kafka = None
+    if a.bootstrap_servers:
+        bootstrap = a.bootstrap_servers
+    else:
+        kafka = LocalKafka(tmp / "kafka", brokers=1, port=pick_free_ports(1)[0])
+        bootstrap = kafka.up()
+    try:
+        spec = SyntheticSpec(
+            services=a.services, events=a.events, out_of_order_share=0.0, duplicate_share=0.0
+        )
+        events = [parse_event(e) for e in generate(spec)]
+        s1 = Settings(bootstrap_servers=bootstrap, topics=Topics(f"bench-{uuid.uuid4().hex[:6]}."))
+        create_topics(s1, partitions=6)
+        rate_ceiling = None
+        rate_worker, took = throughput(s1, tmp, events)
+        rate_ceiling = ceiling(s1, len(events))
+        print(f"ceiling (consume + Avro decode): {rate_ceiling:,.0f} events/s")
+        print(
+            f"worker: {rate_worker:,.0f} events/s ({len(events)} events in {took:.1f} s), "
+            f"{rate_worker / rate_ceiling:.3f} of the ceiling"
+        )
+        s2 = Settings(bootstrap_servers=bootstrap, topics=Topics(f"lat-{uuid.uuid4().hex[:6]}."))
+        create_topics(s2, partitions=6)
+        lat_events = [
+            parse_event(e)
+            for e in generate(
+                SyntheticSpec(
+                    services=a.services,
+                    events=a.rate * (a.seconds + 1),
+                    out_of_order_share=0.0,
+                    duplicate_share=0.0,
+                    seed=99,
+                    span_ms=(a.seconds + 1) * 1000 * 3600,
+                )
+            )
+        ]
+        lats = sorted(latency(s2, tmp, lat_events, a.rate, a.seconds))
+        if lats:
+            p50 = statistics.median(lats)
+            p99 = lats[min(len(lats) - 1, int(len(lats) * 0.99))]
+            print(
+                f"latency at {a.rate} events/s for {a.seconds} s: {len(lats)} alerts, "
+                f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {lats[-1]:.0f} ms"
+            )
+        else:
+            print("latency: no alerts matched")
+    finally:
+        if kafka is not None:
+            kafka.down(purge=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
