@@ -246,4 +246,6 @@ def _read_run(path: str) -> Iterator[tuple[tuple[int, int, str], int, Event, _Li
 
 def make_engine(as_arrived: bool, allowed_lateness_ms: int) -> Engine:
     """Sorted input never arrives late, so sorted mode keeps no lateness log."""
-    return Engine(EngineConfig(allowed_lateness_ms=allowed_lateness_ms if as_arrived else 0))
+    if as_arrived:
+        return Engine(EngineConfig(allowed_lateness_ms=allowed_lateness_ms))
+    return Engine(EngineConfig(allowed_lateness_ms=0, in_order=True))

@@ -60,6 +60,12 @@ class EngineConfig:
     """Prune after this many events left the log; ``None`` never prunes (a test hook:
     pruning must not change any outcome, so tests compare never against always)."""
 
+    in_order: bool = False
+    """For input already sorted by order key and deduplicated (sorted replay): no
+    lateness log and no base state, so each event is applied once. An event that
+    is not after the previous one of its service is a duplicate (same key) or is
+    dead-lettered as late."""
+
     def __post_init__(self) -> None:
         if self.allowed_lateness_ms < 0:
             raise ValueError("allowed_lateness_ms must be >= 0")
@@ -106,6 +112,7 @@ class ServiceEngine:
     __slots__ = (
         "_finalized_since_prune",
         "_ids",
+        "_last_key",
         "_log",
         "_owner",
         "base",
@@ -125,10 +132,15 @@ class ServiceEngine:
         self._owner: dict[str, OrderKey] = {}
         self.max_seen_ms: int | None = None
         self._finalized_since_prune = 0
+        self._last_key: OrderKey | None = None
+        if config.in_order:
+            self.base = self.head  # nothing is ever re-evaluated: one state
 
     # -- processing ------------------------------------------------------------
 
     def process(self, event: Event, now_ms: int) -> Outcome:
+        if self.config.in_order:
+            return self._process_in_order(event, now_ms)
         if event.event_id in self._ids:
             return Outcome(Disposition.DUPLICATE)
         cfg = self.config
@@ -159,6 +171,35 @@ class ServiceEngine:
             self.max_seen_ms = event.occurred_at_ms
             self._advance()
         return Outcome(Disposition.APPLIED, emitted)
+
+    def _process_in_order(self, event: Event, now_ms: int) -> Outcome:
+        key = order_key(event)
+        last = self._last_key
+        if last is not None and key <= last:
+            if key == last:
+                return Outcome(Disposition.DUPLICATE)
+            return Outcome(
+                Disposition.LATE,
+                detail="not after the previous event of its service (in-order mode)",
+            )
+        cfg = self.config
+        if is_future(event.occurred_at_ms, now_ms, cfg.max_future_ms):
+            return Outcome(
+                Disposition.FUTURE,
+                detail=f"occurred_at is more than {cfg.max_future_ms // 1000} s ahead of the clock",
+            )
+        owned = self._evaluate(self.head, event, now_ms)
+        fired_shared = self.head.fired_shared
+        for alert_id, alert in owned.items():
+            if RULES_BY_ID[alert.rule].shared_identity:
+                fired_shared[alert_id] = event.occurred_at_ms
+        self._last_key = key
+        self.max_seen_ms = event.occurred_at_ms
+        self._finalized_since_prune += 1
+        every = cfg.prune_every_events
+        if every is not None and self._finalized_since_prune >= every:
+            self.prune(event.occurred_at_ms)
+        return Outcome(Disposition.APPLIED, tuple(owned.values()))
 
     def _evaluate(self, state: ServiceState, event: Event, now_ms: int) -> dict[str, Alert]:
         """Run the rules at ``event`` against ``state`` (then move ``state`` past it).
@@ -281,7 +322,8 @@ class ServiceEngine:
         Pruning never changes an outcome."""
         cfg = self.config
         self._finalized_since_prune = 0
-        for state in (self.base, self.head):
+        states = (self.head,) if self.base is self.head else (self.base, self.head)
+        for state in states:
             state.prune(frontier_ms, cfg.alert_memory_ms, cfg.max_release_candidates)
 
     # -- inspection ------------------------------------------------------------
@@ -312,6 +354,8 @@ class ServiceEngine:
             "base": self.base.to_obj(),
             "log": [event_to_dict(e.event) for e in self._log],
         }
+        if self._last_key is not None:
+            obj["last_key"] = list(self._last_key)
         return orjson.dumps(obj)
 
     @staticmethod
@@ -324,6 +368,8 @@ class ServiceEngine:
             engine = ServiceEngine(obj["service"], config)
             engine.base = ServiceState.from_obj(obj["base"])
             engine.max_seen_ms = obj["max_seen_ms"]
+            last = obj.get("last_key")
+            engine._last_key = (last[0], last[1], last[2]) if last else None
             events = [parse_event(e) for e in obj["log"]]
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise StateError(f"service state is malformed: {exc!r}") from None
@@ -338,6 +384,10 @@ class ServiceEngine:
             engine._log.append(entry)
             engine._ids.add(event.event_id)
         engine.head = state
+        if config.in_order:
+            if events:
+                raise StateError("an in-order engine cannot restore a lateness log")
+            engine.head = engine.base
         return engine
 
 

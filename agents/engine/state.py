@@ -126,17 +126,22 @@ class ServiceState:
         return self.envs.get(environment)
 
     def active_flags(self, release: str) -> list[FlagRecord]:
-        """Active flags on a release, newest raise first."""
+        """Active flags on a release, newest raise first.
+
+        :func:`~agents.engine.transitions.apply` re-inserts a flag on every raise and
+        events are applied in order, so each release's dict is in raise order."""
         flags = self.flags.get(release)
         if not flags:
             return []
-        return sorted(flags.values(), key=lambda f: f.raise_key, reverse=True)
+        return list(reversed(flags.values()))
 
     def has_active_flag(self, release: str) -> bool:
         return bool(self.flags.get(release))
 
     def releases_most_recent_first(self) -> list[str]:
-        return sorted(self.releases, key=self.releases.__getitem__, reverse=True)
+        """Releases in the order of their last succeeded deploy, newest first
+        (``apply`` re-inserts a release on every deploy)."""
+        return list(reversed(self.releases))
 
     # -- copying and pruning --------------------------------------------------
 
@@ -177,7 +182,7 @@ class ServiceState:
             memory_edge = frontier_ms - alert_memory_ms
             self.fired_shared = {k: v for k, v in self.fired_shared.items() if v >= memory_edge}
         if len(self.releases) > max_releases:
-            keep = self.releases_most_recent_first()[:max_releases]
+            keep = list(self.releases)[-max_releases:]  # oldest first, as the dict keeps them
             self.releases = {r: self.releases[r] for r in keep}
 
     # -- serialization ---------------------------------------------------------

@@ -69,7 +69,9 @@ def _apply_deploy(state: ServiceState, d: Deploy) -> None:
     env.deploys.append(DeployRecord(d.occurred_at_ms, d.release, is_reversal(env, d.release), ref))
     env.running = d.release
     env.running_ref = ref
-    state.releases[d.release] = order_key(d)
+    releases = state.releases
+    releases.pop(d.release, None)  # re-insert: the dict stays in deploy order
+    releases[d.release] = order_key(d)
 
 
 def _apply_incident(state: ServiceState, i: Incident) -> None:
@@ -85,7 +87,9 @@ def _apply_incident(state: ServiceState, i: Incident) -> None:
 
 def _apply_flag(state: ServiceState, f: SecurityFlag) -> None:
     if f.status == "raised":
-        state.flags.setdefault(f.release, {})[f.flag_id] = FlagRecord(
+        flags = state.flags.setdefault(f.release, {})
+        flags.pop(f.flag_id, None)  # re-insert: the dict stays in raise order
+        flags[f.flag_id] = FlagRecord(
             f.flag_id,
             f.release,
             f.severity,
@@ -96,8 +100,8 @@ def _apply_flag(state: ServiceState, f: SecurityFlag) -> None:
             evidence_of(f),
         )
         return
-    flags = state.flags.get(f.release)
-    if flags is not None and f.flag_id in flags:
-        del flags[f.flag_id]
-        if not flags:
+    current = state.flags.get(f.release)
+    if current is not None and f.flag_id in current:
+        del current[f.flag_id]
+        if not current:
             del state.flags[f.release]
