@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,22 +39,30 @@ def write_events(path: Path, spec: SyntheticSpec) -> None:
             out.write(b"\n")
 
 
+_CHILD = (
+    "import resource, sys\n"
+    "from streams.cli import main\n"
+    "status = main(sys.argv[1:])\n"
+    "print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(status)\n"
+)
+
+
 def run_cli(path: Path, as_arrived: bool) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (KiB) and the summary line of one `relsec replay` process."""
-    cmd = [sys.executable, "-m", "streams.cli", "replay", str(path)]
+    cmd = [sys.executable, "-c", _CHILD, "replay", str(path)]
     if as_arrived:
         cmd.append("--as-arrived")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    summary = proc.stderr.decode().strip().splitlines()[-1]
-    return wall, max(peak, before), summary
+    lines = proc.stderr.decode().strip().splitlines()
+    peak = int(lines[-1].split()[1])
+    return wall, peak, lines[-2]
 
 
-def engine_only(events: list, lateness_ms: int) -> tuple[float, Engine]:
-    engine = Engine(EngineConfig(allowed_lateness_ms=lateness_ms))
+def engine_only(events: list, config: EngineConfig) -> tuple[float, Engine]:
+    engine = Engine(config)
     process = engine.process
     start = time.perf_counter()
     for event in events:
@@ -114,12 +121,13 @@ def main() -> int:
     print(f"as-arrived / sorted wall time: {med['as-arrived'] / med['sorted']:.2f}x")
 
     events = [parse_event(orjson.loads(line)) for line in path.open("rb")]
-    sorted_events = sorted(events, key=order_key)
+    sorted_events = sorted({e.event_id: e for e in reversed(events)}.values(), key=order_key)
     sorted_times, arrived_times = [], []
     engine = None
     for _ in range(a.runs):
-        sorted_times.append(engine_only(sorted_events, 0)[0])
-        t, engine = engine_only(events, 24 * 3_600_000)
+        # As `relsec replay` runs them: sorted input in-order, arrivals with the lateness log.
+        sorted_times.append(engine_only(sorted_events, EngineConfig(in_order=True))[0])
+        t, engine = engine_only(events, EngineConfig(allowed_lateness_ms=24 * 3_600_000))
         arrived_times.append(t)
     s_us = statistics.median(sorted_times) / len(events) * 1e6
     a_us = statistics.median(arrived_times) / len(events) * 1e6

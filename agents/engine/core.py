@@ -352,7 +352,10 @@ class ServiceEngine:
             "service": self.service,
             "max_seen_ms": self.max_seen_ms,
             "base": self.base.to_obj(),
-            "log": [event_to_dict(e.event) for e in self._log],
+            "log": [
+                {k: v for k, v in event_to_dict(e.event).items() if v is not None}
+                for e in self._log
+            ],
         }
         if self._last_key is not None:
             obj["last_key"] = list(self._last_key)

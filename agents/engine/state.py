@@ -55,7 +55,6 @@ class IncidentRecord:
     incident_id: str
     status: str
     severity: str
-    title: str
     ref: Evidence
 
 
@@ -66,10 +65,8 @@ class FlagRecord:
     flag_id: str
     release: str
     severity: str
-    title: str
     vulnerabilities: tuple[str, ...]
     fixed_in: str | None
-    raise_key: OrderKey
     ref: Evidence
 
 
@@ -111,7 +108,7 @@ class ServiceState:
     def __init__(self) -> None:
         self.envs: dict[str, EnvState] = {}
         self.flags: dict[str, dict[str, FlagRecord]] = {}
-        self.releases: dict[str, OrderKey] = {}
+        self.releases: dict[str, int] = {}  # release -> time of its last succeeded deploy
         self.fired_shared: dict[str, int] = {}
 
     # -- queries -------------------------------------------------------------
@@ -188,40 +185,39 @@ class ServiceState:
     # -- serialization ---------------------------------------------------------
 
     def to_obj(self) -> dict[str, Any]:
+        """A compact JSON-able form: times that a record shares with its event reference
+        are not repeated, and a flag whose only vulnerability is its own id stores none."""
         return {
             "envs": {
                 name: {
                     "running": env.running,
                     "running_ref": _ref_obj(env.running_ref),
-                    "deploys": [
-                        [d.ms, d.release, d.reversal, _ref_obj(d.ref)] for d in env.deploys
-                    ],
+                    "deploys": [[d.release, int(d.reversal), _ref_obj(d.ref)] for d in env.deploys],
                     "incidents": [
-                        [i.incident_id, i.status, i.severity, i.title, _ref_obj(i.ref)]
+                        [i.incident_id, i.status, i.severity, _ref_obj(i.ref)]
                         for i in env.open_incidents.values()
                     ],
                     "rollbacks": [
-                        [r.ms, r.from_release, r.incident_id, _ref_obj(r.ref)]
+                        [r.from_release, r.incident_id, _ref_obj(r.ref)]
                         for r in env.linked_rollbacks
                     ],
                 }
                 for name, env in self.envs.items()
             },
-            "flags": [
-                [
-                    f.flag_id,
-                    f.release,
-                    f.severity,
-                    f.title,
-                    list(f.vulnerabilities),
-                    f.fixed_in,
-                    list(f.raise_key),
-                    _ref_obj(f.ref),
+            "flags": {
+                release: [
+                    [
+                        f.flag_id,
+                        f.severity,
+                        None if f.vulnerabilities == (f.flag_id,) else list(f.vulnerabilities),
+                        f.fixed_in,
+                        _ref_obj(f.ref),
+                    ]
+                    for f in flags.values()
                 ]
-                for flags in self.flags.values()
-                for f in flags.values()
-            ],
-            "releases": [[r, list(k)] for r, k in self.releases.items()],
+                for release, flags in self.flags.items()
+            },
+            "releases": [[r, ms] for r, ms in self.releases.items()],
             "fired_shared": self.fired_shared,
         }
 
@@ -233,26 +229,27 @@ class ServiceState:
                 env = state.env(name)
                 env.running = e["running"]
                 env.running_ref = _ref_from(e["running_ref"])
-                env.deploys = [
-                    DeployRecord(ms, rel, rev, _ref_req(ref)) for ms, rel, rev, ref in e["deploys"]
-                ]
+                for rel, rev, ref in e["deploys"]:
+                    r = _ref_req(ref)
+                    env.deploys.append(DeployRecord(r.occurred_at_ms, rel, bool(rev), r))
                 env.open_incidents = {
-                    iid: IncidentRecord(iid, st, sev, title, _ref_req(ref))
-                    for iid, st, sev, title, ref in e["incidents"]
+                    iid: IncidentRecord(iid, st, sev, _ref_req(ref))
+                    for iid, st, sev, ref in e["incidents"]
                 }
-                env.linked_rollbacks = [
-                    RollbackRecord(ms, rel, iid, _ref_req(ref))
-                    for ms, rel, iid, ref in e["rollbacks"]
-                ]
-            for fid, rel, sev, title, vulns, fixed, key, ref in obj["flags"]:
-                state.flags.setdefault(rel, {})[fid] = FlagRecord(
-                    fid, rel, sev, title, tuple(vulns), fixed,
-                    (key[0], key[1], key[2]), _ref_req(ref),
-                )
-            state.releases = {r: (k[0], k[1], k[2]) for r, k in obj["releases"]}
+                for rel, iid, ref in e["rollbacks"]:
+                    r = _ref_req(ref)
+                    env.linked_rollbacks.append(RollbackRecord(r.occurred_at_ms, rel, iid, r))
+            for release, records in obj["flags"].items():
+                flags = state.flags[release] = {}
+                for fid, sev, vulns, fixed, ref in records:
+                    flags[fid] = FlagRecord(
+                        fid, release, sev, (fid,) if vulns is None else tuple(vulns), fixed,
+                        _ref_req(ref),
+                    )
+            state.releases = {r: int(ms) for r, ms in obj["releases"]}
             state.fired_shared = dict(obj["fired_shared"])
             return state
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise StateError(f"service state is malformed: {exc!r}") from None
 
 

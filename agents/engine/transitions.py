@@ -16,7 +16,7 @@ from agents.engine.state import (
     ServiceState,
 )
 from agents.model.alerts import Evidence
-from agents.model.events import Deploy, Event, Incident, SecurityFlag, order_key
+from agents.model.events import Deploy, Event, Incident, SecurityFlag
 
 
 def evidence_of(event: Event) -> Evidence:
@@ -71,7 +71,7 @@ def _apply_deploy(state: ServiceState, d: Deploy) -> None:
     env.running_ref = ref
     releases = state.releases
     releases.pop(d.release, None)  # re-insert: the dict stays in deploy order
-    releases[d.release] = order_key(d)
+    releases[d.release] = d.occurred_at_ms
 
 
 def _apply_incident(state: ServiceState, i: Incident) -> None:
@@ -81,7 +81,7 @@ def _apply_incident(state: ServiceState, i: Incident) -> None:
             break
     if i.status != "resolved":
         state.env(i.environment).open_incidents[i.incident_id] = IncidentRecord(
-            i.incident_id, i.status, i.severity, i.title, evidence_of(i)
+            i.incident_id, i.status, i.severity, evidence_of(i)
         )
 
 
@@ -93,10 +93,8 @@ def _apply_flag(state: ServiceState, f: SecurityFlag) -> None:
             f.flag_id,
             f.release,
             f.severity,
-            f.title,
             f.vulnerabilities,
             f.fixed_in,
-            order_key(f),
             evidence_of(f),
         )
         return
