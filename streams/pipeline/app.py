@@ -36,7 +36,7 @@ from agents.engine import EngineConfig
 from agents.errors import RelsecError
 from streams.codecs import make_codec
 from streams.kafka.clients import producer_config, ssl_context
-from streams.pipeline.merge import PartitionMerge
+from streams.pipeline.merge import CAUGHT_UP, LAGGING, UNKNOWN, PartitionMerge
 from streams.pipeline.metrics import PipelineMetrics
 from streams.pipeline.processor import Admitted, InputRecord, Output, Processor
 from streams.settings import Settings
@@ -54,6 +54,7 @@ class WorkerOptions:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     merge_idle_ms: int = 2_000
+    merge_lagging_max_ms: int = 60_000
     batch_records: int = 500
     drain_interval_ms: int = 50
     checkpoint_interval_ms: int = 1_000
@@ -166,22 +167,27 @@ class Runtime:
             await self._send_all(admitted)
             self.unacked.append(event)
 
-    def _caught_up(self, partition: int) -> Any:
+    def _lag_state(self, partition: int) -> Any:
         consumer = self.app.consumer
 
-        def check(topic: str) -> bool:
+        def state(topic: str) -> str:
             tp = TP(topic, partition)
             try:
                 highwater = consumer.highwater(tp)
             except Exception:  # not assigned or no fetch yet
-                return False
+                return UNKNOWN
             if highwater is None:
-                return False
-            # Only what was delivered to us counts: the fetch position runs ahead of it.
-            position = self.next_offset.get(tp)
-            return position is not None and position >= highwater
+                return UNKNOWN
+            # What was delivered to us counts; the fetch position runs ahead of it.
+            delivered = self.next_offset.get(tp)
+            if delivered is not None:
+                return CAUGHT_UP if delivered >= highwater else LAGGING
+            position = self.positions.get(tp)
+            if position is not None and position < highwater:
+                return LAGGING
+            return UNKNOWN
 
-        return check
+        return state
 
     async def drain(self) -> int:
         """Run the events the merge releases through the engine and send their outputs."""
@@ -189,11 +195,11 @@ class Runtime:
             now = wall_ms()
             released = 0
             for partition, merge in self.merges.items():
-                caught_up = self._caught_up(partition)
                 for _, (event, admitted) in merge.release(
-                    caught_up,
+                    self._lag_state(partition),
                     now,
                     self.options.merge_idle_ms,
+                    self.options.merge_lagging_max_ms,
                     limit=self.options.batch_records - released,
                 ):
                     await self._send_all(self.processor.apply(admitted))

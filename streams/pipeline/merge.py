@@ -4,11 +4,14 @@ Records of partition *p* of the three input topics wait in one buffer per
 topic. The record with the smallest order key among the buffer heads is
 released when every other topic of the partition either has a record
 buffered (whose key is then no smaller), or is caught up (everything up to
-its high watermark was delivered), or has been seen empty and silent for
-``idle_ms`` of wall-clock time (Kafka Streams' ``max.task.idle.ms``). The
-idle clock of a topic starts when a release first has to wait for it and
-stops when it delivers a record, so time spent processing a backlog never
-counts as the other topics being silent.
+its high watermark was delivered), or has been empty for long enough:
+``idle_ms`` when nothing is known about its lag (Kafka Streams'
+``max.task.idle.ms``), ``lagging_max_ms`` when its lag is known to be
+positive — records exist and are on their way, so the merge waits for them
+(a safety limit, not a tuning knob). The clock of a topic starts when a
+release first has to wait for it and stops when it delivers a record, so
+time spent processing a backlog never counts as the other topics being
+silent.
 Within one topic-partition records leave in offset order, so acking them as
 they are processed keeps commits contiguous.
 
@@ -23,9 +26,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 T = TypeVar("T")
+
+CAUGHT_UP: Final = "caught_up"
+LAGGING: Final = "lagging"
+UNKNOWN: Final = "unknown"
 OrderKey = tuple[int, int, str]
 
 
@@ -56,7 +63,12 @@ class PartitionMerge(Generic[T]):
         return sum(len(b) for b in self.buffers.values())
 
     def release(
-        self, caught_up: Callable[[str], bool], now_ms: int, idle_ms: int, limit: int | None = None
+        self,
+        lag_state: Callable[[str], str],
+        now_ms: int,
+        idle_ms: int,
+        lagging_max_ms: int,
+        limit: int | None = None,
     ) -> Iterator[tuple[str, T]]:
         """Yield ``(topic, item)`` in merged order while the rule allows, at most ``limit``."""
         released = 0
@@ -69,10 +81,14 @@ class PartitionMerge(Generic[T]):
             if head is None or head_topic is None:
                 return
             for topic, buffer in self.buffers.items():
-                if topic == head_topic or buffer or caught_up(topic):
+                if topic == head_topic or buffer:
+                    continue
+                state = lag_state(topic)
+                if state == CAUGHT_UP:
                     continue
                 since = self.waiting_since.setdefault(topic, now_ms)
-                if now_ms - since < idle_ms:
+                limit_ms = lagging_max_ms if state == LAGGING else idle_ms
+                if now_ms - since < limit_ms:
                     return
             self.buffers[head_topic].popleft()
             released += 1

@@ -1,0 +1,97 @@
+"""The event-time merge as a plain data structure (no broker)."""
+
+from __future__ import annotations
+
+from streams.pipeline.merge import CAUGHT_UP, LAGGING, UNKNOWN, PartitionMerge
+
+TOPICS = ("d", "i", "f")
+
+
+def key(ms: int, rank: int = 2, event_id: str = "e") -> tuple[int, int, str]:
+    return (ms, rank, event_id)
+
+
+def states(**by_topic: str):
+    return lambda topic: by_topic.get(topic, UNKNOWN)
+
+
+def released(
+    merge: PartitionMerge,
+    lag,
+    now_ms: int = 0,
+    idle_ms: int = 2_000,
+    lagging_max_ms: int = 60_000,
+    limit: int | None = None,
+) -> list[str]:
+    return [item for _, item in merge.release(lag, now_ms, idle_ms, lagging_max_ms, limit)]
+
+
+def test_releases_in_order_key_order_across_topics_when_all_have_data() -> None:
+    m: PartitionMerge[str] = PartitionMerge(TOPICS)
+    m.add("d", key(30), 0, "d30")
+    m.add("d", key(40), 0, "d40")
+    m.add("i", key(10, 1), 0, "i10")
+    m.add("f", key(20, 0), 0, "f20")
+    m.add("f", key(50, 0), 0, "f50")
+    # With nothing known about i once i10 is out, everything waits for i.
+    assert released(m, states()) == ["i10"]
+    # Once i is known caught up: f20, d30, d40 in order; f50 then waits for d.
+    assert released(m, states(i=CAUGHT_UP)) == ["f20", "d30", "d40"]
+    assert len(m) == 1
+
+
+def test_caught_up_topics_do_not_hold_the_others_back() -> None:
+    m: PartitionMerge[str] = PartitionMerge(TOPICS)
+    m.add("d", key(30), 0, "d30")
+    m.add("d", key(40), 0, "d40")
+    assert released(m, states(i=CAUGHT_UP, f=CAUGHT_UP)) == ["d30", "d40"]
+    assert len(m) == 0
+
+
+def test_unknown_lag_waits_idle_ms_from_the_first_wait() -> None:
+    m: PartitionMerge[str] = PartitionMerge(TOPICS)
+    m.add("d", key(30), 0, "d30")
+    lag = states(f=CAUGHT_UP)  # i unknown
+    assert released(m, lag, now_ms=1_000) == []
+    assert released(m, lag, now_ms=2_999) == []  # the clock started at 1 000
+    assert released(m, lag, now_ms=3_000) == ["d30"]
+
+
+def test_known_lag_waits_for_the_records_up_to_the_safety_limit() -> None:
+    m: PartitionMerge[str] = PartitionMerge(TOPICS)
+    m.add("d", key(30), 0, "d30")
+    lag = states(i=LAGGING, f=CAUGHT_UP)
+    assert released(m, lag, now_ms=0) == []
+    assert released(m, lag, now_ms=10_000) == []  # well past idle_ms: still waiting
+    assert released(m, lag, now_ms=60_000) == ["d30"]
+
+
+def test_a_delivery_stops_the_clock() -> None:
+    m: PartitionMerge[str] = PartitionMerge(TOPICS)
+    m.add("d", key(30), 0, "d30")
+    lag = states(f=CAUGHT_UP)
+    assert released(m, lag, now_ms=0) == []
+    m.add("i", key(35, 1), 1_500, "i35")
+    assert released(m, lag, now_ms=1_600) == ["d30"]
+    # i's buffer is empty again: a fresh wait starts now, not at 0.
+    m.add("d", key(50), 1_700, "d50")
+    assert released(m, lag, now_ms=1_700) == ["i35"]
+    assert released(m, lag, now_ms=3_000) == []
+    assert released(m, lag, now_ms=3_700) == ["d50"]
+
+
+def test_offset_order_within_a_topic_and_the_limit() -> None:
+    m: PartitionMerge[str] = PartitionMerge(TOPICS)
+    for n in range(5):
+        m.add("d", key(100 - n, 2, f"e{n}"), 0, f"d{n}")  # event time going backwards
+    out = released(m, states(i=CAUGHT_UP, f=CAUGHT_UP), limit=3)
+    assert out == ["d0", "d1", "d2"]  # per-topic order is the partition's offset order
+    assert released(m, states(i=CAUGHT_UP, f=CAUGHT_UP)) == ["d3", "d4"]
+
+
+def test_clear_forgets_buffers_and_clocks() -> None:
+    m: PartitionMerge[str] = PartitionMerge(TOPICS)
+    m.add("d", key(1), 0, "x")
+    assert released(m, states(), now_ms=0) == []
+    m.clear()
+    assert len(m) == 0 and m.waiting_since == {}
