@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from agents.model.timefmt import MS_PER_HOUR, MS_PER_MINUTE, format_rfc3339_ms
+from agents.model.timefmt import MS_PER_HOUR, format_rfc3339_ms
 
 START_MS = 1_777_593_600_000  # 2026-05-01T00:00:00Z
 
@@ -70,8 +70,7 @@ def generate(spec: SyntheticSpec) -> Iterator[dict[str, Any]]:
     import heapq
 
     while produced < spec.events:
-        ms += rng.randint(0, 2 * step_ms) // MS_PER_MINUTE * MS_PER_MINUTE or 0
-        ms += rng.randint(0, 59) * 1000
+        ms += rng.randint(0, 2 * step_ms) // 1000 * 1000
         i = rng.randrange(spec.services)
         event = _step(rng, worlds[i], names[i], seq, ms, spec)
         seq += 1
