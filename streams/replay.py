@@ -184,7 +184,7 @@ def replay_as_arrived(lines: Iterable[_Line], replayer: Replayer) -> ReplayRepor
 
 
 def replay_sorted(
-    lines: Iterable[_Line], replayer: Replayer, spill_events: int = 500_000
+    lines: Iterable[_Line], replayer: Replayer, spill_events: int = 200_000
 ) -> ReplayReport:
     """Validate and dedupe in file order, then feed in order-key order.
 

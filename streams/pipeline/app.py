@@ -167,17 +167,27 @@ class Runtime:
             await self._send_all(admitted)
             self.unacked.append(event)
 
+    def _input_pending(self) -> int:
+        """Records Faust has fetched and queued for the agent but not handed to it yet."""
+        try:
+            return int(self.stream.channel.queue.qsize())
+        except Exception:  # no stream yet, or a Faust without that queue
+            return 0
+
     def _lag_state(self, partition: int) -> Any:
         consumer = self.app.consumer
+        # Records still queued for the agent may be exactly the ones a silent partition
+        # owes us: while any are queued, "unknown" is waited out like a known lag.
+        unknown = LAGGING if self._input_pending() else UNKNOWN
 
         def state(topic: str) -> str:
             tp = TP(topic, partition)
             try:
                 highwater = consumer.highwater(tp)
             except Exception:  # not assigned or no fetch yet
-                return UNKNOWN
+                return unknown
             if highwater is None:
-                return UNKNOWN
+                return unknown
             # What was delivered to us counts; the fetch position runs ahead of it.
             delivered = self.next_offset.get(tp)
             if delivered is not None:
@@ -185,7 +195,7 @@ class Runtime:
             position = self.positions.get(tp)
             if position is not None and position < highwater:
                 return LAGGING
-            return UNKNOWN
+            return unknown
 
         return state
 

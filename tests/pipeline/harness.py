@@ -125,6 +125,24 @@ def comparable(alerts: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     return {k: tuple(orjson.dumps(a.get(f)) for f in COMPARED) for k, a in alerts.items()}
 
 
+def diff_summary(active: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]]) -> str:
+    """What differs between two alert sets, for failure messages."""
+    got, want = comparable(active), comparable(expected)
+    missing = [
+        expected[k]["rule"] + "@" + expected[k]["occurred_at"] for k in want.keys() - got.keys()
+    ]
+    extra = [active[k]["rule"] + "@" + active[k]["occurred_at"] for k in got.keys() - want.keys()]
+    changed = [
+        f"{k}: " + ", ".join(f for f, a, b in zip(COMPARED, got[k], want[k], strict=True) if a != b)
+        for k in want.keys() & got.keys()
+        if got[k] != want[k]
+    ]
+    return (
+        f"missing {len(missing)} {missing[:5]}; extra {len(extra)} {extra[:5]}; "
+        f"changed {len(changed)} {changed[:5]}"
+    )
+
+
 def wait_for_alerts(
     settings: Settings,
     expected: dict[str, dict[str, Any]],

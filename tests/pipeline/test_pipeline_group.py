@@ -12,7 +12,13 @@ from streams.alerts_reader import read_alerts
 from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings
-from tests.pipeline.harness import WorkerProcess, comparable, replay_expected, wait_for_alerts
+from tests.pipeline.harness import (
+    WorkerProcess,
+    comparable,
+    diff_summary,
+    replay_expected,
+    wait_for_alerts,
+)
 from tests.pipeline.test_pipeline_crash import synthetic_events
 
 pytestmark = pytest.mark.kafka
@@ -36,7 +42,7 @@ def test_two_workers_equal_one_and_survive_a_kill(kafka_settings: Settings, tmp_
             time.sleep(0.3)
         b.kill()  # mid-run: its partitions go to a, which restores their state from the changelog
         active = wait_for_alerts(kafka_settings, expected, timeout_s=300, workers=[a])
-        assert comparable(active) == comparable(expected), a.log_tail()
+        assert comparable(active) == comparable(expected), diff_summary(active, expected)
     finally:
         a.stop()
         b.stop()
