@@ -78,6 +78,25 @@ def describe_incidents(incidents: Sequence[IncidentRecord]) -> str:
     return ", ".join(f"{i.incident_id} ({i.severity})" for i in incidents)
 
 
+def flagged_release_finding(
+    rule_id: str, deploy: Deploy, flags: Sequence[FlagRecord], what: str
+) -> Finding:
+    """The finding of a change to a release with active flags (both flagged-release rules)."""
+    summary = (
+        f"{deploy.service} {deploy.environment} {what}, "
+        f"a release security has flagged ({describe_flags(flags)})."
+    )
+    return Finding(
+        rule_id,
+        deploy.environment,
+        deploy.release,
+        deploy.event_id,
+        flag_severity(flags),
+        (evidence_of(deploy), *(f.ref for f in flags)),
+        summary,
+    )
+
+
 class RollbackToFlaggedRelease(Rule):
     """A succeeded rollback d to release R; at d, at least one flag on (service, R) is active.
 
@@ -96,27 +115,12 @@ class RollbackToFlaggedRelease(Rule):
         if not flags:
             return []
         env = state.peek_env(event.environment)
-        during = ""
         incident = event.incident_id or (
             next(iter(env.open_incidents)) if env and env.open_incidents else None
         )
-        if incident:
-            during = f" during incident {incident}"
-        summary = (
-            f"{event.service} {event.environment} was rolled back to {event.release}{during}, "
-            f"a release security has flagged ({describe_flags(flags)})."
-        )
-        return [
-            Finding(
-                self.rule_id,
-                event.environment,
-                event.release,
-                event.event_id,
-                flag_severity(flags),
-                (evidence_of(event), *(f.ref for f in flags)),
-                summary,
-            )
-        ]
+        during = f" during incident {incident}" if incident else ""
+        what = f"was rolled back to {event.release}{during}"
+        return [flagged_release_finding(self.rule_id, event, flags, what)]
 
 
 class FlaggedReleaseDeployed(Rule):
@@ -137,21 +141,8 @@ class FlaggedReleaseDeployed(Rule):
         flags = state.active_flags(event.release)
         if not flags:
             return []
-        summary = (
-            f"{event.service} {event.environment} was deployed to {event.release}, "
-            f"a release security has flagged ({describe_flags(flags)})."
-        )
-        return [
-            Finding(
-                self.rule_id,
-                event.environment,
-                event.release,
-                event.event_id,
-                flag_severity(flags),
-                (evidence_of(event), *(f.ref for f in flags)),
-                summary,
-            )
-        ]
+        what = f"was deployed to {event.release}"
+        return [flagged_release_finding(self.rule_id, event, flags, what)]
 
 
 class RedeployOfRolledBackRelease(Rule):
@@ -229,17 +220,20 @@ class FlagRaisedOnRunningRelease(Rule):
             if env.running_ref is not None:
                 evidence.append(env.running_ref)
             evidence.extend(i.ref for i in incidents)
-            during = (
-                f" while incident {describe_incidents(incidents)} is open" if incidents else ""
-            )
+            during = f" while incident {describe_incidents(incidents)} is open" if incidents else ""
             summary = (
                 f"Security flagged {event.release} ({names}; {event.severity}), the release "
                 f"running in {event.service} {name}{during}."
             )
             findings.append(
                 Finding(
-                    self.rule_id, name, event.release, event.flag_id, severity,
-                    tuple(evidence), summary,
+                    self.rule_id,
+                    name,
+                    event.release,
+                    event.flag_id,
+                    severity,
+                    tuple(evidence),
+                    summary,
                 )
             )
         return findings
@@ -270,8 +264,13 @@ class RollbackPerformed(Rule):
         )
         return [
             Finding(
-                self.rule_id, event.environment, event.release, event.event_id, "info",
-                (evidence_of(event),), summary,
+                self.rule_id,
+                event.environment,
+                event.release,
+                event.event_id,
+                "info",
+                (evidence_of(event),),
+                summary,
             )
         ]
 
@@ -306,8 +305,13 @@ class ReleaseFlipFlop(Rule):
         )
         return [
             Finding(
-                self.rule_id, event.environment, event.release, event.event_id, "high",
-                (*(x.ref for x in window), evidence_of(event)), summary,
+                self.rule_id,
+                event.environment,
+                event.release,
+                event.event_id,
+                "high",
+                (*(x.ref for x in window), evidence_of(event)),
+                summary,
             )
         ]
 
@@ -343,8 +347,13 @@ class IncidentOnFlaggedRelease(Rule):
         )
         return [
             Finding(
-                self.rule_id, event.environment, env.running, event.incident_id, "high",
-                tuple(evidence), summary,
+                self.rule_id,
+                event.environment,
+                env.running,
+                event.incident_id,
+                "high",
+                tuple(evidence),
+                summary,
             )
         ]
 
@@ -377,8 +386,13 @@ class SecurityChangeDuringIncident(Rule):
         )
         return [
             Finding(
-                self.rule_id, event.environment, event.release, event.event_id, "medium",
-                (evidence_of(event), *(i.ref for i in incidents)), summary,
+                self.rule_id,
+                event.environment,
+                event.release,
+                event.event_id,
+                "medium",
+                (evidence_of(event), *(i.ref for i in incidents)),
+                summary,
             )
         ]
 
