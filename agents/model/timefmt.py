@@ -66,7 +66,8 @@ def format_rfc3339_ms(ms: int) -> str:
     """Format UTC epoch ms as RFC 3339 with ``Z``; milliseconds only when not zero."""
     seconds, millis = divmod(ms, MS_PER_SECOND)
     dt = datetime.fromtimestamp(seconds, tz=UTC)
-    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    # The year by hand: strftime does not pad years before 1000 to four digits.
+    base = f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%S")
     return f"{base}.{millis:03d}Z" if millis else f"{base}Z"
 
 

@@ -64,6 +64,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=2000,
         help="longest wait for a silent input partition in the event-time merge",
     )
+    w.add_argument(
+        "--wait-for-topics",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for the input topics to exist before giving up (default 60)",
+    )
     w.add_argument("--loglevel", default="warning")
     w.set_defaults(func=run_worker)
 
@@ -101,13 +108,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # -- worker --------------------------------------------------------------------
 
 
-def run_worker(args: argparse.Namespace) -> int:
+def _wait_for_inputs(settings: Settings, wait_s: float) -> int:
+    """The input topics' common partition count, waiting up to ``wait_s`` for them to exist
+    (on a first install the topics are often created alongside the worker)."""
+    from agents.errors import TopicError
     from streams.kafka.topics import input_partitions
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return input_partitions(settings)
+        except TopicError as exc:
+            if time.monotonic() >= deadline or "not co-partitioned" in str(exc):
+                raise
+            print(f"relsec worker: waiting for topics: {exc}", file=sys.stderr)
+            time.sleep(2.0)
+
+
+def run_worker(args: argparse.Namespace) -> int:
     from streams.pipeline.app import WorkerOptions
     from streams.pipeline.app import run_worker as start
 
     settings = _settings(args)
-    partitions = input_partitions(settings)
+    partitions = _wait_for_inputs(settings, args.wait_for_topics)
     replication = args.replication_factor
     if replication is None:
         from confluent_kafka.admin import AdminClient
