@@ -55,6 +55,7 @@ class WorkerOptions:
     web_port: int = 6066
     merge_idle_ms: int = 2_000
     merge_lagging_max_ms: int = 60_000
+    fetch_max_wait_ms: int = 100
     batch_records: int = 500
     drain_interval_ms: int = 50
     checkpoint_interval_ms: int = 1_000
@@ -445,8 +446,35 @@ def build_app(
     return app, runtime
 
 
+def limit_fetch_wait(fetch_max_wait_ms: int) -> None:
+    """Cap the fetch wait of the consumer Faust creates (Faust hard-codes 1500 ms).
+
+    The event-time merge holds a record until every other input partition has shown
+    its next one; with long-poll fetches of 1.5 s that wait is what alert latency is
+    made of. Patches the class in this process only: call it from the worker's entry.
+    """
+    import aiokafka
+    import faust.transport.drivers.aiokafka as driver
+
+    base = driver.aiokafka.AIOKafkaConsumer
+    if getattr(base, "_relsec_fetch_cap", None) is not None:
+        return
+
+    class CappedConsumer(base):  # type: ignore[misc, valid-type]
+        _relsec_fetch_cap = fetch_max_wait_ms
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["fetch_max_wait_ms"] = min(
+                int(kwargs.get("fetch_max_wait_ms", fetch_max_wait_ms)), fetch_max_wait_ms
+            )
+            super().__init__(*args, **kwargs)
+
+    aiokafka.AIOKafkaConsumer = CappedConsumer  # type: ignore[misc]
+
+
 def run_worker(settings: Settings, options: WorkerOptions, loglevel: str = "warning") -> None:
     """Run the worker until SIGINT/SIGTERM."""
+    limit_fetch_wait(options.fetch_max_wait_ms)
     app, _ = build_app(settings, options)
     level = {"warning": "warn", "critical": "crit"}.get(loglevel.lower(), loglevel.lower())
     worker = faust.Worker(app, loglevel=level, quiet=True)
