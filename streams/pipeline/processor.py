@@ -87,11 +87,14 @@ class Processor:
         self.metrics = metrics or PipelineMetrics()
         self.engines: dict[str, ServiceEngine] = {}
         self.dirty: dict[str, int] = {}  # service -> partition of its last event
+        self._partition_of: dict[str, int] = {}  # murmur2 is pure Python: once per service
+        self._records_in = {t: self.metrics.records_in.labels(t) for t in topics.inputs}
 
     # -- stage one -----------------------------------------------------------
 
     def admit(self, record: InputRecord) -> Admitted | list[Output]:
-        self.metrics.records_in.labels(record.topic).inc()
+        counter = self._records_in.get(record.topic)
+        (counter or self.metrics.records_in.labels(record.topic)).inc()
         event_type = self.topics.type_for_input(record.topic)
         if event_type is None:
             return [self.dead_letter(record, "validation", f"{record.topic} is not an input topic")]
@@ -104,9 +107,14 @@ class Processor:
             return [self.dead_letter(record, exc.reason, exc.detail)]
         except ValidationError as exc:
             return [self.dead_letter(record, "validation", str(exc))]
-        service_key = event.service.encode("utf-8")
-        expected = murmur2_partition(service_key, self.num_partitions)
+        expected = self._partition_of.get(event.service)
+        if expected is None:
+            if len(self._partition_of) > 100_000:
+                self._partition_of.clear()
+            expected = murmur2_partition(event.service.encode("utf-8"), self.num_partitions)
+            self._partition_of[event.service] = expected
         if expected != record.partition:
+            service_key = event.service.encode("utf-8")
             # Never judged against another partition's state: re-keyed onto the partition
             # its service hashes to, where it is processed when it comes back.
             self.metrics.rerouted.inc()
