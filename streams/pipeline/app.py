@@ -177,26 +177,28 @@ class Runtime:
 
     def _lag_state(self, partition: int) -> Any:
         consumer = self.app.consumer
-        # Records still queued for the agent may be exactly the ones a silent partition
-        # owes us: while any are queued, "unknown" is waited out like a known lag.
-        unknown = LAGGING if self._input_pending() else UNKNOWN
+        pending = self._input_pending()
 
         def state(topic: str) -> str:
             tp = TP(topic, partition)
             try:
                 highwater = consumer.highwater(tp)
             except Exception:  # not assigned or no fetch yet
-                return unknown
+                return UNKNOWN
             if highwater is None:
-                return unknown
+                return UNKNOWN
             # What was delivered to us counts; the fetch position runs ahead of it.
             delivered = self.next_offset.get(tp)
             if delivered is not None:
                 return CAUGHT_UP if delivered >= highwater else LAGGING
             position = self.positions.get(tp)
-            if position is not None and position < highwater:
+            if position is None:
+                return UNKNOWN
+            if position < highwater:
                 return LAGGING
-            return unknown
+            # Fetched up to the high watermark but nothing delivered yet: caught up unless
+            # records are still queued for the agent (they may be this partition's).
+            return UNKNOWN if pending else CAUGHT_UP
 
         return state
 

@@ -218,3 +218,45 @@ def metric(worker: WorkerProcess, name: str) -> float:
             if head == name or head.startswith(name + "{") or head.startswith(name + "_total"):
                 total += float(value)
     return total
+
+
+def input_offsets(
+    settings: Settings,
+) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+    """(committed offsets of the worker group, end offsets) of every input partition."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from streams.kafka.clients import admin_config, consumer_config
+
+    admin = AdminClient(admin_config(settings))
+    md = admin.list_topics(timeout=10)
+    tps = [TopicPartition(t, p) for t in settings.topics.inputs for p in md.topics[t].partitions]
+    group = settings.topics.consumer_group
+    result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])
+    committed = {
+        (tp.topic, tp.partition): tp.offset for tp in result[group].result(10).topic_partitions
+    }
+    from confluent_kafka import Consumer
+
+    c = Consumer(consumer_config(settings, group_id=f"ends-{time.time_ns()}"))
+    try:
+        ends = {(tp.topic, tp.partition): c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+    finally:
+        c.close()
+    return committed, ends
+
+
+def wait_until_committed(
+    settings: Settings, timeout_s: float, workers: Iterable[WorkerProcess] = ()
+) -> None:
+    """Until the worker group has committed every input partition to its end."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for w in workers:
+            assert w.alive(), f"worker {w.pid} died:\n{w.log_tail()}"
+        committed, ends = input_offsets(settings)
+        if all(committed.get(tp, -1) >= end for tp, end in ends.items()):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"inputs not committed to their end in {timeout_s} s")
