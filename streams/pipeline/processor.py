@@ -87,6 +87,7 @@ class Processor:
         self.metrics = metrics or PipelineMetrics()
         self.engines: dict[str, ServiceEngine] = {}
         self.dirty: dict[str, int] = {}  # service -> partition of its last event
+        self.offsets: dict[str, dict[str, int]] = {}  # service -> topic -> last offset applied
         self._partition_of: dict[str, int] = {}  # murmur2 is pure Python: once per service
         self._records_in = {t: self.metrics.records_in.labels(t) for t in topics.inputs}
 
@@ -127,29 +128,39 @@ class Processor:
         engine = self.engines.get(service)
         if engine is None:
             data = self.load_state(service)
+            offsets: dict[str, int] = {}
             if data is None:
                 engine = ServiceEngine(service, self.config)
             else:
                 try:
-                    engine = ServiceEngine.from_bytes(data, self.config, self.clock())
+                    offsets, engine_bytes = unpack_state(data)
+                    engine = ServiceEngine.from_bytes(engine_bytes, self.config, self.clock())
                 except StateError:
-                    # A state we cannot read must not stop the pipeline; start afresh and say so.
+                    # A state we cannot read must not stop the pipeline; start afresh.
                     engine = ServiceEngine(service, self.config)
             self.engines[service] = engine
+            self.offsets[service] = offsets
         return engine
 
     def apply(self, admitted: Admitted) -> list[Output]:
         event = admitted.event
         record = admitted.record
-        now_ms = self.clock()
-        outcome = self.engine_for(event.service).process(event, now_ms)
+        engine = self.engine_for(event.service)
+        offsets = self.offsets[event.service]
+        if record.offset <= offsets.get(record.topic, -1):
+            # Processed before a restart or rebalance and already in the restored state
+            # (its effects were delivered before that state was stored): a duplicate.
+            self.metrics.duplicates.inc()
+            return []
+        offsets[record.topic] = record.offset
+        self.dirty[event.service] = record.partition
+        outcome = engine.process(event, self.clock())
         if outcome.disposition.dead_letter:
             return [self.dead_letter(record, outcome.disposition.value, outcome.detail)]
         if outcome.disposition == "duplicate":
             self.metrics.duplicates.inc()
             return []
         self.metrics.applied.inc()
-        self.dirty[event.service] = record.partition
         return self.alert_outputs(outcome.alerts)
 
     def alert_outputs(self, alerts: Iterable[Alert]) -> list[Output]:
@@ -180,11 +191,38 @@ class Processor:
 
     def take_dirty(self) -> list[tuple[str, int, bytes]]:
         """The touched services' states to store: ``(service, partition, bytes)``."""
-        out = [(s, p, self.engines[s].to_bytes()) for s, p in self.dirty.items()]
+        out = [
+            (s, p, pack_state(self.offsets[s], self.engines[s].to_bytes()))
+            for s, p in self.dirty.items()
+        ]
         self.dirty.clear()
         return out
 
     def forget(self) -> None:
         """Drop cached state (after a rebalance the table is the truth)."""
         self.engines.clear()
+        self.offsets.clear()
         self.dirty.clear()
+
+
+_STATE_MAGIC = b"RS1\n"
+
+
+def pack_state(offsets: dict[str, int], engine_bytes: bytes) -> bytes:
+    """A table value: the last input offset applied per topic, then the engine's state.
+
+    The offsets let a restarted worker tell records it already applied (their effects
+    were delivered before this state was stored) from new ones, whatever their age.
+    """
+    return _STATE_MAGIC + orjson.dumps(offsets) + b"\n" + engine_bytes
+
+
+def unpack_state(data: bytes) -> tuple[dict[str, int], bytes]:
+    if not data.startswith(_STATE_MAGIC):
+        raise StateError("table value is not a relsec worker state")
+    head, _, engine_bytes = data[len(_STATE_MAGIC) :].partition(b"\n")
+    try:
+        offsets = {str(k): int(v) for k, v in orjson.loads(head).items()}
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        raise StateError(f"table value offsets are malformed: {exc!r}") from None
+    return offsets, engine_bytes
