@@ -78,26 +78,40 @@ def describe_incidents(incidents: Sequence[IncidentRecord]) -> str:
     return ", ".join(f"{i.incident_id} ({i.severity})" for i in incidents)
 
 
-def flagged_release_finding(
-    rule_id: str, deploy: Deploy, flags: Sequence[FlagRecord], what: str
-) -> Finding:
-    """The finding of a change to a release with active flags (both flagged-release rules)."""
-    summary = (
-        f"{deploy.service} {deploy.environment} {what}, "
-        f"a release security has flagged ({describe_flags(flags)})."
-    )
-    return Finding(
-        rule_id,
-        deploy.environment,
-        deploy.release,
-        deploy.event_id,
-        flag_severity(flags),
-        (evidence_of(deploy), *(f.ref for f in flags)),
-        summary,
-    )
+class _ChangeToFlaggedRelease(Rule):
+    """A succeeded deploy with ``action`` to a release R with at least one active flag."""
+
+    action: ClassVar[str]
+
+    def describe(self, state: ServiceState, deploy: Deploy) -> str:
+        raise NotImplementedError
+
+    def evaluate(self, state: ServiceState, event: Event) -> list[Finding]:
+        if not isinstance(event, Deploy) or event.status != "succeeded":
+            return []
+        if event.action != self.action:
+            return []
+        flags = state.active_flags(event.release)
+        if not flags:
+            return []
+        summary = (
+            f"{event.service} {event.environment} {self.describe(state, event)}, "
+            f"a release security has flagged ({describe_flags(flags)})."
+        )
+        return [
+            Finding(
+                self.rule_id,
+                event.environment,
+                event.release,
+                event.event_id,
+                flag_severity(flags),
+                (evidence_of(event), *(f.ref for f in flags)),
+                summary,
+            )
+        ]
 
 
-class RollbackToFlaggedRelease(Rule):
+class RollbackToFlaggedRelease(_ChangeToFlaggedRelease):
     """A succeeded rollback d to release R; at d, at least one flag on (service, R) is active.
 
     Severity ``critical`` if an active flag is critical, else ``high``. Notify sre, security.
@@ -105,25 +119,18 @@ class RollbackToFlaggedRelease(Rule):
 
     rule_id = "rollback-to-flagged-release"
     fires_at = "deploy"
+    action = "rollback"
 
-    def evaluate(self, state: ServiceState, event: Event) -> list[Finding]:
-        if not isinstance(event, Deploy) or event.status != "succeeded":
-            return []
-        if event.action != "rollback":
-            return []
-        flags = state.active_flags(event.release)
-        if not flags:
-            return []
-        env = state.peek_env(event.environment)
-        incident = event.incident_id or (
+    def describe(self, state: ServiceState, deploy: Deploy) -> str:
+        env = state.peek_env(deploy.environment)
+        incident = deploy.incident_id or (
             next(iter(env.open_incidents)) if env and env.open_incidents else None
         )
         during = f" during incident {incident}" if incident else ""
-        what = f"was rolled back to {event.release}{during}"
-        return [flagged_release_finding(self.rule_id, event, flags, what)]
+        return f"was rolled back to {deploy.release}{during}"
 
 
-class FlaggedReleaseDeployed(Rule):
+class FlaggedReleaseDeployed(_ChangeToFlaggedRelease):
     """A succeeded deploy (action deploy) d to release R; at d, at least one flag on
     (service, R) is active.
 
@@ -132,17 +139,10 @@ class FlaggedReleaseDeployed(Rule):
 
     rule_id = "flagged-release-deployed"
     fires_at = "deploy"
+    action = "deploy"
 
-    def evaluate(self, state: ServiceState, event: Event) -> list[Finding]:
-        if not isinstance(event, Deploy) or event.status != "succeeded":
-            return []
-        if event.action != "deploy":
-            return []
-        flags = state.active_flags(event.release)
-        if not flags:
-            return []
-        what = f"was deployed to {event.release}"
-        return [flagged_release_finding(self.rule_id, event, flags, what)]
+    def describe(self, state: ServiceState, deploy: Deploy) -> str:
+        return f"was deployed to {deploy.release}"
 
 
 class RedeployOfRolledBackRelease(Rule):
