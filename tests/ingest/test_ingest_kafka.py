@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from confluent_kafka import Consumer, TopicPartition
 
 from agents.model.events import parse_event
 from streams.cli import main
@@ -15,35 +11,13 @@ from streams.codecs import make_codec
 from streams.ingest import SOURCES
 from streams.ingest.gateway import GatewayConfig, ProducerPublisher, make_app
 from streams.ingest.signatures import Secrets, sign_pagerduty
-from streams.kafka.clients import consumer_config
 from streams.kafka.topics import create_topics
 from streams.settings import Settings
+from tests.kafka_records import read_topic
 
 from .helpers import PAYLOADS
 
 pytestmark = pytest.mark.kafka
-
-
-def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float = 20.0) -> list[Any]:
-    """Every record of ``topic`` (waits for ``expected``, then one more second for extras)."""
-    consumer = Consumer(consumer_config(settings))
-    try:
-        meta = consumer.list_topics(topic, timeout=10)
-        consumer.assign([TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions])
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and len(out) < expected:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                out.append(msg)
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            msg = consumer.poll(0.2)
-            if msg is not None and msg.error() is None:
-                out.append(msg)
-        return out
-    finally:
-        consumer.close()
 
 
 @pytest.mark.asyncio

@@ -27,6 +27,7 @@ from streams.notify.config import NotifyConfig, parse_config
 from streams.notify.deliver import Notifier
 from streams.notify.sink import NotifyReport, NotifySink, notify_group
 from streams.settings import Settings
+from tests.kafka_records import read_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -92,29 +93,6 @@ def run_once(
         return NotifySink(settings, notifier, stop=stop).run(once=True)
     finally:
         notifier.close()
-
-
-def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float = 20.0) -> list[Any]:
-    consumer = Consumer(consumer_config(settings))
-    try:
-        meta = consumer.list_topics(topic, timeout=10)
-        parts = [TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions]
-        consumer.assign(parts)
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and len(out) < expected:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                out.append(msg)
-        # a little longer, to see anything beyond what was expected
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            msg = consumer.poll(0.2)
-            if msg is not None and msg.error() is None:
-                out.append(msg)
-        return out
-    finally:
-        consumer.close()
 
 
 @pytest.fixture
