@@ -39,7 +39,7 @@ from tests.pipeline.harness import (
 )
 
 
-def one_run(bootstrap: str, tmp: Path, n_events: int, seed: int) -> bool:
+def one_run(bootstrap: str, tmp: Path, n_events: int, seed: int, runtime: str) -> bool:
     settings = Settings(bootstrap_servers=bootstrap, topics=Topics(f"rb-{uuid.uuid4().hex[:8]}."))
     spec = SyntheticSpec(services=120, events=n_events, seed=seed)
     events = [parse_event(e) for e in generate(spec)]
@@ -47,13 +47,13 @@ def one_run(bootstrap: str, tmp: Path, n_events: int, seed: int) -> bool:
     expected_first = replay_expected(sorted(first, key=order_key))
     expected = replay_expected(sorted(events, key=order_key))
     create_topics(settings, partitions=6)
-    a = WorkerProcess(settings, tmp, name=f"a-{seed}")
+    a = WorkerProcess(settings, tmp, "--runtime", runtime, name=f"a-{seed}")
     b = None
     try:
         assert publish_events(settings, first).ok
         wait_for_alerts(settings, expected_first, timeout_s=180, workers=[a])
         wait_until_committed(settings, timeout_s=60, workers=[a])
-        b = WorkerProcess(settings, tmp, name=f"b-{seed}")
+        b = WorkerProcess(settings, tmp, "--runtime", runtime, name=f"b-{seed}")
         time.sleep(8)
         assert publish_events(settings, rest).ok
         target = len(expected_first) + (len(expected) - len(expected_first)) // 4
@@ -75,12 +75,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--events", type=int, default=8_000)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runtime", choices=("kafka", "faust"), default="kafka")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="relsec-rebalance-"))
     kafka = LocalKafka(tmp / "kafka", brokers=1, port=pick_free_ports(1)[0])
     try:
         bootstrap = kafka.up()
-        results = [one_run(bootstrap, tmp, args.events, seed) for seed in range(31, 31 + args.runs)]
+        results = [
+            one_run(bootstrap, tmp, args.events, seed, args.runtime)
+            for seed in range(31, 31 + args.runs)
+        ]
     finally:
         kafka.down(purge=True)
     print(f"{sum(results)} of {len(results)} runs equal to replay")

@@ -75,6 +75,15 @@ class Topics:
         """The worker's consumer group / Faust app id, named after the prefix."""
         return f"{self.prefix.rstrip('.-_') or 'relsec'}-worker"
 
+    @property
+    def state_changelog(self) -> str:
+        """The compacted topic of the worker's engine state per service (both runtimes).
+
+        Faust names a Table's changelog ``{app id}-{table}-changelog``; the confluent-kafka
+        runtime writes the same topic, so a worker can switch runtimes across a restart.
+        """
+        return f"{self.consumer_group}-service-state-changelog"
+
 
 @dataclass(frozen=True, slots=True)
 class KafkaSecurity:

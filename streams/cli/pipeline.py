@@ -31,8 +31,22 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    w = sub.add_parser("worker", help="run the stream agents (Faust worker)")
+    w = sub.add_parser("worker", help="run the stream processor (alerts from the input topics)")
     add_kafka_options(w)
+    w.add_argument(
+        "--runtime",
+        choices=("kafka", "faust"),
+        default="kafka",
+        help="what drives the engine: a confluent-kafka consumer loop (default) or a Faust "
+        "agent with a Table; both use the same changelog topic and consumer group, but never "
+        "run both in one group at once",
+    )
+    w.add_argument(
+        "--instance-id",
+        default=None,
+        help="a stable name for this worker (transactional id with --exactly-once; default "
+        "the host name plus a random suffix)",
+    )
     w.add_argument(
         "--allowed-lateness", default=None, help="default $RELSEC_ALLOWED_LATENESS or 24h"
     )
@@ -44,7 +58,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--store",
         choices=("memory", "rocksdb"),
         default="memory",
-        help="table store (rocksdb needs rocksdict; default memory, rebuilt from the changelog)",
+        help="Faust runtime's table store (rocksdb needs rocksdict; default memory, rebuilt "
+        "from the changelog)",
     )
     w.add_argument("--data-dir", default=None, help="Faust data directory (tables' local state)")
     w.add_argument(
@@ -133,8 +148,7 @@ def _wait_for_inputs(settings: Settings, wait_s: float) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from streams.pipeline.app import WorkerOptions
-    from streams.pipeline.app import run_worker as start
+    from streams.pipeline.options import WorkerOptions
 
     settings = _settings(args)
     partitions = _wait_for_inputs(settings, args.wait_for_topics)
@@ -159,13 +173,27 @@ def run_worker(args: argparse.Namespace) -> int:
         fetch_max_wait_ms=args.fetch_max_wait_ms,
         exactly_once=args.exactly_once,
         data_dir=args.data_dir,
+        runtime=args.runtime,
+        instance_id=args.instance_id,
     )
     print(
         f"relsec worker: group {settings.topics.consumer_group} on {settings.bootstrap_servers}, "
         f"{partitions} partitions, metrics on http://{args.web_host}:{args.web_port}/metrics",
         file=sys.stderr,
     )
-    start(settings, options, loglevel=args.loglevel)
+    if options.runtime == "faust":
+        from streams.pipeline.app import run_worker as run_faust
+
+        run_faust(settings, options, loglevel=args.loglevel)
+        return 0
+    import logging
+
+    from streams.pipeline.kafka_runtime import run_kafka_worker
+
+    logging.basicConfig(
+        level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    run_kafka_worker(settings, options)
     return 0
 
 

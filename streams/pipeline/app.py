@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -38,34 +36,11 @@ from streams.codecs import make_codec
 from streams.kafka.clients import producer_config, ssl_context
 from streams.pipeline.merge import CAUGHT_UP, LAGGING, UNKNOWN, PartitionMerge
 from streams.pipeline.metrics import PipelineMetrics
+from streams.pipeline.options import WorkerOptions, wall_ms
 from streams.pipeline.processor import Admitted, InputRecord, Output, Processor
 from streams.settings import Settings
 
 log = logging.getLogger("relsec.worker")
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    """How the worker runs; units in the names."""
-
-    partitions: int = 6
-    replication_factor: int = 1
-    store: str = "memory://"
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
-    merge_idle_ms: int = 2_000
-    merge_lagging_max_ms: int = 60_000
-    fetch_max_wait_ms: int = 100
-    batch_records: int = 500
-    drain_interval_ms: int = 50
-    checkpoint_interval_ms: int = 1_000
-    checkpoint_records: int = 5_000
-    exactly_once: bool = False
-    data_dir: str | None = None
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -214,6 +189,7 @@ class Runtime:
                     self.options.merge_idle_ms,
                     self.options.merge_lagging_max_ms,
                     limit=self.options.batch_records - released,
+                    caught_up_grace_ms=self.options.merge_caught_up_grace_ms,
                 ):
                     await self._send_all(self.processor.apply(admitted))
                     self.last_event_of_partition[admitted.record.partition] = event

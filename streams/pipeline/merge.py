@@ -69,8 +69,16 @@ class PartitionMerge(Generic[T]):
         idle_ms: int,
         lagging_max_ms: int,
         limit: int | None = None,
+        caught_up_grace_ms: int = 0,
     ) -> Iterator[tuple[str, T]]:
-        """Yield ``(topic, item)`` in merged order while the rule allows, at most ``limit``."""
+        """Yield ``(topic, item)`` in merged order while the rule allows, at most ``limit``.
+
+        ``caught_up_grace_ms``: a record is not released ahead of a caught-up but empty
+        topic until it has waited that long. "Caught up" is only as fresh as the last
+        fetch response; when a producer writes a burst spanning days of event time
+        (a backfill), the other topics' records of the same moment are often a fetch
+        behind, and releasing at once would make them late.
+        """
         released = 0
         while limit is None or released < limit:
             head_topic: str | None = None
@@ -85,6 +93,8 @@ class PartitionMerge(Generic[T]):
                     continue
                 state = lag_state(topic)
                 if state == CAUGHT_UP:
+                    if now_ms - head.arrived_ms < caught_up_grace_ms:
+                        return
                     continue
                 since = self.waiting_since.setdefault(topic, now_ms)
                 limit_ms = lagging_max_ms if state == LAGGING else idle_ms
@@ -93,6 +103,11 @@ class PartitionMerge(Generic[T]):
             self.buffers[head_topic].popleft()
             released += 1
             yield head_topic, head.item
+
+    def first_held(self, topic: str) -> T | None:
+        """The oldest record of ``topic`` still waiting (its offset is where a commit must stop)."""
+        buffer = self.buffers.get(topic)
+        return buffer[0].item if buffer else None
 
     def clear(self) -> None:
         for buffer in self.buffers.values():

@@ -95,3 +95,24 @@ def test_clear_forgets_buffers_and_clocks() -> None:
     assert released(m, states(), now_ms=0) == []
     m.clear()
     assert len(m) == 0 and m.waiting_since == {}
+
+
+def test_caught_up_empty_topic_holds_a_record_for_the_grace_only() -> None:
+    m: PartitionMerge[str] = PartitionMerge(TOPICS)
+    m.add("f", key(500), 1_000, "f500")
+    caught_up = states(d=CAUGHT_UP, i=CAUGHT_UP)
+    assert [i for _, i in m.release(caught_up, 1_050, 2_000, 60_000, caught_up_grace_ms=100)] == []
+    # A deploy of an earlier moment arrives within the grace: it goes first.
+    m.add("d", key(100), 1_060, "d100")
+    assert [i for _, i in m.release(caught_up, 1_100, 2_000, 60_000, caught_up_grace_ms=100)] == []
+    out = [i for _, i in m.release(caught_up, 1_160, 2_000, 60_000, caught_up_grace_ms=100)]
+    assert out == ["d100", "f500"]
+
+
+def test_grace_does_not_delay_a_record_when_every_topic_has_data() -> None:
+    m: PartitionMerge[str] = PartitionMerge(TOPICS)
+    m.add("d", key(1), 1_000, "d1")
+    m.add("i", key(2), 1_000, "i2")
+    m.add("f", key(3), 1_000, "f3")
+    out = [i for _, i in m.release(states(), 1_000, 2_000, 60_000, caught_up_grace_ms=100)]
+    assert out == ["d1"]

@@ -35,7 +35,10 @@ def deploy(event_id: str, occurred_at: str, release: str = "1.0.0") -> dict:
     }
 
 
-def test_each_kind_of_bad_record_is_dead_lettered(kafka_settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("runtime", ["kafka", "faust"])
+def test_each_kind_of_bad_record_is_dead_lettered(
+    runtime: str, kafka_settings: Settings, tmp_path: Path
+) -> None:
     from confluent_kafka import Producer
 
     create_topics(kafka_settings, partitions=3)
@@ -65,7 +68,7 @@ def test_each_kind_of_bad_record_is_dead_lettered(kafka_settings: Settings, tmp_
     for topic, value, _ in records:
         producer.produce(topic, key=SERVICE.encode(), value=value, partition=partition)
     producer.flush(30)
-    worker = WorkerProcess(kafka_settings, tmp_path)
+    worker = WorkerProcess(kafka_settings, tmp_path, "--runtime", runtime)
     try:
         # The late event is published once the worker has seen good-2, so it is late
         # by arrival, not merely by publication order.

@@ -38,8 +38,9 @@ def shuffled_within_lateness(events: list, lateness_ms: int, seed: int) -> list:
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("order", ["file", "shuffled"])
+@pytest.mark.parametrize("runtime", ["kafka", "faust"])
 def test_scenario_through_kafka_equals_replay(
-    path: Path, order: str, kafka_settings: Settings, tmp_path: Path
+    path: Path, order: str, runtime: str, kafka_settings: Settings, tmp_path: Path
 ) -> None:
     events = load_events(path)
     expected = replay_expected(sorted(events, key=order_key))
@@ -47,7 +48,7 @@ def test_scenario_through_kafka_equals_replay(
     if order == "shuffled":
         events = shuffled_within_lateness(events, 24 * MS_PER_HOUR, seed=len(events))
     create_topics(kafka_settings, partitions=3)
-    worker = WorkerProcess(kafka_settings, tmp_path)
+    worker = WorkerProcess(kafka_settings, tmp_path, "--runtime", runtime)
     try:
         report = publish_events(kafka_settings, events)
         assert report.ok, report.failed

@@ -1,0 +1,513 @@
+"""The worker on a confluent-kafka consumer: the engine, merge and checkpoints, no Faust.
+
+One loop turn: consume a batch; admit each record (decode, validate,
+partition check: a bad record's dead letter is produced at once); valid events
+wait in the event-time merge of their partition number; what the merge releases
+goes through the engine, and its alerts are produced.
+
+A checkpoint (every ``checkpoint_interval_ms`` or ``checkpoint_records``, and
+before partitions are given up) makes the consumed progress durable:
+
+* at-least-once (default): flush the producer, so every output is delivered;
+  then write the touched services' states to the changelog topic and flush again;
+  then commit each input partition up to its first record still held in the merge.
+  State is written only after its outputs are delivered: a state that knows an
+  event was applied must never outlive the alerts that event produced.
+* exactly-once (``--exactly-once``): the outputs, the states and the input
+  offsets (``send_offsets_to_transaction`` with the consumer's group metadata,
+  KIP-447) go in one Kafka transaction per checkpoint. A zombie's commit is
+  refused by the group coordinator once its generation is gone.
+
+Assignment uses the range assignor: with co-partitioned inputs it gives one
+worker the same partition number of all three topics, which the join needs.
+The state of the services of partition *p* lives in partition *p* of
+:attr:`Topics.state_changelog` — the same topic and record format as the Faust
+runtime's Table — and is read back when *p* is assigned. Every assignment
+change revokes all partitions first (eager protocol); the revocation
+checkpoints what was applied, so the next owner starts exactly there.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+
+from agents.engine import EngineConfig
+from agents.errors import RelsecError, StateError, TopicError
+from streams.codecs import make_codec
+from streams.kafka.clients import admin_config, consumer_config, producer_config
+from streams.pipeline.merge import CAUGHT_UP, LAGGING, UNKNOWN, PartitionMerge
+from streams.pipeline.metrics import PipelineMetrics
+from streams.pipeline.options import WorkerOptions, wall_ms
+from streams.pipeline.processor import Admitted, InputRecord, Output, Processor
+from streams.settings import Settings
+
+log = logging.getLogger("relsec.worker")
+
+RESTORE_TIMEOUT_S = 300.0
+HEALTH_STALL_MS = 60_000
+_TP = tuple[str, int]
+
+
+class OutputError(RelsecError):
+    """Output records were not delivered (or a transaction failed): nothing is committed."""
+
+
+def ensure_state_changelog(settings: Settings, partitions: int, replication_factor: int) -> None:
+    """Create the compacted state topic if missing; refuse one with another partition count."""
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    name = settings.topics.state_changelog
+    admin = AdminClient(admin_config(settings))
+    existing = admin.list_topics(timeout=15).topics.get(name)
+    if existing is not None and existing.error is None:
+        if len(existing.partitions) != partitions:
+            raise TopicError(
+                f"{name} has {len(existing.partitions)} partitions but the inputs have "
+                f"{partitions}: a service's state must live on its input partition number"
+            )
+        return
+    config = {"cleanup.policy": "compact"}
+    if replication_factor >= 3:
+        config["min.insync.replicas"] = "2"
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                config=config,
+            )
+        ],
+        request_timeout=30,
+    )
+    try:
+        futures[name].result()
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise TopicError(f"cannot create {name}: {exc.args[0].str()}") from None
+
+
+class ChangelogStore:
+    """The engine state of every service of the assigned partitions, kept from the changelog.
+
+    A partition read once is remembered with the offset read up to, so when it is
+    assigned again (every rebalance revokes everything first) only what was
+    written since is read. A partition lost without a clean revocation is
+    forgotten, since its last writes may land after the next owner's.
+    """
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.values: dict[bytes, bytes] = {}
+        self.keys_of: dict[int, set[bytes]] = {}
+        self.read_to: dict[int, int] = {}
+
+    def get(self, service: str) -> bytes | None:
+        return self.values.get(service.encode("utf-8"))
+
+    def put(self, key: bytes, partition: int, value: bytes) -> None:
+        self.values[key] = value
+        self.keys_of.setdefault(partition, set()).add(key)
+
+    def written(self, partition: int, offset: int) -> None:
+        """A delivery report: our own write is already applied, read past it next time."""
+        if offset + 1 > self.read_to.get(partition, 0):
+            self.read_to[partition] = offset + 1
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            for key in self.keys_of.pop(p, ()):
+                self.values.pop(key, None)
+            self.read_to.pop(p, None)
+
+    def restore(self, partitions: Sequence[int], timeout_s: float = RESTORE_TIMEOUT_S) -> int:
+        """Read the changelog partitions to their end (last stable offset); returns records read."""
+        if not partitions:
+            return 0
+        reader_conf: dict[str, Any] = {"enable.partition.eof": True, "enable.auto.commit": False}
+        consumer = Consumer(consumer_config(self.settings, None, **reader_conf))
+        try:
+            consumer.assign(
+                [
+                    TopicPartition(self.topic, p, self.read_to.get(p, OFFSET_BEGINNING))
+                    for p in partitions
+                ]
+            )
+            remaining = set(partitions)
+            deadline = time.monotonic() + timeout_s
+            read = 0
+            while remaining:
+                if time.monotonic() > deadline:
+                    raise StateError(
+                        f"restoring {self.topic} partitions {sorted(remaining)} took over "
+                        f"{timeout_s:.0f} s"
+                    )
+                for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            remaining.discard(msg.partition())
+                            continue
+                        if err.fatal():
+                            raise StateError(f"restoring {self.topic}: {err.str()}")
+                        log.warning("restoring %s: %s", self.topic, err.str())
+                        continue
+                    key, value = msg.key(), msg.value()
+                    p, offset = int(msg.partition() or 0), int(msg.offset() or 0)
+                    if key is not None:
+                        if value is None:
+                            self.values.pop(key, None)
+                        else:
+                            self.put(key, p, value)
+                    self.read_to[p] = offset + 1
+                    read += 1
+            return read
+        finally:
+            consumer.close()
+
+
+class KafkaWorker:
+    """relsec's worker loop on confluent-kafka (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: WorkerOptions,
+        clock: Callable[[], int] = wall_ms,
+        metrics: PipelineMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.clock = clock
+        self.metrics = metrics or PipelineMetrics()
+        topics = settings.topics
+        self.inputs = set(topics.inputs)
+        self.store = ChangelogStore(settings, topics.state_changelog)
+        self.processor = Processor(
+            topics,
+            make_codec(settings),
+            EngineConfig(allowed_lateness_ms=settings.allowed_lateness_ms),
+            options.partitions,
+            self.store.get,
+            clock,
+            self.metrics,
+        )
+        self.merges: dict[int, PartitionMerge[Admitted]] = {}
+        self.positions: dict[_TP, int] = {}  # next offset delivered to us, per input partition
+        self.committed: dict[_TP, int] = {}
+        self.highwater: dict[_TP, int] = {}
+        self.assigned: set[int] = set()
+        self.since_checkpoint = 0
+        self.last_checkpoint_ms = clock()
+        self.last_turn_ms = clock()
+        self.running = True
+        self.delivery_errors: list[str] = []
+
+        producer_conf: dict[str, Any] = {"linger.ms": 5, "on_delivery": self._on_delivery}
+        if options.exactly_once:
+            instance = options.instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+            producer_conf["transactional.id"] = f"{topics.consumer_group}-{instance}"
+            producer_conf["transaction.timeout.ms"] = options.transaction_timeout_ms
+        self.producer = Producer(producer_config(settings, **producer_conf))
+        if options.exactly_once:
+            # Aborts what a previous life of this transactional id left open.
+            self.producer.init_transactions(60)
+            self.producer.begin_transaction()
+        consumer_conf: dict[str, Any] = {
+            "enable.auto.commit": False,
+            "partition.assignment.strategy": "range",
+            "fetch.wait.max.ms": options.fetch_max_wait_ms,
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 3_000,
+        }
+        if options.instance_id:
+            consumer_conf["client.id"] = f"{topics.consumer_group}-{options.instance_id}"
+        self.consumer = Consumer(
+            consumer_config(settings, group_id=topics.consumer_group, **consumer_conf)
+        )
+
+    # -- delivery --------------------------------------------------------------
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.delivery_errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+        elif msg.topic() == self.store.topic:
+            self.store.written(msg.partition(), msg.offset())
+
+    def _produce(self, outputs: Sequence[Output]) -> None:
+        produce = self.producer.produce
+        for o in outputs:
+            while True:
+                try:
+                    if o.partition is None:
+                        produce(o.topic, o.value, o.key)
+                    else:
+                        produce(o.topic, o.value, o.key, o.partition)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+
+    def _flush(self) -> None:
+        while self.producer.flush(5.0):
+            log.warning("waiting for %d output record(s) to be delivered", len(self.producer))
+        if self.delivery_errors:
+            detail = "; ".join(self.delivery_errors[:5])
+            raise OutputError(f"output records were not delivered, not committing: {detail}")
+
+    # -- assignment --------------------------------------------------------------
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        numbers = sorted({tp.partition for tp in partitions if tp.topic in self.inputs})
+        self.store.forget(set(self.store.keys_of) - set(numbers))
+        read = self.store.restore(numbers)
+        self.assigned = set(numbers)
+        committed = consumer.committed(partitions, timeout=30)
+        for tp in committed:
+            if tp.topic not in self.inputs:
+                continue
+            key = (tp.topic, tp.partition)
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            start = tp.offset if tp.offset != OFFSET_INVALID and tp.offset >= 0 else low
+            self.positions[key] = start
+            self.committed[key] = start
+            self.highwater[key] = high
+        log.info(
+            "assigned partitions %s; %d state record(s) read from %s",
+            numbers,
+            read,
+            self.store.topic,
+        )
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        try:
+            self.checkpoint()
+        finally:
+            self._drop_partitions()
+        log.info("revoked partitions %s", sorted({tp.partition for tp in partitions}))
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        lost = {tp.partition for tp in partitions}
+        log.warning("partitions %s lost without revocation: forgetting their state", sorted(lost))
+        if self.options.exactly_once:
+            self.producer.abort_transaction()
+            self.producer.begin_transaction()
+        self._drop_partitions()
+        self.store.forget(lost)
+
+    def _drop_partitions(self) -> None:
+        for merge in self.merges.values():
+            merge.clear()
+        self.merges.clear()
+        self.processor.forget()
+        self.positions.clear()
+        self.committed.clear()
+        self.highwater.clear()
+        self.assigned = set()
+        self.since_checkpoint = 0
+
+    # -- the loop ----------------------------------------------------------------
+
+    def _lag_state(self, partition: int) -> Callable[[str], str]:
+        consumer = self.consumer
+
+        def state(topic: str) -> str:
+            key = (topic, partition)
+            position = self.positions.get(key)
+            if position is None:
+                return UNKNOWN
+            high = self.highwater.get(key, -1)
+            if position < high:
+                return LAGGING
+            # librdkafka's cached high watermark, from its latest fetch response.
+            tp = TopicPartition(topic, partition)
+            _, cached = consumer.get_watermark_offsets(tp, cached=True)
+            if cached is not None and cached > high:
+                self.highwater[key] = high = cached
+            return CAUGHT_UP if position >= high else LAGGING
+
+        return state
+
+    def _admit(self, messages: list[Any]) -> None:
+        now = self.clock()
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise RelsecError(f"consumer failed: {err.str()}")
+                log.warning("consumer: %s", err.str())
+                continue
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            self.positions[(topic, partition)] = offset + 1
+            record = InputRecord(topic, partition, offset, msg.key(), msg.value())
+            admitted = self.processor.admit(record)
+            self.since_checkpoint += 1
+            if isinstance(admitted, Admitted):
+                merge = self.merges.get(partition)
+                if merge is None:
+                    merge = self.merges[partition] = PartitionMerge(self.settings.topics.inputs)
+                merge.add(topic, admitted.key, now, admitted)
+            else:
+                self._produce(admitted)
+
+    def _release(self) -> int:
+        now = self.clock()
+        released = 0
+        for partition, merge in self.merges.items():
+            for _, admitted in merge.release(
+                self._lag_state(partition),
+                now,
+                self.options.merge_idle_ms,
+                self.options.merge_lagging_max_ms,
+                caught_up_grace_ms=self.options.merge_caught_up_grace_ms,
+            ):
+                outputs = self.processor.apply(admitted)
+                if outputs:
+                    self._produce(outputs)
+                released += 1
+        self.since_checkpoint += released
+        self.producer.poll(0)
+        return released
+
+    def _offsets_to_commit(self) -> list[Any]:
+        """Each input partition's next offset to read: its first record still in the merge."""
+        out = []
+        for (topic, partition), position in self.positions.items():
+            merge = self.merges.get(partition)
+            held = merge.first_held(topic) if merge is not None else None
+            offset = held.record.offset if held is not None else position
+            if self.committed.get((topic, partition)) != offset:
+                out.append(TopicPartition(topic, partition, offset))
+        return out
+
+    def checkpoint(self) -> None:
+        """Make what was applied durable: outputs, then states, then input offsets."""
+        offsets = self._offsets_to_commit()
+        dirty = self.processor.take_dirty()
+        if self.options.exactly_once:
+            self._checkpoint_transaction(dirty, offsets)
+        else:
+            self._flush()
+            for service, partition, data in dirty:
+                key = service.encode("utf-8")
+                self.store.put(key, partition, data)
+                self._produce([Output(self.store.topic, key, data, partition)])
+            self._flush()
+            if offsets:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        for tp in offsets:
+            self.committed[(tp.topic, tp.partition)] = tp.offset
+        self.since_checkpoint = 0
+        self.last_checkpoint_ms = self.clock()
+
+    def _checkpoint_transaction(
+        self, dirty: list[tuple[str, int, bytes]], offsets: list[Any]
+    ) -> None:
+        for service, partition, data in dirty:
+            key = service.encode("utf-8")
+            self.store.put(key, partition, data)
+            self._produce([Output(self.store.topic, key, data, partition)])
+        try:
+            if offsets:
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), 30
+                )
+            self.producer.commit_transaction(60)
+        except KafkaException as exc:
+            error = exc.args[0]
+            # The in-memory state is ahead of what was committed: only a restart from the
+            # committed offsets and state is consistent again.
+            if error.txn_requires_abort():
+                self.producer.abort_transaction(30)
+            raise OutputError(f"transaction not committed: {error.str()}") from None
+        if self.delivery_errors:
+            raise OutputError("; ".join(self.delivery_errors[:5]))
+        self.producer.begin_transaction()
+
+    def refresh_metrics(self) -> None:
+        for (topic, partition), position in self.positions.items():
+            high = self.highwater.get((topic, partition))
+            if high is not None and high >= 0:
+                self.metrics.lag.labels(topic, str(partition)).set(max(0, high - position))
+        self.metrics.services.set(len(self.processor.engines))
+        self.metrics.merge_buffered.set(sum(len(m) for m in self.merges.values()))
+
+    def health(self) -> dict[str, Any]:
+        idle_ms = self.clock() - self.last_turn_ms
+        return {
+            "status": "ok" if idle_ms < HEALTH_STALL_MS else "stalled",
+            "runtime": "kafka",
+            "partitions": sorted(self.assigned),
+            "services_cached": len(self.processor.engines),
+            "last_loop_ms_ago": idle_ms,
+        }
+
+    def stop(self, *_: Any) -> None:
+        self.running = False
+
+    def run(self) -> None:
+        """Consume, merge, apply and checkpoint until :meth:`stop` (SIGTERM/SIGINT)."""
+        options = self.options
+        self.consumer.subscribe(
+            list(self.settings.topics.inputs),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        timeout_s = options.drain_interval_ms / 1000
+        last_refresh = 0
+        try:
+            while self.running:
+                messages = self.consumer.consume(
+                    num_messages=options.batch_records, timeout=timeout_s
+                )
+                if messages:
+                    self._admit(messages)
+                if self.merges:
+                    self._release()
+                now = self.clock()
+                self.last_turn_ms = now
+                due_ms = self.last_checkpoint_ms + options.checkpoint_interval_ms
+                if self.since_checkpoint >= options.checkpoint_records or (
+                    self.since_checkpoint and now >= due_ms
+                ):
+                    self.checkpoint()
+                if now - last_refresh >= 1_000:
+                    self.refresh_metrics()
+                    last_refresh = now
+            self.checkpoint()
+        finally:
+            # close() leaves the group, which revokes (and so checkpoints) once more.
+            self.consumer.close()
+            self.producer.flush(10)
+
+
+def run_kafka_worker(settings: Settings, options: WorkerOptions) -> None:
+    """Run the confluent-kafka worker with its web endpoint until SIGINT/SIGTERM."""
+    from streams.pipeline.web import WorkerWeb
+
+    ensure_state_changelog(settings, options.partitions, options.replication_factor)
+    worker = KafkaWorker(settings, options)
+    web = WorkerWeb(options.web_host, options.web_port, worker.metrics, worker.health)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    try:
+        worker.run()
+    finally:
+        web.close()
