@@ -94,7 +94,7 @@ def ceiling(settings: Settings, total: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def start_worker(settings: Settings, tmp: Path, name: str) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, tmp: Path, name: str, runtime: str) -> subprocess.Popen[bytes]:
     port = pick_free_ports(1)[0]
     return subprocess.Popen(
         [
@@ -110,6 +110,8 @@ def start_worker(settings: Settings, tmp: Path, name: str) -> subprocess.Popen[b
             str(port),
             "--data-dir",
             str(tmp / f"{name}-data"),
+            "--runtime",
+            runtime,
         ],
         stdout=(tmp / f"{name}.log").open("wb"),
         stderr=subprocess.STDOUT,
@@ -138,10 +140,10 @@ def first_alert_time(settings: Settings, timeout_s: float) -> float:
         c.close()
 
 
-def throughput(settings: Settings, tmp: Path, events: list) -> tuple[float, float]:
+def throughput(settings: Settings, tmp: Path, events: list, runtime: str) -> tuple[float, float]:
     assert publish_events(settings, events).ok
     ends = end_offsets(settings, settings.topics.inputs)
-    worker = start_worker(settings, tmp, "throughput")
+    worker = start_worker(settings, tmp, f"throughput-{runtime}", runtime)
     try:
         t0 = first_alert_time(settings, 180)
         while True:
@@ -149,7 +151,8 @@ def throughput(settings: Settings, tmp: Path, events: list) -> tuple[float, floa
             if all(done.get(tp, -1) >= end for tp, end in ends.items()):
                 break
             if worker.poll() is not None:
-                raise RuntimeError(f"worker died: {(tmp / 'throughput.log').read_text()[-2000:]}")
+                log = (tmp / f"throughput-{runtime}.log").read_text()[-2000:]
+                raise RuntimeError(f"worker died: {log}")
             time.sleep(0.2)
         t1 = time.monotonic()
     finally:
@@ -158,10 +161,12 @@ def throughput(settings: Settings, tmp: Path, events: list) -> tuple[float, floa
     return len(events) / (t1 - t0), t1 - t0
 
 
-def latency(settings: Settings, tmp: Path, events: list, rate: int, seconds: int) -> list[float]:
+def latency(
+    settings: Settings, tmp: Path, events: list, rate: int, seconds: int, runtime: str
+) -> list[float]:
     from confluent_kafka import Consumer, Producer
 
-    worker = start_worker(settings, tmp, "latency")
+    worker = start_worker(settings, tmp, f"latency-{runtime}", runtime)
     codec = make_codec(settings)
     producer = Producer(producer_config(settings, **{"linger.ms": 1}))
     sent_at: dict[str, int] = {}
@@ -220,6 +225,7 @@ def main() -> int:
     p.add_argument("--rate", type=int, default=2_000)
     p.add_argument("--seconds", type=int, default=30)
     p.add_argument("--bootstrap-servers", default=None)
+    p.add_argument("--runtimes", default="kafka", help="comma-separated worker runtimes to measure")
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="relsec-pipe-"))
     kafka = None
@@ -233,18 +239,20 @@ def main() -> int:
             services=a.services, events=a.events, out_of_order_share=0.0, duplicate_share=0.0
         )
         events = [parse_event(e) for e in generate(spec)]
-        s1 = Settings(bootstrap_servers=bootstrap, topics=Topics(f"bench-{uuid.uuid4().hex[:6]}."))
-        create_topics(s1, partitions=6)
         rate_ceiling = None
-        rate_worker, took = throughput(s1, tmp, events)
-        rate_ceiling = ceiling(s1, len(events))
-        print(f"ceiling (consume + Avro decode): {rate_ceiling:,.0f} events/s")
-        print(
-            f"worker: {rate_worker:,.0f} events/s ({len(events)} events in {took:.1f} s), "
-            f"{rate_worker / rate_ceiling:.3f} of the ceiling"
-        )
-        s2 = Settings(bootstrap_servers=bootstrap, topics=Topics(f"lat-{uuid.uuid4().hex[:6]}."))
-        create_topics(s2, partitions=6)
+        for runtime in a.runtimes.split(","):
+            s1 = Settings(
+                bootstrap_servers=bootstrap, topics=Topics(f"bench-{uuid.uuid4().hex[:6]}.")
+            )
+            create_topics(s1, partitions=6)
+            rate_worker, took = throughput(s1, tmp, events, runtime)
+            if rate_ceiling is None:
+                rate_ceiling = ceiling(s1, len(events))
+                print(f"ceiling (consume + Avro decode): {rate_ceiling:,.0f} events/s")
+            print(
+                f"[{runtime}] worker: {rate_worker:,.0f} events/s ({len(events)} events in "
+                f"{took:.1f} s), {rate_worker / rate_ceiling:.3f} of the ceiling"
+            )
         lat_events = [
             parse_event(e)
             for e in generate(
@@ -258,16 +266,22 @@ def main() -> int:
                 )
             )
         ]
-        lats = sorted(latency(s2, tmp, lat_events, a.rate, a.seconds))
-        if lats:
-            p50 = statistics.median(lats)
-            p99 = lats[min(len(lats) - 1, int(len(lats) * 0.99))]
-            print(
-                f"latency at {a.rate} events/s for {a.seconds} s: {len(lats)} alerts, "
-                f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {lats[-1]:.0f} ms"
+        for runtime in a.runtimes.split(","):
+            s2 = Settings(
+                bootstrap_servers=bootstrap, topics=Topics(f"lat-{uuid.uuid4().hex[:6]}.")
             )
-        else:
-            print("latency: no alerts matched")
+            create_topics(s2, partitions=6)
+            lats = sorted(latency(s2, tmp, lat_events, a.rate, a.seconds, runtime))
+            if lats:
+                p50 = statistics.median(lats)
+                p99 = lats[min(len(lats) - 1, int(len(lats) * 0.99))]
+                print(
+                    f"[{runtime}] latency at {a.rate} events/s for {a.seconds} s: "
+                    f"{len(lats)} alerts, p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+                    f"max {lats[-1]:.0f} ms"
+                )
+            else:
+                print(f"[{runtime}] latency: no alerts matched")
     finally:
         if kafka is not None:
             kafka.down(purge=True)

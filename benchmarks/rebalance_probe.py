@@ -33,6 +33,7 @@ from tests.pipeline.harness import (
     WorkerProcess,
     comparable,
     diff_summary,
+    input_offsets,
     replay_expected,
     wait_for_alerts,
     wait_until_committed,
@@ -64,6 +65,13 @@ def one_run(bootstrap: str, tmp: Path, n_events: int, seed: int, runtime: str) -
         active = wait_for_alerts(settings, expected, timeout_s=240, workers=[a])
         same = comparable(active) == comparable(expected)
         print(f"seed {seed}: {'same as replay' if same else diff_summary(active, expected)}")
+        if not same:
+            import urllib.request
+
+            url = f"http://127.0.0.1:{a.web_port}/metrics"
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+            print("\n".join(x for x in text.splitlines() if x.startswith("relsec_")))
+            print(input_offsets(settings))
         return same
     finally:
         a.stop()
@@ -76,6 +84,7 @@ def main() -> int:
     p.add_argument("--events", type=int, default=8_000)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--runtime", choices=("kafka", "faust"), default="kafka")
+    p.add_argument("--first-seed", type=int, default=31)
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="relsec-rebalance-"))
     kafka = LocalKafka(tmp / "kafka", brokers=1, port=pick_free_ports(1)[0])
@@ -83,7 +92,7 @@ def main() -> int:
         bootstrap = kafka.up()
         results = [
             one_run(bootstrap, tmp, args.events, seed, args.runtime)
-            for seed in range(31, 31 + args.runs)
+            for seed in range(args.first_seed, args.first_seed + args.runs)
         ]
     finally:
         kafka.down(purge=True)

@@ -19,7 +19,13 @@ def read_alerts(
     metadata_timeout_s: float = 10.0,
 ) -> Iterator[dict[str, Any]]:
     """Alert dicts in topic order (per partition); stops at the end unless ``follow``."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+    from confluent_kafka import (
+        OFFSET_BEGINNING,
+        Consumer,
+        KafkaError,
+        KafkaException,
+        TopicPartition,
+    )
 
     codec = make_codec(settings)
     topic = settings.topics.alerts
@@ -27,7 +33,13 @@ def read_alerts(
         consumer_config(
             settings,
             group_id=f"relsec-alerts-reader-{uuid.uuid4().hex[:8]}",
-            **{"enable.auto.commit": False, "auto.offset.reset": "earliest"},
+            # EOF, not the high watermark, ends a partition: with exactly-once workers the
+            # last offsets are transaction markers a committed read never returns.
+            **{
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+            },
         )
     )
     try:
@@ -53,8 +65,12 @@ def read_alerts(
             msg = consumer.poll(poll_timeout_s)
             if msg is None:
                 continue
-            if msg.error():
-                raise RelsecError(f"reading {topic}: {msg.error()}")
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(msg.partition())
+                    continue
+                raise RelsecError(f"reading {topic}: {err}")
             p, offset = msg.partition(), msg.offset()
             if not follow and offset + 1 >= ends[p]:
                 remaining.discard(p)

@@ -80,6 +80,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="longest wait for a silent input partition in the event-time merge",
     )
     w.add_argument(
+        "--checkpoint-interval-ms",
+        type=int,
+        default=None,
+        help="how often applied work is stored and committed (kafka runtime: 100, its alerts "
+        "go out at checkpoints; faust runtime: 1000)",
+    )
+    w.add_argument(
         "--fetch-max-wait-ms",
         type=int,
         default=100,
@@ -175,6 +182,7 @@ def run_worker(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         runtime=args.runtime,
         instance_id=args.instance_id,
+        checkpoint_interval_ms=args.checkpoint_interval_ms,
     )
     print(
         f"relsec worker: group {settings.topics.consumer_group} on {settings.bootstrap_servers}, "

@@ -392,7 +392,7 @@ def build_app(
             while await runtime.drain() >= options.batch_records:
                 await asyncio.sleep(0)
 
-    @app.timer(options.checkpoint_interval_ms / 1000)
+    @app.timer(options.checkpoint_every_ms / 1000)
     async def checkpoint_timer() -> None:
         if runtime.stream is not None:
             await runtime.checkpoint()

@@ -3,17 +3,20 @@
 One loop turn: consume a batch; admit each record (decode, validate,
 partition check: a bad record's dead letter is produced at once); valid events
 wait in the event-time merge of their partition number; what the merge releases
-goes through the engine, and its alerts are produced.
+goes through the engine, and its outputs wait in the outbox of their service.
 
-A checkpoint (every ``checkpoint_interval_ms`` or ``checkpoint_records``, and
-before partitions are given up) makes the consumed progress durable:
+A checkpoint (every ``checkpoint_every_ms``, 100 ms by default, or
+``checkpoint_records``, and before partitions are given up) makes the work
+durable, then visible:
 
-* at-least-once (default): flush the producer, so every output is delivered;
-  then write the touched services' states to the changelog topic and flush again;
-  then commit each input partition up to its first record still held in the merge.
-  State is written only after its outputs are delivered: a state that knows an
-  event was applied must never outlive the alerts that event produced.
-* exactly-once (``--exactly-once``): the outputs, the states and the input
+* at-least-once (default): write the touched services' states, each with its
+  outbox, to the changelog topic and wait for them; send the outboxes and wait;
+  mark each changelog partition's outboxes as sent; commit each input partition
+  up to its first record still held in the merge. An alert never goes out before
+  the state that fired it is stored, so whoever owns the service next can
+  retract it; a state whose outbox may not have gone out is re-sent by whoever
+  restores it (a duplicate at worst, never a loss).
+* exactly-once (``--exactly-once``): the states, the outputs and the input
   offsets (``send_offsets_to_transaction`` with the consumer's group metadata,
   KIP-447) go in one Kafka transaction per checkpoint. A zombie's commit is
   refused by the group coordinator once its generation is gone.
@@ -54,12 +57,14 @@ from streams.kafka.clients import admin_config, consumer_config, producer_config
 from streams.pipeline.merge import CAUGHT_UP, LAGGING, UNKNOWN, PartitionMerge
 from streams.pipeline.metrics import PipelineMetrics
 from streams.pipeline.options import WorkerOptions, wall_ms
-from streams.pipeline.processor import Admitted, InputRecord, Output, Processor
+from streams.pipeline.processor import Admitted, InputRecord, Output, Processor, unpack_state
 from streams.settings import Settings
 
 log = logging.getLogger("relsec.worker")
 
 RESTORE_TIMEOUT_S = 300.0
+# A changelog record per partition: outboxes of states stored below this offset were sent.
+OUTBOX_SENT_KEY = b"\x00relsec:outbox-sent"
 HEALTH_STALL_MS = 60_000
 _TP = tuple[str, int]
 
@@ -118,12 +123,16 @@ class ChangelogStore:
         self.values: dict[bytes, bytes] = {}
         self.keys_of: dict[int, set[bytes]] = {}
         self.read_to: dict[int, int] = {}
+        self.offset_of: dict[bytes, int] = {}
+        self.partition_of: dict[bytes, int] = {}
+        self.sent_to: dict[int, int] = {}
 
     def get(self, service: str) -> bytes | None:
         return self.values.get(service.encode("utf-8"))
 
     def put(self, key: bytes, partition: int, value: bytes) -> None:
         self.values[key] = value
+        self.partition_of[key] = partition
         self.keys_of.setdefault(partition, set()).add(key)
 
     def written(self, partition: int, offset: int) -> None:
@@ -135,12 +144,21 @@ class ChangelogStore:
         for p in partitions:
             for key in self.keys_of.pop(p, ()):
                 self.values.pop(key, None)
+                self.offset_of.pop(key, None)
+                self.partition_of.pop(key, None)
             self.read_to.pop(p, None)
+            self.sent_to.pop(p, None)
 
-    def restore(self, partitions: Sequence[int], timeout_s: float = RESTORE_TIMEOUT_S) -> int:
-        """Read the changelog partitions to their end (last stable offset); returns records read."""
+    def restore(
+        self, partitions: Sequence[int], timeout_s: float = RESTORE_TIMEOUT_S
+    ) -> tuple[int, list[bytes]]:
+        """Read the changelog partitions to their end (their last stable offset).
+
+        Returns the number of records read and the states whose outbox may not have
+        been sent (stored at or after their partition's outbox-sent mark).
+        """
         if not partitions:
-            return 0
+            return 0, []
         reader_conf: dict[str, Any] = {"enable.partition.eof": True, "enable.auto.commit": False}
         consumer = Consumer(consumer_config(self.settings, None, **reader_conf))
         try:
@@ -153,6 +171,7 @@ class ChangelogStore:
             remaining = set(partitions)
             deadline = time.monotonic() + timeout_s
             read = 0
+            touched: set[bytes] = set()
             while remaining:
                 if time.monotonic() > deadline:
                     raise StateError(
@@ -171,14 +190,24 @@ class ChangelogStore:
                         continue
                     key, value = msg.key(), msg.value()
                     p, offset = int(msg.partition() or 0), int(msg.offset() or 0)
-                    if key is not None:
+                    if key == OUTBOX_SENT_KEY:
+                        self.sent_to[p] = int(value or b"0")
+                    elif key is not None:
                         if value is None:
                             self.values.pop(key, None)
                         else:
                             self.put(key, p, value)
+                            self.offset_of[key] = offset
+                            touched.add(key)
                     self.read_to[p] = offset + 1
                     read += 1
-            return read
+            unsent = [
+                self.values[key]
+                for key in touched
+                if key in self.values
+                and self.offset_of[key] >= self.sent_to.get(self.partition_of[key], 0)
+            ]
+            return read, unsent
         finally:
             consumer.close()
 
@@ -219,6 +248,9 @@ class KafkaWorker:
         self.last_turn_ms = clock()
         self.running = True
         self.delivery_errors: list[str] = []
+        # Engine outputs wait here, per service, until their state is stored (checkpoint).
+        self.outbox: dict[str, list[Output]] = {}
+        self.state_written: dict[int, int] = {}  # changelog partition -> last offset stored
 
         producer_conf: dict[str, Any] = {"linger.ms": 5, "on_delivery": self._on_delivery}
         if options.exactly_once:
@@ -249,7 +281,10 @@ class KafkaWorker:
         if err is not None:
             self.delivery_errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
         elif msg.topic() == self.store.topic:
-            self.store.written(msg.partition(), msg.offset())
+            partition, offset = msg.partition(), msg.offset()
+            self.store.written(partition, offset)
+            if msg.key() != OUTBOX_SENT_KEY and offset > self.state_written.get(partition, -1):
+                self.state_written[partition] = offset
 
     def _produce(self, outputs: Sequence[Output]) -> None:
         produce = self.producer.produce
@@ -276,8 +311,9 @@ class KafkaWorker:
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         numbers = sorted({tp.partition for tp in partitions if tp.topic in self.inputs})
         self.store.forget(set(self.store.keys_of) - set(numbers))
-        read = self.store.restore(numbers)
+        read, unsent = self.store.restore(numbers)
         self.assigned = set(numbers)
+        self._resend_outboxes(unsent)
         committed = consumer.committed(partitions, timeout=30)
         for tp in committed:
             if tp.topic not in self.inputs:
@@ -294,6 +330,23 @@ class KafkaWorker:
             read,
             self.store.topic,
         )
+
+    def _resend_outboxes(self, states: list[bytes]) -> None:
+        """Send the outboxes of restored states whose sending was never confirmed.
+
+        Their owner stored them and may have died before sending: re-sending is at
+        worst a duplicate (same alert ids), never a loss.
+        """
+        outputs: list[Output] = []
+        for data in states:
+            try:
+                outputs.extend(unpack_state(data)[2])
+            except StateError as exc:
+                log.warning("stored state unreadable, its outbox is skipped: %s", exc)
+        if outputs:
+            self._produce(outputs)
+            self._flush()
+            log.info("re-sent %d output(s) of restored states", len(outputs))
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         try:
@@ -316,6 +369,7 @@ class KafkaWorker:
             merge.clear()
         self.merges.clear()
         self.processor.forget()
+        self.outbox.clear()
         self.positions.clear()
         self.committed.clear()
         self.highwater.clear()
@@ -379,7 +433,12 @@ class KafkaWorker:
             ):
                 outputs = self.processor.apply(admitted)
                 if outputs:
-                    self._produce(outputs)
+                    service = admitted.event.service
+                    held = self.outbox.get(service)
+                    if held is None:
+                        self.outbox[service] = outputs
+                    else:
+                        held.extend(outputs)
                 released += 1
         self.since_checkpoint += released
         self.producer.poll(0)
@@ -397,32 +456,55 @@ class KafkaWorker:
         return out
 
     def checkpoint(self) -> None:
-        """Make what was applied durable: outputs, then states, then input offsets."""
+        """Make what was applied durable and visible: states, then outputs, then offsets.
+
+        At-least-once: every state is stored with its service's outbox before any of
+        those outputs is sent, so an alert never goes out unless the state that
+        explains it (and can retract it) survives the worker; then the outputs are
+        sent, the partitions' outbox-sent marks written, and the input offsets
+        committed. Exactly-once: all of it in one transaction.
+        """
         offsets = self._offsets_to_commit()
-        dirty = self.processor.take_dirty()
         if self.options.exactly_once:
-            self._checkpoint_transaction(dirty, offsets)
+            self._checkpoint_transaction(offsets)
         else:
-            self._flush()
-            for service, partition, data in dirty:
-                key = service.encode("utf-8")
-                self.store.put(key, partition, data)
-                self._produce([Output(self.store.topic, key, data, partition)])
-            self._flush()
-            if offsets:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
+            self._checkpoint_at_least_once(offsets)
         for tp in offsets:
             self.committed[(tp.topic, tp.partition)] = tp.offset
         self.since_checkpoint = 0
         self.last_checkpoint_ms = self.clock()
 
-    def _checkpoint_transaction(
-        self, dirty: list[tuple[str, int, bytes]], offsets: list[Any]
-    ) -> None:
-        for service, partition, data in dirty:
+    def _store_dirty(self, with_outbox: bool) -> None:
+        for service, partition, data in self.processor.take_dirty(
+            self.outbox if with_outbox else None
+        ):
             key = service.encode("utf-8")
             self.store.put(key, partition, data)
             self._produce([Output(self.store.topic, key, data, partition)])
+
+    def _take_outbox(self) -> list[Output]:
+        outputs = [o for held in self.outbox.values() for o in held]
+        self.outbox.clear()
+        return outputs
+
+    def _checkpoint_at_least_once(self, offsets: list[Any]) -> None:
+        self.state_written.clear()
+        self._store_dirty(with_outbox=True)
+        self._flush()  # states stored (and dead letters of admission delivered)
+        outputs = self._take_outbox()
+        if outputs:
+            self._produce(outputs)
+            self._flush()
+            for partition, offset in self.state_written.items():
+                self._produce(
+                    [Output(self.store.topic, OUTBOX_SENT_KEY, str(offset + 1).encode(), partition)]
+                )
+        if offsets:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+
+    def _checkpoint_transaction(self, offsets: list[Any]) -> None:
+        self._store_dirty(with_outbox=False)
+        self._produce(self._take_outbox())
         try:
             if offsets:
                 self.producer.send_offsets_to_transaction(
@@ -483,7 +565,7 @@ class KafkaWorker:
                     self._release()
                 now = self.clock()
                 self.last_turn_ms = now
-                due_ms = self.last_checkpoint_ms + options.checkpoint_interval_ms
+                due_ms = self.last_checkpoint_ms + options.checkpoint_every_ms
                 if self.since_checkpoint >= options.checkpoint_records or (
                     self.since_checkpoint and now >= due_ms
                 ):

@@ -12,7 +12,9 @@ stores the touched services' state and acks the records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import base64
+import binascii
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -133,7 +135,7 @@ class Processor:
                 engine = ServiceEngine(service, self.config)
             else:
                 try:
-                    offsets, engine_bytes = unpack_state(data)
+                    offsets, engine_bytes, _ = unpack_state(data)
                     engine = ServiceEngine.from_bytes(engine_bytes, self.config, self.clock())
                 except StateError:
                     # A state we cannot read must not stop the pipeline; start afresh.
@@ -189,10 +191,16 @@ class Processor:
         )
         return Output(self.topics.dlq, record.key, value)
 
-    def take_dirty(self) -> list[tuple[str, int, bytes]]:
-        """The touched services' states to store: ``(service, partition, bytes)``."""
+    def take_dirty(
+        self, outbox: Mapping[str, Sequence[Output]] | None = None
+    ) -> list[tuple[str, int, bytes]]:
+        """The touched services' states to store: ``(service, partition, bytes)``.
+
+        ``outbox``: per service, the outputs not yet sent, stored with its state.
+        """
+        outbox = outbox or {}
         out = [
-            (s, p, pack_state(self.offsets[s], self.engines[s].to_bytes()))
+            (s, p, pack_state(self.offsets[s], self.engines[s].to_bytes(), outbox.get(s, ())))
             for s, p in self.dirty.items()
         ]
         self.dirty.clear()
@@ -206,23 +214,68 @@ class Processor:
 
 
 _STATE_MAGIC = b"RS1\n"
+_STATE_MAGIC_OUTBOX = b"RS2\n"
 
 
-def pack_state(offsets: dict[str, int], engine_bytes: bytes) -> bytes:
-    """A table value: the last input offset applied per topic, then the engine's state.
+def pack_state(
+    offsets: dict[str, int], engine_bytes: bytes, outbox: Sequence[Output] = ()
+) -> bytes:
+    """A stored state: the last input offset applied per topic, an outbox, the engine's state.
 
     The offsets let a restarted worker tell records it already applied (their effects
     were delivered before this state was stored) from new ones, whatever their age.
+    The outbox holds the outputs the applied events produced, when the state is
+    stored before they are sent (the confluent-kafka runtime does): whoever restores
+    the state sends them if they may not have gone out.
     """
-    return _STATE_MAGIC + orjson.dumps(offsets) + b"\n" + engine_bytes
+    if not outbox:
+        return _STATE_MAGIC + orjson.dumps(offsets) + b"\n" + engine_bytes
+    head = {
+        "offsets": offsets,
+        "outbox": [
+            [
+                o.topic,
+                None if o.key is None else base64.b64encode(o.key).decode("ascii"),
+                base64.b64encode(o.value).decode("ascii"),
+                o.partition,
+            ]
+            for o in outbox
+        ],
+    }
+    return _STATE_MAGIC_OUTBOX + orjson.dumps(head) + b"\n" + engine_bytes
 
 
-def unpack_state(data: bytes) -> tuple[dict[str, int], bytes]:
-    if not data.startswith(_STATE_MAGIC):
+def unpack_state(data: bytes) -> tuple[dict[str, int], bytes, list[Output]]:
+    """``(offsets, engine bytes, outbox)`` of a stored state; StateError when malformed."""
+    if data.startswith(_STATE_MAGIC):
+        magic = _STATE_MAGIC
+    elif data.startswith(_STATE_MAGIC_OUTBOX):
+        magic = _STATE_MAGIC_OUTBOX
+    else:
         raise StateError("table value is not a relsec worker state")
-    head, _, engine_bytes = data[len(_STATE_MAGIC) :].partition(b"\n")
+    head, _, engine_bytes = data[len(magic) :].partition(b"\n")
     try:
-        offsets = {str(k): int(v) for k, v in orjson.loads(head).items()}
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
-        raise StateError(f"table value offsets are malformed: {exc!r}") from None
-    return offsets, engine_bytes
+        parsed = orjson.loads(head)
+        raw_offsets = parsed if magic is _STATE_MAGIC else parsed["offsets"]
+        offsets = {str(k): int(v) for k, v in raw_offsets.items()}
+        outbox = [
+            Output(
+                str(topic),
+                None if key is None else base64.b64decode(key),
+                base64.b64decode(value),
+                None if partition is None else int(partition),
+            )
+            for topic, key, value, partition in (
+                parsed.get("outbox", []) if magic is _STATE_MAGIC_OUTBOX else []
+            )
+        ]
+    except (
+        orjson.JSONDecodeError,
+        AttributeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        binascii.Error,
+    ) as exc:
+        raise StateError(f"stored state header is malformed: {exc!r}") from None
+    return offsets, engine_bytes, outbox

@@ -169,7 +169,7 @@ def all_alert_records(settings: Settings) -> list[dict[str, Any]]:
 
 def dead_letters(settings: Settings, timeout_s: float = 10.0) -> list[dict[str, Any]]:
     """Every record on the dead-letter topic, decoded."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     from streams.codecs import make_codec
     from streams.kafka.clients import consumer_config
@@ -177,7 +177,9 @@ def dead_letters(settings: Settings, timeout_s: float = 10.0) -> list[dict[str, 
     codec = make_codec(settings)
     consumer = Consumer(
         consumer_config(
-            settings, group_id=f"dlq-reader-{time.time_ns()}", **{"enable.auto.commit": False}
+            settings,
+            group_id=f"dlq-reader-{time.time_ns()}",
+            **{"enable.auto.commit": False, "enable.partition.eof": True},
         )
     )
     try:
@@ -195,7 +197,12 @@ def dead_letters(settings: Settings, timeout_s: float = 10.0) -> list[dict[str, 
         deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
-            if msg is None or msg.error():
+            if msg is None:
+                continue
+            if msg.error():
+                # EOF ends a partition even when its last offsets are transaction markers.
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(msg.partition())
                 continue
             out.append(codec.decode_dead_letter(msg.value()))
             if msg.offset() + 1 >= ends[msg.partition()]:
@@ -252,11 +259,17 @@ def wait_until_committed(
 ) -> None:
     """Until the worker group has committed every input partition to its end."""
     deadline = time.monotonic() + timeout_s
+    behind: dict[tuple[str, int], tuple[int | None, int]] = {}
     while time.monotonic() < deadline:
         for w in workers:
             assert w.alive(), f"worker {w.pid} died:\n{w.log_tail()}"
         committed, ends = input_offsets(settings)
-        if all(committed.get(tp, -1) >= end for tp, end in ends.items()):
+        behind = {
+            tp: (committed.get(tp), end) for tp, end in ends.items() if committed.get(tp, -1) < end
+        }
+        if not behind:
             return
         time.sleep(0.5)
-    raise AssertionError(f"inputs not committed to their end in {timeout_s} s")
+    raise AssertionError(
+        f"inputs not committed to their end in {timeout_s} s: (committed, end) {behind}"
+    )

@@ -24,7 +24,10 @@ from tests.pipeline.test_pipeline_crash import synthetic_events
 pytestmark = pytest.mark.kafka
 
 
-@pytest.mark.parametrize(("before", "after"), [("faust", "kafka"), ("kafka", "faust")])
+# From the Faust runtime to the kafka runtime (the upgrade path). The other way round
+# gave the same alerts, but Faust then left some input partitions uncommitted in two
+# runs of three (docs/exactly-once.md), so it is not claimed.
+@pytest.mark.parametrize(("before", "after"), [("faust", "kafka")])
 def test_switching_runtime_across_a_restart_continues_from_the_stored_state(
     before: str, after: str, kafka_settings: Settings, tmp_path: Path
 ) -> None:
