@@ -94,6 +94,9 @@ def ceiling(settings: Settings, total: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+WORKER_ARGS: list[str] = []
+
+
 def start_worker(settings: Settings, tmp: Path, name: str, runtime: str) -> subprocess.Popen[bytes]:
     port = pick_free_ports(1)[0]
     return subprocess.Popen(
@@ -112,6 +115,7 @@ def start_worker(settings: Settings, tmp: Path, name: str, runtime: str) -> subp
             str(tmp / f"{name}-data"),
             "--runtime",
             runtime,
+            *WORKER_ARGS,
         ],
         stdout=(tmp / f"{name}.log").open("wb"),
         stderr=subprocess.STDOUT,
@@ -226,7 +230,9 @@ def main() -> int:
     p.add_argument("--seconds", type=int, default=30)
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--runtimes", default="kafka", help="comma-separated worker runtimes to measure")
+    p.add_argument("--worker-args", default="", help="extra `relsec worker` options, quoted")
     a = p.parse_args()
+    WORKER_ARGS.extend(a.worker_args.split())
     tmp = Path(tempfile.mkdtemp(prefix="relsec-pipe-"))
     kafka = None
     if a.bootstrap_servers:
@@ -250,7 +256,7 @@ def main() -> int:
                 rate_ceiling = ceiling(s1, len(events))
                 print(f"ceiling (consume + Avro decode): {rate_ceiling:,.0f} events/s")
             print(
-                f"[{runtime}] worker: {rate_worker:,.0f} events/s ({len(events)} events in "
+                f"runtime {runtime}: worker: {rate_worker:,.0f} events/s ({len(events)} events in "
                 f"{took:.1f} s), {rate_worker / rate_ceiling:.3f} of the ceiling"
             )
         lat_events = [
@@ -276,12 +282,12 @@ def main() -> int:
                 p50 = statistics.median(lats)
                 p99 = lats[min(len(lats) - 1, int(len(lats) * 0.99))]
                 print(
-                    f"[{runtime}] latency at {a.rate} events/s for {a.seconds} s: "
+                    f"runtime {runtime}: latency at {a.rate} events/s for {a.seconds} s: "
                     f"{len(lats)} alerts, p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
                     f"max {lats[-1]:.0f} ms"
                 )
             else:
-                print(f"[{runtime}] latency: no alerts matched")
+                print(f"runtime {runtime}: latency: no alerts matched")
     finally:
         if kafka is not None:
             kafka.down(purge=True)

@@ -72,6 +72,16 @@ def one_run(bootstrap: str, tmp: Path, n_events: int, seed: int, runtime: str) -
             text = urllib.request.urlopen(url, timeout=5).read().decode()
             print("\n".join(x for x in text.splitlines() if x.startswith("relsec_")))
             print(input_offsets(settings))
+            import collections
+
+            from tests.pipeline.harness import dead_letters
+
+            dl = dead_letters(settings)
+            where = collections.Counter((d["topic"], d["partition"]) for d in dl)
+            print("dead letters by partition:", dict(where))
+            print(sorted((d["topic"][-9:], d["partition"], d["offset"]) for d in dl)[:30])
+            for w in (a, b):
+                print(w.log_path, "\n", w.log_tail(12))
         return same
     finally:
         a.stop()

@@ -80,10 +80,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="longest wait for a silent input partition in the event-time merge",
     )
     w.add_argument(
+        "--merge-caught-up-grace-ms",
+        type=int,
+        default=10,
+        help="how long a record waits ahead of a caught-up but empty input partition "
+        "(absorbs bursts whose topics arrive a fetch apart)",
+    )
+    w.add_argument(
         "--checkpoint-interval-ms",
         type=int,
         default=None,
-        help="how often applied work is stored and committed (kafka runtime: 100, its alerts "
+        help="how often applied work is stored and committed (kafka runtime: 25, its alerts "
         "go out at checkpoints; faust runtime: 1000)",
     )
     w.add_argument(
@@ -183,6 +190,7 @@ def run_worker(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         instance_id=args.instance_id,
         checkpoint_interval_ms=args.checkpoint_interval_ms,
+        merge_caught_up_grace_ms=args.merge_caught_up_grace_ms,
     )
     print(
         f"relsec worker: group {settings.topics.consumer_group} on {settings.bootstrap_servers}, "

@@ -190,6 +190,8 @@ class Runtime:
                     self.options.merge_lagging_max_ms,
                     limit=self.options.batch_records - released,
                     caught_up_grace_ms=self.options.merge_caught_up_grace_ms,
+                    far_ahead_ms=self.settings.allowed_lateness_ms // 2,
+                    far_ahead_grace_ms=self.options.merge_far_ahead_grace_ms,
                 ):
                     await self._send_all(self.processor.apply(admitted))
                     self.last_event_of_partition[admitted.record.partition] = event

@@ -5,7 +5,7 @@ partition check: a bad record's dead letter is produced at once); valid events
 wait in the event-time merge of their partition number; what the merge releases
 goes through the engine, and its outputs wait in the outbox of their service.
 
-A checkpoint (every ``checkpoint_every_ms``, 100 ms by default, or
+A checkpoint (every ``checkpoint_every_ms``, 25 ms by default, or
 ``checkpoint_records``, and before partitions are given up) makes the work
 durable, then visible:
 
@@ -52,6 +52,7 @@ from confluent_kafka import (
 
 from agents.engine import EngineConfig
 from agents.errors import RelsecError, StateError, TopicError
+from agents.model.events import parse_event
 from streams.codecs import make_codec
 from streams.kafka.clients import admin_config, consumer_config, producer_config
 from streams.pipeline.merge import CAUGHT_UP, LAGGING, UNKNOWN, PartitionMerge
@@ -250,6 +251,7 @@ class KafkaWorker:
         self.delivery_errors: list[str] = []
         # Engine outputs wait here, per service, until their state is stored (checkpoint).
         self.outbox: dict[str, list[Output]] = {}
+        self._fresh_highwater: dict[_TP, int] = {}
         self.state_written: dict[int, int] = {}  # changelog partition -> last offset stored
 
         producer_conf: dict[str, Any] = {"linger.ms": 5, "on_delivery": self._on_delivery}
@@ -315,6 +317,7 @@ class KafkaWorker:
         self.assigned = set(numbers)
         self._resend_outboxes(unsent)
         committed = consumer.committed(partitions, timeout=30)
+        resumed: list[Any] = []
         for tp in committed:
             if tp.topic not in self.inputs:
                 continue
@@ -324,12 +327,54 @@ class KafkaWorker:
             self.positions[key] = start
             self.committed[key] = start
             self.highwater[key] = high
+            if start > low:
+                resumed.append(TopicPartition(tp.topic, tp.partition, start - 1))
+        self._seed_event_times(resumed)
         log.info(
             "assigned partitions %s; %d state record(s) read from %s",
             numbers,
             read,
             self.store.topic,
         )
+
+    def _seed_event_times(self, before_start: list[Any], timeout_s: float = 10.0) -> None:
+        """Tell each partition's merge the event time of the record just before where
+        reading resumes, per topic: what "far ahead" is measured from when a burst comes
+        right after an assignment (a new owner knows nothing of the stream otherwise)."""
+        missing = [
+            tp for tp in before_start if tp.topic not in self._merge(tp.partition).last_time_ms
+        ]
+        if not missing:
+            return
+        reader = Consumer(consumer_config(self.settings, None, **{"enable.partition.eof": True}))
+        try:
+            reader.assign(missing)
+            remaining = {(tp.topic, tp.partition) for tp in missing}
+            deadline = time.monotonic() + timeout_s
+            while remaining and time.monotonic() < deadline:
+                for msg in reader.consume(num_messages=len(missing), timeout=0.5):
+                    key = (str(msg.topic()), int(msg.partition() or 0))
+                    if key not in remaining:
+                        continue
+                    remaining.discard(key)
+                    value = msg.value()
+                    if msg.error() is not None or value is None:
+                        continue
+                    event_type = self.settings.topics.type_for_input(key[0])
+                    try:
+                        obj = self.processor.codec.decode_event(value, event_type or "")
+                        occurred_ms = parse_event(obj, expected_type=event_type).occurred_at_ms
+                    except RelsecError:
+                        continue  # a record the worker dead-lettered tells nothing
+                    self._merge(key[1]).last_time_ms[key[0]] = occurred_ms
+        finally:
+            reader.close()
+
+    def _merge(self, partition: int) -> PartitionMerge[Admitted]:
+        merge = self.merges.get(partition)
+        if merge is None:
+            merge = self.merges[partition] = PartitionMerge(self.settings.topics.inputs)
+        return merge
 
     def _resend_outboxes(self, states: list[bytes]) -> None:
         """Send the outboxes of restored states whose sending was never confirmed.
@@ -366,8 +411,7 @@ class KafkaWorker:
 
     def _drop_partitions(self) -> None:
         for merge in self.merges.values():
-            merge.clear()
-        self.merges.clear()
+            merge.clear()  # emptied, not dropped: each keeps its topics' newest event times
         self.processor.forget()
         self.outbox.clear()
         self.positions.clear()
@@ -398,6 +442,32 @@ class KafkaWorker:
 
         return state
 
+    def _confirm_caught_up(self, partition: int) -> Callable[[str], bool]:
+        """Ask the broker for the high watermark (once per loop turn and partition).
+
+        Used only when a record is far ahead of a caught-up topic (a burst): the cached
+        watermark comes from the last fetch, and the topic's records of the same burst
+        may sit on the broker not fetched yet.
+        """
+
+        def confirm(topic: str) -> bool:
+            key = (topic, partition)
+            high = self._fresh_highwater.get(key)
+            if high is None:
+                try:
+                    _, high = self.consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=5
+                    )
+                except KafkaException as exc:
+                    log.warning("high watermark of %s[%d]: %s", topic, partition, exc)
+                    return False
+                self._fresh_highwater[key] = high
+                if high > self.highwater.get(key, -1):
+                    self.highwater[key] = high
+            return self.positions.get(key, -1) >= high
+
+        return confirm
+
     def _admit(self, messages: list[Any]) -> None:
         now = self.clock()
         for msg in messages:
@@ -413,15 +483,13 @@ class KafkaWorker:
             admitted = self.processor.admit(record)
             self.since_checkpoint += 1
             if isinstance(admitted, Admitted):
-                merge = self.merges.get(partition)
-                if merge is None:
-                    merge = self.merges[partition] = PartitionMerge(self.settings.topics.inputs)
-                merge.add(topic, admitted.key, now, admitted)
+                self._merge(partition).add(topic, admitted.key, now, admitted)
             else:
                 self._produce(admitted)
 
     def _release(self) -> int:
         now = self.clock()
+        self._fresh_highwater.clear()
         released = 0
         for partition, merge in self.merges.items():
             for _, admitted in merge.release(
@@ -430,6 +498,9 @@ class KafkaWorker:
                 self.options.merge_idle_ms,
                 self.options.merge_lagging_max_ms,
                 caught_up_grace_ms=self.options.merge_caught_up_grace_ms,
+                far_ahead_ms=self.settings.allowed_lateness_ms // 2,
+                far_ahead_grace_ms=self.options.merge_far_ahead_grace_ms,
+                confirm_caught_up=self._confirm_caught_up(partition),
             ):
                 outputs = self.processor.apply(admitted)
                 if outputs:
@@ -522,6 +593,17 @@ class KafkaWorker:
             raise OutputError("; ".join(self.delivery_errors[:5]))
         self.producer.begin_transaction()
 
+    def _checkpoint_due(self, now_ms: int, backlog: bool) -> bool:
+        """Every ``checkpoint_every_ms`` when live; while a full batch keeps coming (a
+        backlog, where latency means little and each checkpoint serializes every touched
+        service), ten times less often, or every ``checkpoint_records``."""
+        if not self.since_checkpoint:
+            return False
+        if self.since_checkpoint >= self.options.checkpoint_records:
+            return True
+        every_ms = self.options.checkpoint_every_ms * (10 if backlog else 1)
+        return now_ms - self.last_checkpoint_ms >= every_ms
+
     def refresh_metrics(self) -> None:
         for (topic, partition), position in self.positions.items():
             high = self.highwater.get((topic, partition))
@@ -552,7 +634,8 @@ class KafkaWorker:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        timeout_s = options.drain_interval_ms / 1000
+        # Short: held records and due checkpoints are looked at between consumes.
+        timeout_s = min(options.drain_interval_ms, 10) / 1000
         last_refresh = 0
         try:
             while self.running:
@@ -565,10 +648,7 @@ class KafkaWorker:
                     self._release()
                 now = self.clock()
                 self.last_turn_ms = now
-                due_ms = self.last_checkpoint_ms + options.checkpoint_every_ms
-                if self.since_checkpoint >= options.checkpoint_records or (
-                    self.since_checkpoint and now >= due_ms
-                ):
+                if self._checkpoint_due(now, backlog=len(messages) >= options.batch_records):
                     self.checkpoint()
                 if now - last_refresh >= 1_000:
                     self.refresh_metrics()

@@ -50,6 +50,7 @@ class PartitionMerge(Generic[T]):
     topics: tuple[str, ...]
     buffers: dict[str, deque[_Buffered[T]]] = field(default_factory=dict)
     waiting_since: dict[str, int] = field(default_factory=dict)
+    last_time_ms: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for topic in self.topics:
@@ -58,6 +59,8 @@ class PartitionMerge(Generic[T]):
     def add(self, topic: str, key: OrderKey, arrived_ms: int, item: T) -> None:
         self.buffers[topic].append(_Buffered(key, arrived_ms, item))
         self.waiting_since.pop(topic, None)
+        if key[0] > self.last_time_ms.get(topic, key[0] - 1):
+            self.last_time_ms[topic] = key[0]
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.buffers.values())
@@ -70,6 +73,9 @@ class PartitionMerge(Generic[T]):
         lagging_max_ms: int,
         limit: int | None = None,
         caught_up_grace_ms: int = 0,
+        far_ahead_ms: int | None = None,
+        far_ahead_grace_ms: int = 0,
+        confirm_caught_up: Callable[[str], bool] | None = None,
     ) -> Iterator[tuple[str, T]]:
         """Yield ``(topic, item)`` in merged order while the rule allows, at most ``limit``.
 
@@ -78,6 +84,14 @@ class PartitionMerge(Generic[T]):
         fetch response; when a producer writes a burst spanning days of event time
         (a backfill), the other topics' records of the same moment are often a fetch
         behind, and releasing at once would make them late.
+
+        ``far_ahead_ms`` / ``far_ahead_grace_ms``: when the record's event time is more
+        than ``far_ahead_ms`` past the newest record the empty topic has delivered, it
+        is a burst running ahead (live streams move together), and it waits the longer
+        grace. The worker sets ``far_ahead_ms`` to half the allowed lateness: only such
+        a jump can make the empty topic's next records late. Then ``confirm_caught_up``
+        (when given) asks the broker afresh; a topic found behind is waited for as a
+        lagging one.
         """
         released = 0
         while limit is None or released < limit:
@@ -93,9 +107,17 @@ class PartitionMerge(Generic[T]):
                     continue
                 state = lag_state(topic)
                 if state == CAUGHT_UP:
-                    if now_ms - head.arrived_ms < caught_up_grace_ms:
-                        return
-                    continue
+                    grace_ms = caught_up_grace_ms
+                    if far_ahead_ms is not None:
+                        last = self.last_time_ms.get(topic)
+                        if last is not None and head.key[0] - last > far_ahead_ms:
+                            grace_ms = max(grace_ms, far_ahead_grace_ms)
+                            if confirm_caught_up is not None and not confirm_caught_up(topic):
+                                state = LAGGING
+                    if state == CAUGHT_UP:
+                        if now_ms - head.arrived_ms < grace_ms:
+                            return
+                        continue
                 since = self.waiting_since.setdefault(topic, now_ms)
                 limit_ms = lagging_max_ms if state == LAGGING else idle_ms
                 if now_ms - since < limit_ms:
@@ -110,6 +132,8 @@ class PartitionMerge(Generic[T]):
         return buffer[0].item if buffer else None
 
     def clear(self) -> None:
+        """Drop the held records (a revocation). The newest event time seen per topic is
+        kept: it is what tells a burst from a live stream when the partition comes back."""
         for buffer in self.buffers.values():
             buffer.clear()
         self.waiting_since.clear()

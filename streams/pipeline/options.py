@@ -28,7 +28,8 @@ class WorkerOptions:
     web_port: int = 6066
     merge_idle_ms: int = 2_000
     merge_lagging_max_ms: int = 60_000
-    merge_caught_up_grace_ms: int = 100
+    merge_caught_up_grace_ms: int = 10
+    merge_far_ahead_grace_ms: int = 250
     fetch_max_wait_ms: int = 100
     batch_records: int = 500
     drain_interval_ms: int = 50
@@ -49,6 +50,7 @@ class WorkerOptions:
             "merge_idle_ms",
             "merge_lagging_max_ms",
             "merge_caught_up_grace_ms",
+            "merge_far_ahead_grace_ms",
             "checkpoint_every_ms",
         ):
             if getattr(self, name) < 0:
@@ -59,12 +61,12 @@ class WorkerOptions:
         """How often applied work is made durable (and, in the kafka runtime, visible).
 
         The kafka runtime sends an alert only once the state behind it is stored, so
-        its checkpoint interval is part of alert latency: 100 ms by default. The Faust
+        its checkpoint interval is part of alert latency: 25 ms by default. The Faust
         runtime sends at once and checkpoints every second.
         """
         if self.checkpoint_interval_ms is not None:
             return self.checkpoint_interval_ms
-        return 100 if self.runtime == "kafka" else 1_000
+        return 25 if self.runtime == "kafka" else 1_000
 
 
 def wall_ms() -> int:

@@ -116,3 +116,46 @@ def test_grace_does_not_delay_a_record_when_every_topic_has_data() -> None:
     m.add("f", key(3), 1_000, "f3")
     out = [i for _, i in m.release(states(), 1_000, 2_000, 60_000, caught_up_grace_ms=100)]
     assert out == ["d1"]
+
+
+def test_a_record_far_ahead_of_a_caught_up_topic_waits_the_longer_grace() -> None:
+    m: PartitionMerge[str] = PartitionMerge(TOPICS)
+    m.add("d", key(1_000), 0, "d1000")
+    caught_up = states(d=CAUGHT_UP, i=CAUGHT_UP, f=CAUGHT_UP)
+    opts = {"caught_up_grace_ms": 10, "far_ahead_ms": 50_000, "far_ahead_grace_ms": 250}
+    assert [x for _, x in m.release(caught_up, 0, 2_000, 60_000, **opts)] == []
+    assert [x for _, x in m.release(caught_up, 20, 2_000, 60_000, **opts)] == ["d1000"]
+    # Deploys last showed t=1000; an incident a day later (a burst) waits the long grace.
+    m.add("i", key(90_000), 100, "i90000")
+    assert [x for _, x in m.release(caught_up, 120, 2_000, 60_000, **opts)] == []
+    assert [x for _, x in m.release(caught_up, 300, 2_000, 60_000, **opts)] == []
+    assert [x for _, x in m.release(caught_up, 350, 2_000, 60_000, **opts)] == ["i90000"]
+    # Near in event time: the short grace only.
+    m.add("i", key(95_000), 400, "i95000")
+    m.add("d", key(94_000), 400, "d94000")
+    assert [x for _, x in m.release(caught_up, 412, 2_000, 60_000, **opts)] == [
+        "d94000",
+        "i95000",
+    ]
+
+
+def test_a_far_ahead_record_waits_while_the_broker_shows_the_topic_behind() -> None:
+    m: PartitionMerge[str] = PartitionMerge(TOPICS)
+    m.add("d", key(1_000), 0, "d1000")
+    caught_up = states(d=CAUGHT_UP, i=CAUGHT_UP, f=CAUGHT_UP)
+    assert [x for _, x in m.release(caught_up, 20, 2_000, 60_000)] == ["d1000"]
+    m.add("i", key(90_000), 100, "i90000")
+    behind = {"d": True}
+    opts = {
+        "far_ahead_ms": 50_000,
+        "far_ahead_grace_ms": 250,
+        "confirm_caught_up": lambda topic: not behind.get(topic, False),
+    }
+    # The broker has deploys not fetched yet: wait, well past the grace.
+    assert [x for _, x in m.release(caught_up, 5_000, 2_000, 60_000, **opts)] == []
+    m.add("d", key(2_000), 5_010, "d2000")
+    behind["d"] = False
+    assert [x for _, x in m.release(caught_up, 5_400, 2_000, 60_000, **opts)] == [
+        "d2000",
+        "i90000",
+    ]
