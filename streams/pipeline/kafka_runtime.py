@@ -248,6 +248,7 @@ class KafkaWorker:
         self.last_checkpoint_ms = clock()
         self.last_turn_ms = clock()
         self.running = True
+        self.failed = False  # after an error nothing more is stored or committed
         self.delivery_errors: list[str] = []
         # Engine outputs wait here, per service, until their state is stored (checkpoint).
         self.outbox: dict[str, list[Output]] = {}
@@ -395,7 +396,8 @@ class KafkaWorker:
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         try:
-            self.checkpoint()
+            if not self.failed:
+                self.checkpoint()
         finally:
             self._drop_partitions()
         log.info("revoked partitions %s", sorted({tp.partition for tp in partitions}))
@@ -654,9 +656,16 @@ class KafkaWorker:
                     self.refresh_metrics()
                     last_refresh = now
             self.checkpoint()
+        except BaseException:
+            self.failed = True
+            raise
         finally:
-            # close() leaves the group, which revokes (and so checkpoints) once more.
-            self.consumer.close()
+            # close() leaves the group, which revokes (and so checkpoints) once more,
+            # unless the loop failed: then what is stored and committed stays as it was.
+            try:
+                self.consumer.close()
+            except Exception as exc:  # the loop's own error, if any, is what matters
+                log.warning("closing the consumer: %s", exc)
             self.producer.flush(10)
 
 

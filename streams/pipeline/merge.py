@@ -51,6 +51,7 @@ class PartitionMerge(Generic[T]):
     buffers: dict[str, deque[_Buffered[T]]] = field(default_factory=dict)
     waiting_since: dict[str, int] = field(default_factory=dict)
     last_time_ms: dict[str, int] = field(default_factory=dict)
+    first_time_ms: int | None = None
 
     def __post_init__(self) -> None:
         for topic in self.topics:
@@ -61,6 +62,8 @@ class PartitionMerge(Generic[T]):
         self.waiting_since.pop(topic, None)
         if key[0] > self.last_time_ms.get(topic, key[0] - 1):
             self.last_time_ms[topic] = key[0]
+        if self.first_time_ms is None or key[0] < self.first_time_ms:
+            self.first_time_ms = key[0]
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.buffers.values())
@@ -89,9 +92,12 @@ class PartitionMerge(Generic[T]):
         than ``far_ahead_ms`` past the newest record the empty topic has delivered, it
         is a burst running ahead (live streams move together), and it waits the longer
         grace. The worker sets ``far_ahead_ms`` to half the allowed lateness: only such
-        a jump can make the empty topic's next records late. Then ``confirm_caught_up``
-        (when given) asks the broker afresh; a topic found behind is waited for as a
-        lagging one.
+        a jump can make the empty topic's next records late. A topic that never
+        delivered is measured from the first event time this merge saw. Then
+        ``confirm_caught_up`` (when given) asks the broker afresh: a topic found behind
+        is waited for as a lagging one. A topic passed this way counts, once the record
+        is released, as having reached that record's time, so the long wait and the
+        broker question come once per jump, not once per record.
         """
         released = 0
         while limit is None or released < limit:
@@ -102,6 +108,7 @@ class PartitionMerge(Generic[T]):
                     head_topic, head = topic, buffer[0]
             if head is None or head_topic is None:
                 return
+            passed_far: list[str] = []
             for topic, buffer in self.buffers.items():
                 if topic == head_topic or buffer:
                     continue
@@ -109,11 +116,13 @@ class PartitionMerge(Generic[T]):
                 if state == CAUGHT_UP:
                     grace_ms = caught_up_grace_ms
                     if far_ahead_ms is not None:
-                        last = self.last_time_ms.get(topic)
+                        last = self.last_time_ms.get(topic, self.first_time_ms)
                         if last is not None and head.key[0] - last > far_ahead_ms:
                             grace_ms = max(grace_ms, far_ahead_grace_ms)
                             if confirm_caught_up is not None and not confirm_caught_up(topic):
                                 state = LAGGING
+                            else:
+                                passed_far.append(topic)
                     if state == CAUGHT_UP:
                         if now_ms - head.arrived_ms < grace_ms:
                             return
@@ -123,6 +132,8 @@ class PartitionMerge(Generic[T]):
                 if now_ms - since < limit_ms:
                     return
             self.buffers[head_topic].popleft()
+            for topic in passed_far:
+                self.last_time_ms[topic] = max(self.last_time_ms.get(topic, 0), head.key[0])
             released += 1
             yield head_topic, head.item
 
