@@ -313,7 +313,8 @@ class KafkaWorker:
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         numbers = sorted({tp.partition for tp in partitions if tp.topic in self.inputs})
-        self.store.forget(set(self.store.keys_of) - set(numbers))
+        # Only partitions owned without a break keep their cache (see ChangelogStore).
+        self.store.forget((set(self.store.keys_of) | set(self.store.read_to)) - set(numbers))
         read, unsent = self.store.restore(numbers)
         self.assigned = set(numbers)
         self._resend_outboxes(unsent)
