@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings, Topics
 from streams.synthetic import SyntheticSpec, generate
+from tests.pipeline.harness import WorkerProcess
 
 
 def end_offsets(settings: Settings, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
@@ -97,29 +97,8 @@ def ceiling(settings: Settings, total: int) -> float:
 WORKER_ARGS: list[str] = []
 
 
-def start_worker(settings: Settings, tmp: Path, name: str, runtime: str) -> subprocess.Popen[bytes]:
-    port = pick_free_ports(1)[0]
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "worker",
-            "--bootstrap-servers",
-            settings.bootstrap_servers,
-            "--topic-prefix",
-            settings.topics.prefix,
-            "--web-port",
-            str(port),
-            "--data-dir",
-            str(tmp / f"{name}-data"),
-            "--runtime",
-            runtime,
-            *WORKER_ARGS,
-        ],
-        stdout=(tmp / f"{name}.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+def start_worker(settings: Settings, tmp: Path, name: str, runtime: str) -> WorkerProcess:
+    return WorkerProcess(settings, tmp, "--runtime", runtime, *WORKER_ARGS, name=name)
 
 
 def first_alert_time(settings: Settings, timeout_s: float) -> float:
@@ -154,14 +133,13 @@ def throughput(settings: Settings, tmp: Path, events: list, runtime: str) -> tup
             done = committed(settings, settings.topics.consumer_group, list(ends))
             if all(done.get(tp, -1) >= end for tp, end in ends.items()):
                 break
-            if worker.poll() is not None:
+            if not worker.alive():
                 log = (tmp / f"throughput-{runtime}.log").read_text()[-2000:]
                 raise RuntimeError(f"worker died: {log}")
             time.sleep(0.2)
         t1 = time.monotonic()
     finally:
-        worker.terminate()
-        worker.wait(30)
+        worker.stop()
     return len(events) / (t1 - t0), t1 - t0
 
 
@@ -216,8 +194,7 @@ def latency(
         reader.close()
         return latencies
     finally:
-        worker.terminate()
-        worker.wait(30)
+        worker.stop()
 
 
 def main() -> int:
