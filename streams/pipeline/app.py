@@ -34,6 +34,7 @@ from agents.engine import EngineConfig
 from agents.errors import RelsecError
 from streams.codecs import make_codec
 from streams.kafka.clients import producer_config, ssl_context
+from streams.pipeline.kafka_runtime import send_outputs
 from streams.pipeline.merge import CAUGHT_UP, LAGGING, UNKNOWN, PartitionMerge
 from streams.pipeline.metrics import PipelineMetrics
 from streams.pipeline.options import WorkerOptions, wall_ms
@@ -293,7 +294,9 @@ class DirectProducer:
     def __init__(self, settings: Settings) -> None:
         from confluent_kafka import Producer
 
-        self.producer = Producer(producer_config(settings, **{"linger.ms": 5}))
+        self.producer = Producer(
+            producer_config(settings, **{"linger.ms": 5, "on_delivery": self._on_delivery})
+        )
         self.errors: list[str] = []
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
@@ -301,22 +304,7 @@ class DirectProducer:
             self.errors.append(f"{msg.topic()}: {err}")
 
     def send(self, outputs: Sequence[Output]) -> None:
-        produce = self.producer.produce
-        for o in outputs:
-            kwargs: dict[str, Any] = {
-                "key": o.key,
-                "value": o.value,
-                "on_delivery": self._on_delivery,
-            }
-            if o.partition is not None:
-                kwargs["partition"] = o.partition
-            while True:
-                try:
-                    produce(o.topic, **kwargs)
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
-        self.producer.poll(0)
+        send_outputs(self.producer, outputs)
 
     async def flush(self) -> None:
         loop = asyncio.get_running_loop()

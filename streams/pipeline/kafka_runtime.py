@@ -213,6 +213,23 @@ class ChangelogStore:
             consumer.close()
 
 
+def send_outputs(producer: Any, outputs: Sequence[Output]) -> None:
+    """Produce each output (delivery reports go to the producer's ``on_delivery``),
+    waiting for room when librdkafka's queue is full; shared by both runtimes."""
+    produce = producer.produce
+    for o in outputs:
+        while True:
+            try:
+                if o.partition is None:
+                    produce(o.topic, o.value, o.key)
+                else:
+                    produce(o.topic, o.value, o.key, o.partition)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.poll(0)
+
+
 class KafkaWorker:
     """relsec's worker loop on confluent-kafka (see the module docstring)."""
 
@@ -290,17 +307,7 @@ class KafkaWorker:
                 self.state_written[partition] = offset
 
     def _produce(self, outputs: Sequence[Output]) -> None:
-        produce = self.producer.produce
-        for o in outputs:
-            while True:
-                try:
-                    if o.partition is None:
-                        produce(o.topic, o.value, o.key)
-                    else:
-                        produce(o.topic, o.value, o.key, o.partition)
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
+        send_outputs(self.producer, outputs)
 
     def _flush(self) -> None:
         while self.producer.flush(5.0):
