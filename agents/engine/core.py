@@ -104,6 +104,15 @@ class _LogEntry:
     key: OrderKey
     event: Event
     owned: dict[str, Alert] = field(default_factory=dict)
+    stored: orjson.Fragment | None = None
+    """The event as serialized in a state, kept: an event stays in the log (and in
+    every snapshot of its service) for the allowed lateness, but is rendered once."""
+
+    def serialized(self) -> orjson.Fragment:
+        if self.stored is None:
+            compact = {k: v for k, v in event_to_dict(self.event).items() if v is not None}
+            self.stored = orjson.Fragment(orjson.dumps(compact))
+        return self.stored
 
 
 class ServiceEngine:
@@ -352,10 +361,7 @@ class ServiceEngine:
             "service": self.service,
             "max_seen_ms": self.max_seen_ms,
             "base": self.base.to_obj(),
-            "log": [
-                {k: v for k, v in event_to_dict(e.event).items() if v is not None}
-                for e in self._log
-            ],
+            "log": [entry.serialized() for entry in self._log],
         }
         if self._last_key is not None:
             obj["last_key"] = list(self._last_key)
