@@ -150,7 +150,7 @@ def latency(
 
     worker = start_worker(settings, tmp, f"latency-{runtime}", runtime)
     codec = make_codec(settings)
-    producer = Producer(producer_config(settings, **{"linger.ms": 1}))
+    producer = Producer(producer_config(settings))  # as `relsec publish` sends
     sent_at: dict[str, int] = {}
     try:
         # Warm-up: the worker has joined its group when a first event produced an alert.

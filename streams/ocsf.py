@@ -28,6 +28,7 @@ from functools import cache
 from importlib import metadata
 from typing import Any, Final
 
+from agents.model.alerts import Alert
 from agents.model.timefmt import parse_rfc3339_ms
 
 OCSF_VERSION: Final = "1.5.0"
@@ -71,18 +72,26 @@ def _ms(value: Any) -> int:
     return parse_rfc3339_ms(value) if isinstance(value, str) else int(value)
 
 
-def alert_to_ocsf(alert: Mapping[str, Any]) -> dict[str, Any]:
-    """The OCSF Detection Finding of one alert event (``Alert.to_dict()`` shape)."""
+def alert_to_ocsf(alert: Mapping[str, Any], value: Alert | None = None) -> dict[str, Any]:
+    """The OCSF Detection Finding of one alert event (``Alert.to_dict()`` shape).
+
+    ``value``: the :class:`Alert` the dict was made from, when at hand (the worker):
+    its instants are taken from it instead of being parsed back from the text.
+    """
     status = alert["status"]
     retracted = status == "retracted"
     activity_id = ACTIVITY_CLOSE if retracted else ACTIVITY_CREATE
     severity_id = SEVERITY_IDS.get(alert["severity"], 0)
     rule = alert["rule"]
-    detected_ms = _ms(alert["detected_at"]) if alert.get("detected_at") else _ms(
-        alert["occurred_at"]
-    )
     evidence = list(alert.get("evidence") or ())
-    evidence_ms = [_ms(e["occurred_at"]) for e in evidence] or [_ms(alert["occurred_at"])]
+    if value is not None:
+        detected_ms = value.detected_at_ms
+        evidence_ms = [e.occurred_at_ms for e in value.evidence] or [value.occurred_at_ms]
+    else:
+        detected_ms = (
+            _ms(alert["detected_at"]) if alert.get("detected_at") else _ms(alert["occurred_at"])
+        )
+        evidence_ms = [_ms(e["occurred_at"]) for e in evidence] or [_ms(alert["occurred_at"])]
     service, environment, release = alert["service"], alert["environment"], alert["release"]
 
     finding_info: dict[str, Any] = {

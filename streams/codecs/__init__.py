@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from agents.model.alerts import Alert
 from streams.codecs.single_object import (
     AVRO_ERROR,
     DECODE_REASONS,
@@ -52,6 +53,8 @@ class Codec(Protocol):
     def decode_event(self, raw: bytes, event_type: str | None = None) -> dict[str, Any]: ...
 
     def encode_alert(self, alert: Mapping[str, Any]) -> bytes: ...
+
+    def encode_alert_value(self, alert: Alert) -> bytes: ...
 
     def decode_alert(self, raw: bytes) -> dict[str, Any]: ...
 

@@ -24,10 +24,12 @@ from fastavro.validation import ValidationError as FastavroValidationError
 from fastavro.validation import validate
 
 from agents.errors import DecodeError, ValidationError
+from agents.model.alerts import Alert
 from schemas import CURRENT_VERSION, EVENT_SCHEMAS, PREVIOUS_VERSION, SCHEMA_NAMES, load_schema
 from streams.codecs.datum import (
     FROM_DATUM,
     alert_to_datum,
+    alert_value_to_datum,
     dead_letter_to_datum,
     event_to_datum,
 )
@@ -205,6 +207,10 @@ class SingleObjectCodec:
     def encode_alert(self, alert: Mapping[str, Any]) -> bytes:
         """Encode an ``Alert.to_dict()`` dict."""
         return self._encode("alert", alert_to_datum(alert))
+
+    def encode_alert_value(self, alert: Alert) -> bytes:
+        """Encode an :class:`Alert` (the same bytes as ``encode_alert(alert.to_dict())``)."""
+        return self._encode("alert", alert_value_to_datum(alert))
 
     def encode_dead_letter(self, dl: Mapping[str, Any]) -> bytes:
         """Encode a dead-letter dict (original key/value bytes kept as they were).

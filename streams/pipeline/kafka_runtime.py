@@ -32,29 +32,35 @@ checkpoints what was applied, so the next owner starts exactly there.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     OFFSET_INVALID,
     Consumer,
-    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
 )
 
 from agents.engine import EngineConfig
-from agents.errors import RelsecError, StateError, TopicError
+from agents.errors import RelsecError, StateError
 from agents.model.events import parse_event
 from streams.codecs import make_codec
-from streams.kafka.clients import admin_config, consumer_config, producer_config
+from streams.kafka.clients import consumer_config, producer_config
+from streams.pipeline.changelog import (
+    OUTBOX_SENT_KEY,
+    ChangelogStore,
+    ensure_state_changelog,
+)
 from streams.pipeline.merge import CAUGHT_UP, LAGGING, UNKNOWN, PartitionMerge
 from streams.pipeline.metrics import PipelineMetrics
 from streams.pipeline.options import WorkerOptions, wall_ms
@@ -63,10 +69,10 @@ from streams.settings import Settings
 
 log = logging.getLogger("relsec.worker")
 
-RESTORE_TIMEOUT_S = 300.0
-# A changelog record per partition: outboxes of states stored below this offset were sent.
-OUTBOX_SENT_KEY = b"\x00relsec:outbox-sent"
 HEALTH_STALL_MS = 60_000
+MAX_PENDING_CHECKPOINTS = 8
+"""Checkpoints allowed in flight before the loop waits for the oldest (backpressure)."""
+DRAIN_TIMEOUT_S = 120.0
 _TP = tuple[str, int]
 
 
@@ -74,160 +80,61 @@ class OutputError(RelsecError):
     """Output records were not delivered (or a transaction failed): nothing is committed."""
 
 
-def ensure_state_changelog(settings: Settings, partitions: int, replication_factor: int) -> None:
-    """Create the compacted state topic if missing; refuse one with another partition count."""
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-    name = settings.topics.state_changelog
-    admin = AdminClient(admin_config(settings))
-    existing = admin.list_topics(timeout=15).topics.get(name)
-    if existing is not None and existing.error is None:
-        if len(existing.partitions) != partitions:
-            raise TopicError(
-                f"{name} has {len(existing.partitions)} partitions but the inputs have "
-                f"{partitions}: a service's state must live on its input partition number"
-            )
-        return
-    config = {"cleanup.policy": "compact"}
-    if replication_factor >= 3:
-        config["min.insync.replicas"] = "2"
-    futures = admin.create_topics(
-        [
-            NewTopic(
-                name,
-                num_partitions=partitions,
-                replication_factor=replication_factor,
-                config=config,
-            )
-        ],
-        request_timeout=30,
-    )
-    try:
-        futures[name].result()
-    except KafkaException as exc:
-        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise TopicError(f"cannot create {name}: {exc.args[0].str()}") from None
-
-
-class ChangelogStore:
-    """The engine state of every service of the assigned partitions, kept from the changelog.
-
-    A partition read once is remembered with the offset read up to, so when it is
-    assigned again (every rebalance revokes everything first) only what was
-    written since is read. A partition lost without a clean revocation is
-    forgotten, since its last writes may land after the next owner's.
-    """
-
-    def __init__(self, settings: Settings, topic: str) -> None:
-        self.settings = settings
-        self.topic = topic
-        self.values: dict[bytes, bytes] = {}
-        self.keys_of: dict[int, set[bytes]] = {}
-        self.read_to: dict[int, int] = {}
-        self.offset_of: dict[bytes, int] = {}
-        self.partition_of: dict[bytes, int] = {}
-        self.sent_to: dict[int, int] = {}
-
-    def get(self, service: str) -> bytes | None:
-        return self.values.get(service.encode("utf-8"))
-
-    def put(self, key: bytes, partition: int, value: bytes) -> None:
-        self.values[key] = value
-        self.partition_of[key] = partition
-        self.keys_of.setdefault(partition, set()).add(key)
-
-    def written(self, partition: int, offset: int) -> None:
-        """A delivery report: our own write is already applied, read past it next time."""
-        if offset + 1 > self.read_to.get(partition, 0):
-            self.read_to[partition] = offset + 1
-
-    def forget(self, partitions: Iterable[int]) -> None:
-        for p in partitions:
-            for key in self.keys_of.pop(p, ()):
-                self.values.pop(key, None)
-                self.offset_of.pop(key, None)
-                self.partition_of.pop(key, None)
-            self.read_to.pop(p, None)
-            self.sent_to.pop(p, None)
-
-    def restore(
-        self, partitions: Sequence[int], timeout_s: float = RESTORE_TIMEOUT_S
-    ) -> tuple[int, list[bytes]]:
-        """Read the changelog partitions to their end (their last stable offset).
-
-        Returns the number of records read and the states whose outbox may not have
-        been sent (stored at or after their partition's outbox-sent mark).
-        """
-        if not partitions:
-            return 0, []
-        reader_conf: dict[str, Any] = {"enable.partition.eof": True, "enable.auto.commit": False}
-        consumer = Consumer(consumer_config(self.settings, None, **reader_conf))
-        try:
-            consumer.assign(
-                [
-                    TopicPartition(self.topic, p, self.read_to.get(p, OFFSET_BEGINNING))
-                    for p in partitions
-                ]
-            )
-            remaining = set(partitions)
-            deadline = time.monotonic() + timeout_s
-            read = 0
-            touched: set[bytes] = set()
-            while remaining:
-                if time.monotonic() > deadline:
-                    raise StateError(
-                        f"restoring {self.topic} partitions {sorted(remaining)} took over "
-                        f"{timeout_s:.0f} s"
-                    )
-                for msg in consumer.consume(num_messages=10_000, timeout=0.5):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            remaining.discard(msg.partition())
-                            continue
-                        if err.fatal():
-                            raise StateError(f"restoring {self.topic}: {err.str()}")
-                        log.warning("restoring %s: %s", self.topic, err.str())
-                        continue
-                    key, value = msg.key(), msg.value()
-                    p, offset = int(msg.partition() or 0), int(msg.offset() or 0)
-                    if key == OUTBOX_SENT_KEY:
-                        self.sent_to[p] = int(value or b"0")
-                    elif key is not None:
-                        if value is None:
-                            self.values.pop(key, None)
-                        else:
-                            self.put(key, p, value)
-                            self.offset_of[key] = offset
-                            touched.add(key)
-                    self.read_to[p] = offset + 1
-                    read += 1
-            unsent = [
-                self.values[key]
-                for key in touched
-                if key in self.values
-                and self.offset_of[key] >= self.sent_to.get(self.partition_of[key], 0)
-            ]
-            return read, unsent
-        finally:
-            consumer.close()
-
-
-def send_outputs(producer: Any, outputs: Sequence[Output]) -> None:
-    """Produce each output (delivery reports go to the producer's ``on_delivery``),
-    waiting for room when librdkafka's queue is full; shared by both runtimes."""
+def send_outputs(
+    producer: Any, outputs: Sequence[Output], on_delivery: Callable[[Any, Any], None] | None = None
+) -> None:
+    """Produce each output, waiting for room when librdkafka's queue is full; shared by
+    both runtimes. Delivery reports go to ``on_delivery`` when given, else to the
+    producer's own."""
     produce = producer.produce
+    extra = {} if on_delivery is None else {"on_delivery": on_delivery}
     for o in outputs:
         while True:
             try:
                 if o.partition is None:
-                    produce(o.topic, o.value, o.key)
+                    produce(o.topic, o.value, o.key, **extra)
                 else:
-                    produce(o.topic, o.value, o.key, o.partition)
+                    produce(o.topic, o.value, o.key, o.partition, **extra)
                 break
             except BufferError:
                 producer.poll(0.05)
     producer.poll(0)
+
+
+@dataclass(slots=True, eq=False)
+class PendingCheckpoint:
+    """One at-least-once checkpoint on its way: what it waits for, and what it releases.
+
+    Its stages, each started by the acknowledgement of the previous one, never by
+    waiting: (1) its states and the records that must be durable before its offsets
+    are committed (dead letters, re-keyed records) are acknowledged; (2) its outputs
+    are sent and acknowledged; (3) the outbox-sent marks are written and its input
+    offsets committed.
+    """
+
+    durable_pending: int = 0
+    outputs: list[Output] = field(default_factory=list)
+    outputs_pending: int = 0
+    outputs_sent: bool = False
+    offsets: list[Any] = field(default_factory=list)
+    state_last: dict[int, int] = field(default_factory=dict)  # changelog partition -> offset
+    errors: list[str] = field(default_factory=list)
+    sealed_at: float = 0.0
+    contributed: dict[str, int] = field(default_factory=dict)  # service -> outputs it added
+
+    def durable_acked(self, err: Any, msg: Any) -> None:
+        self.durable_pending -= 1
+        if err is not None:
+            self.errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+
+    def output_acked(self, err: Any, msg: Any) -> None:
+        self.outputs_pending -= 1
+        if err is not None:
+            self.errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+
+    @property
+    def done(self) -> bool:
+        return self.outputs_sent and not self.outputs_pending
 
 
 class KafkaWorker:
@@ -270,9 +177,19 @@ class KafkaWorker:
         # Engine outputs wait here, per service, until their state is stored (checkpoint).
         self.outbox: dict[str, list[Output]] = {}
         self._fresh_highwater: dict[_TP, int] = {}
-        self.state_written: dict[int, int] = {}  # changelog partition -> last offset stored
+        # At-least-once: the checkpoint collecting this interval's work, and those sealed
+        # but not yet committed, oldest first.
+        self.current = PendingCheckpoint()
+        self.pending: deque[PendingCheckpoint] = deque()
+        # Per service, the outputs of sealed checkpoints not yet acknowledged: stored again
+        # with the service's next state, which replaces the one that carried them.
+        self.unsent: dict[str, list[Output]] = {}
+        self.commit_ready: dict[_TP, int] = {}  # offsets of completed checkpoints, not committed
+        self.last_commit_ms = clock()
 
-        producer_conf: dict[str, Any] = {"linger.ms": 5, "on_delivery": self._on_delivery}
+        # Records are produced in batches (a checkpoint's states, then its outputs): no
+        # need to linger for more, and every millisecond here is alert latency.
+        producer_conf: dict[str, Any] = {"linger.ms": 1, "on_delivery": self._on_delivery}
         if options.exactly_once:
             instance = options.instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
             producer_conf["transactional.id"] = f"{topics.consumer_group}-{instance}"
@@ -288,6 +205,7 @@ class KafkaWorker:
             "fetch.wait.max.ms": options.fetch_max_wait_ms,
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 3_000,
+            "on_commit": self._on_commit,
         }
         if options.instance_id:
             consumer_conf["client.id"] = f"{topics.consumer_group}-{options.instance_id}"
@@ -298,13 +216,25 @@ class KafkaWorker:
     # -- delivery --------------------------------------------------------------
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
+        """Delivery reports of records no checkpoint tracks (outbox-sent marks, re-sent
+        outboxes, everything in exactly-once mode, where the transaction decides)."""
         if err is not None:
             self.delivery_errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
         elif msg.topic() == self.store.topic:
+            self.store.written(msg.partition(), msg.offset())
+
+    def _state_acked(self, checkpoint: PendingCheckpoint, err: Any, msg: Any) -> None:
+        checkpoint.durable_acked(err, msg)
+        if err is None:
             partition, offset = msg.partition(), msg.offset()
             self.store.written(partition, offset)
-            if msg.key() != OUTBOX_SENT_KEY and offset > self.state_written.get(partition, -1):
-                self.state_written[partition] = offset
+            if offset > checkpoint.state_last.get(partition, -1):
+                checkpoint.state_last[partition] = offset
+
+    def _on_commit(self, err: Any, partitions: list[Any]) -> None:
+        if err is not None:
+            # A later commit (at the latest the one at revocation) covers these offsets.
+            log.warning("committing input offsets: %s", err.str())
 
     def _produce(self, outputs: Sequence[Output]) -> None:
         send_outputs(self.producer, outputs)
@@ -416,6 +346,8 @@ class KafkaWorker:
         if self.options.exactly_once:
             self.producer.abort_transaction()
             self.producer.begin_transaction()
+        self.pending.clear()  # nothing of theirs may be committed now
+        self.commit_ready.clear()
         self._drop_partitions()
         self.store.forget(lost)
 
@@ -429,6 +361,8 @@ class KafkaWorker:
         self.highwater.clear()
         self.assigned = set()
         self.since_checkpoint = 0
+        self.current = PendingCheckpoint()
+        self.unsent.clear()
 
     # -- the loop ----------------------------------------------------------------
 
@@ -494,8 +428,13 @@ class KafkaWorker:
             self.since_checkpoint += 1
             if isinstance(admitted, Admitted):
                 self._merge(partition).add(topic, admitted.key, now, admitted)
-            else:
+            elif self.options.exactly_once:
                 self._produce(admitted)
+            else:
+                # A dead letter or a re-keyed copy: acknowledged before the offsets of the
+                # checkpoint it belongs to are committed.
+                self.current.durable_pending += len(admitted)
+                send_outputs(self.producer, admitted, self.current.durable_acked)
 
     def _release(self) -> int:
         now = self.clock()
@@ -537,54 +476,143 @@ class KafkaWorker:
         return out
 
     def checkpoint(self) -> None:
-        """Make what was applied durable and visible: states, then outputs, then offsets.
+        """Make everything applied so far durable, visible and committed, and wait for it
+        (before partitions are given up, and at shutdown).
 
         At-least-once: every state is stored with its service's outbox before any of
         those outputs is sent, so an alert never goes out unless the state that
         explains it (and can retract it) survives the worker; then the outputs are
         sent, the partitions' outbox-sent marks written, and the input offsets
-        committed. Exactly-once: all of it in one transaction.
+        committed (see :meth:`_seal`). Exactly-once: all of it in one transaction.
         """
-        offsets = self._offsets_to_commit()
         if self.options.exactly_once:
+            offsets = self._offsets_to_commit()
             self._checkpoint_transaction(offsets)
-        else:
-            self._checkpoint_at_least_once(offsets)
-        for tp in offsets:
-            self.committed[(tp.topic, tp.partition)] = tp.offset
-        self.since_checkpoint = 0
-        self.last_checkpoint_ms = self.clock()
+            for tp in offsets:
+                self.committed[(tp.topic, tp.partition)] = tp.offset
+            self.since_checkpoint = 0
+            self.last_checkpoint_ms = self.clock()
+            return
+        self._seal()
+        self._drain()
+        # The commits so far were asynchronous: the last word is a synchronous one.
+        final = [TopicPartition(t, p, o) for (t, p), o in self.committed.items()]
+        if final:
+            self.consumer.commit(offsets=final, asynchronous=False)
+        self.commit_ready.clear()
+        self.last_commit_ms = self.clock()
 
-    def _store_dirty(self, with_outbox: bool) -> None:
-        for service, partition, data in self.processor.take_dirty(
-            self.outbox if with_outbox else None
-        ):
+    def _seal(self) -> None:
+        """Close the current at-least-once checkpoint and start it on its way, without
+        waiting: its states (each with its service's outbox) are produced now; the
+        loop's :meth:`_advance` sends its outputs once they are acknowledged, then
+        writes the outbox-sent marks and commits its input offsets."""
+        checkpoint = self.current
+        self.current = PendingCheckpoint()
+        checkpoint.offsets = self._offsets_to_commit()
+        for tp in checkpoint.offsets:
+            self.committed[(tp.topic, tp.partition)] = tp.offset
+        new, self.outbox = self.outbox, {}
+        stored_outbox: dict[str, list[Output]] = new
+        if self.unsent:
+            # A service stored again before its previous outputs were acknowledged: its
+            # new state replaces the one holding them, so it must hold them too.
+            carried = self.unsent.keys() & self.processor.dirty.keys()
+            if carried:
+                stored_outbox = dict(new)
+                for service in carried:
+                    stored_outbox[service] = self.unsent[service] + new.get(service, [])
+        states = []
+        for service, partition, data in self.processor.take_dirty(stored_outbox):
             key = service.encode("utf-8")
             self.store.put(key, partition, data)
-            self._produce([Output(self.store.topic, key, data, partition)])
+            states.append(Output(self.store.topic, key, data, partition))
+        checkpoint.durable_pending += len(states)
+        checkpoint.outputs = [o for outputs in new.values() for o in outputs]
+        for service, outputs in new.items():
+            checkpoint.contributed[service] = len(outputs)
+            self.unsent.setdefault(service, []).extend(outputs)
+        checkpoint.sealed_at = time.monotonic()
+        self.pending.append(checkpoint)
+        send_outputs(self.producer, states, functools.partial(self._state_acked, checkpoint))
+        self.since_checkpoint = 0
+        self.last_checkpoint_ms = self.clock()
+        self._advance()
+        if len(self.pending) > MAX_PENDING_CHECKPOINTS:
+            self._drain(keep=MAX_PENDING_CHECKPOINTS)
+
+    def _advance(self) -> None:
+        """Move the sealed checkpoints on, oldest first, as far as their acknowledgements
+        allow (delivery reports arrive through the producer's poll)."""
+        pending = self.pending
+        while pending:
+            checkpoint = pending[0]
+            if checkpoint.errors or self.delivery_errors:
+                detail = "; ".join((checkpoint.errors + self.delivery_errors)[:5])
+                raise OutputError(f"output records were not delivered, not committing: {detail}")
+            if checkpoint.durable_pending:
+                return
+            if not checkpoint.outputs_sent:
+                checkpoint.outputs_sent = True
+                checkpoint.outputs_pending = len(checkpoint.outputs)
+                if checkpoint.outputs:
+                    send_outputs(self.producer, checkpoint.outputs, checkpoint.output_acked)
+            if checkpoint.outputs_pending:
+                return
+            if checkpoint.outputs:
+                self._produce(
+                    [
+                        Output(self.store.topic, OUTBOX_SENT_KEY, str(offset + 1).encode(), p)
+                        for p, offset in checkpoint.state_last.items()
+                    ]
+                )
+            for tp in checkpoint.offsets:
+                self.commit_ready[(tp.topic, tp.partition)] = tp.offset
+            for service, count in checkpoint.contributed.items():
+                held = self.unsent.get(service)
+                if held is not None:
+                    del held[:count]
+                    if not held:
+                        del self.unsent[service]
+            self.metrics.checkpoint_seconds.observe(time.monotonic() - checkpoint.sealed_at)
+            pending.popleft()
+
+    def _commit_ready(self, now_ms: int) -> None:
+        """Commit the offsets of completed checkpoints, without waiting, at most every
+        ``commit_interval_ms`` (each commit is a write on the broker; a crash re-reads at
+        most that much, and the stored states tell those records apart as duplicates)."""
+        if self.commit_ready and now_ms - self.last_commit_ms >= self.options.commit_interval_ms:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in self.commit_ready.items()],
+                asynchronous=True,
+            )
+            self.commit_ready.clear()
+            self.last_commit_ms = now_ms
+
+    def _drain(self, keep: int = 0) -> None:
+        """Wait until at most ``keep`` sealed checkpoints are still on their way."""
+        warn_at = time.monotonic() + 5
+        self._advance()
+        while len(self.pending) > keep:
+            self.producer.poll(0.05)
+            self._advance()
+            if time.monotonic() > warn_at:
+                # librdkafka fails a record after message.timeout.ms: this cannot hang.
+                log.warning("waiting for %d checkpoint(s) to be acknowledged", len(self.pending))
+                warn_at = time.monotonic() + 5
 
     def _take_outbox(self) -> list[Output]:
         outputs = [o for held in self.outbox.values() for o in held]
         self.outbox.clear()
         return outputs
 
-    def _checkpoint_at_least_once(self, offsets: list[Any]) -> None:
-        self.state_written.clear()
-        self._store_dirty(with_outbox=True)
-        self._flush()  # states stored (and dead letters of admission delivered)
-        outputs = self._take_outbox()
-        if outputs:
-            self._produce(outputs)
-            self._flush()
-            for partition, offset in self.state_written.items():
-                self._produce(
-                    [Output(self.store.topic, OUTBOX_SENT_KEY, str(offset + 1).encode(), partition)]
-                )
-        if offsets:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-
     def _checkpoint_transaction(self, offsets: list[Any]) -> None:
-        self._store_dirty(with_outbox=False)
+        states = []
+        for service, partition, data in self.processor.take_dirty():
+            key = service.encode("utf-8")
+            self.store.put(key, partition, data)
+            states.append(Output(self.store.topic, key, data, partition))
+        self._produce(states)
         self._produce(self._take_outbox())
         try:
             if offsets:
@@ -606,12 +634,17 @@ class KafkaWorker:
     def _checkpoint_due(self, now_ms: int, backlog: bool) -> bool:
         """Every ``checkpoint_every_ms`` when live; while a full batch keeps coming (a
         backlog, where latency means little and each checkpoint serializes every touched
-        service), ten times less often, or every ``checkpoint_records``."""
+        service), every ``backlog_checkpoint_interval_ms``; or every ``checkpoint_records``."""
         if not self.since_checkpoint:
             return False
         if self.since_checkpoint >= self.options.checkpoint_records:
             return True
-        every_ms = self.options.checkpoint_every_ms * (10 if backlog else 1)
+        options = self.options
+        every_ms = (
+            max(options.checkpoint_every_ms, options.backlog_checkpoint_interval_ms)
+            if backlog
+            else options.checkpoint_every_ms
+        )
         return now_ms - self.last_checkpoint_ms >= every_ms
 
     def refresh_metrics(self) -> None:
@@ -629,6 +662,7 @@ class KafkaWorker:
             "runtime": "kafka",
             "partitions": sorted(self.assigned),
             "services_cached": len(self.processor.engines),
+            "checkpoints_in_flight": len(self.pending),
             "last_loop_ms_ago": idle_ms,
         }
 
@@ -644,22 +678,32 @@ class KafkaWorker:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        # Short: held records and due checkpoints are looked at between consumes.
+        # Short: held records and due checkpoints are looked at between consumes; shorter
+        # still while checkpoints wait for acknowledgements, which only a poll delivers.
         timeout_s = min(options.drain_interval_ms, 10) / 1000
+        acks_timeout_s = min(timeout_s, 0.001)
         last_refresh = 0
         try:
             while self.running:
                 messages = self.consumer.consume(
-                    num_messages=options.batch_records, timeout=timeout_s
+                    num_messages=options.batch_records,
+                    timeout=acks_timeout_s if self.pending else timeout_s,
                 )
                 if messages:
                     self._admit(messages)
                 if self.merges:
                     self._release()
+                if self.pending:
+                    self._advance()
                 now = self.clock()
                 self.last_turn_ms = now
                 if self._checkpoint_due(now, backlog=len(messages) >= options.batch_records):
-                    self.checkpoint()
+                    if options.exactly_once:
+                        self.checkpoint()
+                    else:
+                        self._seal()
+                if not options.exactly_once:
+                    self._commit_ready(now)
                 if now - last_refresh >= 1_000:
                     self.refresh_metrics()
                     last_refresh = now

@@ -35,6 +35,8 @@ class WorkerOptions:
     drain_interval_ms: int = 50
     checkpoint_interval_ms: int | None = None
     checkpoint_records: int = 5_000
+    commit_interval_ms: int = 100
+    backlog_checkpoint_interval_ms: int = 250
     exactly_once: bool = False
     data_dir: str | None = None
     instance_id: str | None = None
@@ -52,6 +54,8 @@ class WorkerOptions:
             "merge_caught_up_grace_ms",
             "merge_far_ahead_grace_ms",
             "checkpoint_every_ms",
+            "commit_interval_ms",
+            "backlog_checkpoint_interval_ms",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
@@ -61,12 +65,13 @@ class WorkerOptions:
         """How often applied work is made durable (and, in the kafka runtime, visible).
 
         The kafka runtime sends an alert only once the state behind it is stored, so
-        its checkpoint interval is part of alert latency: 25 ms by default. The Faust
+        its checkpoint interval is part of alert latency: 10 ms by default (while a
+        backlog is read, ``backlog_checkpoint_interval_ms``). The Faust
         runtime sends at once and checkpoints every second.
         """
         if self.checkpoint_interval_ms is not None:
             return self.checkpoint_interval_ms
-        return 25 if self.runtime == "kafka" else 1_000
+        return 10 if self.runtime == "kafka" else 1_000
 
 
 def wall_ms() -> int:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -169,10 +171,10 @@ class Processor:
         out: list[Output] = []
         for alert in alerts:
             self.metrics.alerts.labels(alert.rule, alert.status).inc()
-            as_dict = alert.to_dict()
             key = alert.alert_id.encode("ascii")
-            out.append(Output(self.topics.alerts, key, self.codec.encode_alert(as_dict)))
-            out.append(Output(self.topics.alerts_ocsf, key, orjson.dumps(alert_to_ocsf(as_dict))))
+            out.append(Output(self.topics.alerts, key, self.codec.encode_alert_value(alert)))
+            ocsf = alert_to_ocsf(alert.to_dict(), alert)
+            out.append(Output(self.topics.alerts_ocsf, key, orjson.dumps(ocsf)))
         return out
 
     def dead_letter(self, record: InputRecord, reason: str, detail: str) -> Output:
@@ -214,7 +216,10 @@ class Processor:
 
 
 _STATE_MAGIC = b"RS1\n"
-_STATE_MAGIC_OUTBOX = b"RS2\n"
+_STATE_MAGIC_OUTBOX_JSON = b"RS2\n"  # written until 2026-11-26: still read
+_STATE_MAGIC_OUTBOX = b"RS3\n"
+# Per output: topic length, key length (-1: none), value length, partition (-1: none).
+_OUTPUT_HEAD = struct.Struct(">HiIi")
 
 
 def pack_state(
@@ -227,37 +232,89 @@ def pack_state(
     The outbox holds the outputs the applied events produced, when the state is
     stored before they are sent (the confluent-kafka runtime does): whoever restores
     the state sends them if they may not have gone out.
+
+    Layout: ``RS1\n`` + offsets JSON + ``\n`` + engine bytes without an outbox; with
+    one, ``RS3\n`` + offsets JSON + ``\n`` + the output count (4 bytes) + per output
+    a fixed head (:data:`_OUTPUT_HEAD`) and its topic, key and value bytes, then the
+    engine bytes. Binary, because the outbox is on the checkpoint's hot path.
     """
+    head = orjson.dumps(offsets)
     if not outbox:
-        return _STATE_MAGIC + orjson.dumps(offsets) + b"\n" + engine_bytes
-    head = {
-        "offsets": offsets,
-        "outbox": [
-            [
-                o.topic,
-                None if o.key is None else base64.b64encode(o.key).decode("ascii"),
-                base64.b64encode(o.value).decode("ascii"),
-                o.partition,
-            ]
-            for o in outbox
-        ],
-    }
-    return _STATE_MAGIC_OUTBOX + orjson.dumps(head) + b"\n" + engine_bytes
+        return b"".join((_STATE_MAGIC, head, b"\n", engine_bytes))
+    parts = [_STATE_MAGIC_OUTBOX, head, b"\n", len(outbox).to_bytes(4, "big")]
+    pack = _OUTPUT_HEAD.pack
+    for o in outbox:
+        topic = o.topic.encode("utf-8")
+        key = o.key
+        parts.append(
+            pack(
+                len(topic),
+                -1 if key is None else len(key),
+                len(o.value),
+                -1 if o.partition is None else o.partition,
+            )
+        )
+        parts.append(topic)
+        if key is not None:
+            parts.append(key)
+        parts.append(o.value)
+    parts.append(engine_bytes)
+    return b"".join(parts)
 
 
 def unpack_state(data: bytes) -> tuple[dict[str, int], bytes, list[Output]]:
     """``(offsets, engine bytes, outbox)`` of a stored state; StateError when malformed."""
-    if data.startswith(_STATE_MAGIC):
-        magic = _STATE_MAGIC
-    elif data.startswith(_STATE_MAGIC_OUTBOX):
-        magic = _STATE_MAGIC_OUTBOX
+    for magic in (_STATE_MAGIC, _STATE_MAGIC_OUTBOX, _STATE_MAGIC_OUTBOX_JSON):
+        if data.startswith(magic):
+            break
     else:
         raise StateError("table value is not a relsec worker state")
-    head, _, engine_bytes = data[len(magic) :].partition(b"\n")
+    end = data.find(b"\n", len(magic))
+    if end < 0:
+        raise StateError("stored state header is malformed: no end of header")
     try:
-        parsed = orjson.loads(head)
-        raw_offsets = parsed if magic is _STATE_MAGIC else parsed["offsets"]
-        offsets = {str(k): int(v) for k, v in raw_offsets.items()}
+        parsed = orjson.loads(data[len(magic) : end])
+        if magic is _STATE_MAGIC_OUTBOX_JSON:
+            return _unpack_json_outbox(parsed, data[end + 1 :])
+        offsets = {str(k): int(v) for k, v in parsed.items()}
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        raise StateError(f"stored state header is malformed: {exc!r}") from None
+    if magic is _STATE_MAGIC:
+        return offsets, data[end + 1 :], []
+    return (offsets, *_unpack_binary_outbox(data, end + 1))
+
+
+def _unpack_binary_outbox(data: bytes, pos: int) -> tuple[bytes, list[Output]]:
+    view = memoryview(data)
+    try:
+        count = int.from_bytes(view[pos : pos + 4], "big")
+        pos += 4
+        outbox = []
+        for _ in range(count):
+            topic_len, key_len, value_len, partition = _OUTPUT_HEAD.unpack_from(view, pos)
+            pos += _OUTPUT_HEAD.size
+            topic = bytes(view[pos : pos + topic_len]).decode("utf-8")
+            pos += topic_len
+            key = None
+            if key_len >= 0:
+                key = bytes(view[pos : pos + key_len])
+                pos += key_len
+            value = bytes(view[pos : pos + value_len])
+            pos += value_len
+            if pos > len(data):
+                raise ValueError("outbox runs past the end of the state")
+            outbox.append(Output(topic, key, value, None if partition < 0 else partition))
+    except (struct.error, UnicodeDecodeError, ValueError) as exc:
+        raise StateError(f"stored state outbox is malformed: {exc!r}") from None
+    return bytes(view[pos:]), outbox
+
+
+def _unpack_json_outbox(
+    parsed: Any, engine_bytes: bytes
+) -> tuple[dict[str, int], bytes, list[Output]]:
+    """The ``RS2`` layout: offsets and a base64 outbox in one JSON header."""
+    try:
+        offsets = {str(k): int(v) for k, v in parsed["offsets"].items()}
         outbox = [
             Output(
                 str(topic),
@@ -265,17 +322,8 @@ def unpack_state(data: bytes) -> tuple[dict[str, int], bytes, list[Output]]:
                 base64.b64decode(value),
                 None if partition is None else int(partition),
             )
-            for topic, key, value, partition in (
-                parsed.get("outbox", []) if magic is _STATE_MAGIC_OUTBOX else []
-            )
+            for topic, key, value, partition in parsed.get("outbox", [])
         ]
-    except (
-        orjson.JSONDecodeError,
-        AttributeError,
-        KeyError,
-        TypeError,
-        ValueError,
-        binascii.Error,
-    ) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise StateError(f"stored state header is malformed: {exc!r}") from None
     return offsets, engine_bytes, outbox

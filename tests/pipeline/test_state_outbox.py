@@ -7,7 +7,7 @@ from confluent_kafka import Producer
 
 from agents.errors import StateError
 from streams.kafka.clients import producer_config
-from streams.pipeline.kafka_runtime import (
+from streams.pipeline.changelog import (
     OUTBOX_SENT_KEY,
     ChangelogStore,
     ensure_state_changelog,
@@ -27,6 +27,19 @@ def test_state_with_outbox_round_trips() -> None:
     assert unpack_state(data) == ({"relsec.deploys": 41}, b"engine-bytes\n\x00", OUTBOX)
 
 
+def test_state_in_the_json_outbox_layout_of_earlier_workers_still_reads() -> None:
+    # Written by workers before 2026-11-26 (base64 outputs in a JSON header).
+    data = (
+        b'RS2\n{"offsets":{"relsec.deploys":41},"outbox":[["relsec.alerts","YTE=","AAFhdnJv",null],'
+        b'["relsec.dlq",null,"/w==",2]]}\nengine-bytes\n\x00'
+    )
+    assert unpack_state(data) == (
+        {"relsec.deploys": 41},
+        b"engine-bytes\n\x00",
+        [Output("relsec.alerts", b"a1", b"\x00\x01avro"), Output("relsec.dlq", None, b"\xff", 2)],
+    )
+
+
 def test_state_without_outbox_keeps_the_first_format() -> None:
     data = pack_state({"relsec.incidents": 3}, b"e")
     assert data.startswith(b"RS1\n")
@@ -40,6 +53,10 @@ def test_state_without_outbox_keeps_the_first_format() -> None:
         b"RS1\n[1]\ne",
         b'RS2\n{"outbox": []}\ne',
         b'RS2\n{"offsets": {}, "outbox": [["t", null, "!!"]]}\ne',
+        b"RS3\n{}",
+        b"RS3\n{}\n\x00\x00\x00\x01\x00\x05",
+        b"RS3\n{}\n\x00\x00\x00\x01\x00\x01\xff\xff\xff\xff\x00\x00\x10\x00\xff\xff\xff\xfft",
+        b"RS3\n{}\n\x00\x00\x00\x01\x00\x01\xff\xff\xff\xff\x00\x00\x00\x00\xff\xff\xff\xff\xff",
     ],
 )
 def test_malformed_state_is_a_state_error(data: bytes) -> None:
