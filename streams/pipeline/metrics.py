@@ -102,6 +102,11 @@ class PipelineMetrics:
         self.merge_buffered = Gauge(
             "relsec_merge_buffered", "Records waiting in the event-time merge", registry=r
         )
+        self.gc_frozen = Gauge(
+            "relsec_gc_frozen_objects",
+            "Objects moved out of the cyclic garbage collector's generations (gc.freeze)",
+            registry=r,
+        )
         self.checkpoint_seconds = Histogram(
             "relsec_checkpoint_seconds",
             "From a checkpoint's start until its states, outputs and offsets are all written",
