@@ -90,8 +90,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--checkpoint-interval-ms",
         type=int,
         default=None,
-        help="how often applied work is stored and committed (kafka runtime: 25, its alerts "
-        "go out at checkpoints; faust runtime: 1000)",
+        help="how often applied work is stored (kafka runtime: 10, or 100 with --exactly-once; "
+        "its alerts go out at checkpoints; faust runtime: 1000)",
     )
     w.add_argument(
         "--fetch-max-wait-ms",

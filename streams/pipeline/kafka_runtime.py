@@ -5,17 +5,23 @@ partition check: a bad record's dead letter is produced at once); valid events
 wait in the event-time merge of their partition number; what the merge releases
 goes through the engine, and its outputs wait in the outbox of their service.
 
-A checkpoint (every ``checkpoint_every_ms``, 25 ms by default, or
-``checkpoint_records``, and before partitions are given up) makes the work
-durable, then visible:
+A checkpoint (every ``checkpoint_every_ms``, 10 ms by default, 250 ms while a
+backlog is read, or every ``checkpoint_records``, and before partitions are given
+up) makes the work durable, then visible:
 
-* at-least-once (default): write the touched services' states, each with its
-  outbox, to the changelog topic and wait for them; send the outboxes and wait;
-  mark each changelog partition's outboxes as sent; commit each input partition
-  up to its first record still held in the merge. An alert never goes out before
-  the state that fired it is stored, so whoever owns the service next can
-  retract it; a state whose outbox may not have gone out is re-sent by whoever
-  restores it (a duplicate at worst, never a loss).
+* at-least-once (default): the checkpoint is *sealed* — the touched services'
+  states, each with its outbox, are produced to the changelog topic — and the
+  loop goes on. Delivery reports move it along (:meth:`KafkaWorker._advance`):
+  once its states are acknowledged its outputs are sent; once those are
+  acknowledged it completes, oldest first: each changelog partition gets an
+  outbox-sent mark, and its input offsets (each partition up to its first record
+  still held in the merge) are committed, asynchronously, at most every
+  ``commit_interval_ms``. An alert never goes out before the state that fired it
+  is stored, so whoever owns the service next can retract it; a state whose
+  outbox may not have gone out is re-sent by whoever restores it (a duplicate at
+  worst, never a loss). A service stored again before its earlier outputs were
+  acknowledged carries them in its new state. Before partitions are given up,
+  and at shutdown, everything in flight is waited for and committed synchronously.
 * exactly-once (``--exactly-once``): the states, the outputs and the input
   offsets (``send_offsets_to_transaction`` with the consumer's group metadata,
   KIP-447) go in one Kafka transaction per checkpoint. A zombie's commit is

@@ -66,12 +66,16 @@ class WorkerOptions:
 
         The kafka runtime sends an alert only once the state behind it is stored, so
         its checkpoint interval is part of alert latency: 10 ms by default (while a
-        backlog is read, ``backlog_checkpoint_interval_ms``). The Faust
-        runtime sends at once and checkpoints every second.
+        backlog is read, ``backlog_checkpoint_interval_ms``). Its at-least-once
+        checkpoints do not stop the loop; an exactly-once checkpoint is a transaction
+        the loop waits for, so that mode checkpoints every 100 ms. The Faust runtime
+        sends at once and checkpoints every second.
         """
         if self.checkpoint_interval_ms is not None:
             return self.checkpoint_interval_ms
-        return 10 if self.runtime == "kafka" else 1_000
+        if self.runtime == "faust":
+            return 1_000
+        return 100 if self.exactly_once else 10
 
 
 def wall_ms() -> int:
