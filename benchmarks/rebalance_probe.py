@@ -8,7 +8,8 @@ rest as one burst spanning a week of event time, SIGKILLs B a quarter of the way
 through, and compares A's final active alerts with `relsec replay`; on a difference it
 prints A's metrics, the offsets and where the dead letters are. Exit status 1 when any
 run differs. On 2026-11-26: the kafka runtime 4 of 4 runs equal (seeds 40-43) after the
-merge fixes; the Faust runtime differed in about one run in two. The live-stream
+merge fixes, and again 4 of 4 with the non-blocking checkpoints; the Faust runtime
+differed in about one run in two. The live-stream
 version of this is in the suite (tests/pipeline/test_pipeline_rebalance.py).
 See docs/exactly-once.md, "Rebalancing".
 """
