@@ -57,12 +57,13 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from agents.engine import EngineConfig
 from agents.errors import RelsecError, StateError
 from agents.model.events import parse_event
 from streams.codecs import make_codec
-from streams.kafka.clients import consumer_config, producer_config
+from streams.kafka.clients import admin_config, consumer_config, producer_config
 from streams.pipeline.changelog import (
     OUTBOX_SENT_KEY,
     ChangelogStore,
@@ -184,7 +185,10 @@ class KafkaWorker:
         self.delivery_errors: list[str] = []
         # Engine outputs wait here, per service, until their state is stored (checkpoint).
         self.outbox: dict[str, list[Output]] = {}
+        # The broker's answer to the last high-watermark question, and when it was asked.
         self._fresh_highwater: dict[_TP, int] = {}
+        self._highwater_asked_ms = -1
+        self.admin = AdminClient(admin_config(settings))
         # At-least-once: the checkpoint collecting this interval's work, and those sealed
         # but not yet committed, oldest first.
         self.current = PendingCheckpoint()
@@ -371,6 +375,8 @@ class KafkaWorker:
         self.since_checkpoint = 0
         self.current = PendingCheckpoint()
         self.unsent.clear()
+        self._fresh_highwater = {}
+        self._highwater_asked_ms = -1
 
     # -- the loop ----------------------------------------------------------------
 
@@ -394,31 +400,45 @@ class KafkaWorker:
 
         return state
 
-    def _confirm_caught_up(self, partition: int) -> Callable[[str], bool]:
-        """Ask the broker for the high watermark (once per loop turn and partition).
+    def _confirm_caught_up(self, partition: int) -> Callable[[str, int], bool]:
+        """Whether the broker, asked at or after ``since_ms``, shows the topic caught up.
 
-        Used only when a record is far ahead of a caught-up topic (a burst): the cached
-        watermark comes from the last fetch, and the topic's records of the same burst
-        may sit on the broker not fetched yet.
+        Used before a record goes ahead of a caught-up but empty topic: the cached
+        watermark comes from the last fetch, and records produced before this one
+        may sit on the broker not fetched yet. One query covers every assigned input
+        partition, and answers for every record that arrived before it was sent.
         """
 
-        def confirm(topic: str) -> bool:
+        def confirm(topic: str, since_ms: int) -> bool:
+            if self._highwater_asked_ms < since_ms:
+                self._ask_highwaters()
             key = (topic, partition)
             high = self._fresh_highwater.get(key)
-            if high is None:
-                try:
-                    _, high = self.consumer.get_watermark_offsets(
-                        TopicPartition(topic, partition), timeout=5
-                    )
-                except KafkaException as exc:
-                    log.warning("high watermark of %s[%d]: %s", topic, partition, exc)
-                    return False
-                self._fresh_highwater[key] = high
-                if high > self.highwater.get(key, -1):
-                    self.highwater[key] = high
-            return self.positions.get(key, -1) >= high
+            return high is not None and self.positions.get(key, -1) >= high
 
         return confirm
+
+    def _ask_highwaters(self) -> None:
+        """Fresh high watermarks of every assigned input partition, in one request."""
+        asked_ms = self.clock()
+        request = {
+            TopicPartition(topic, partition): OffsetSpec.latest()  # type: ignore[no-untyped-call]
+            for topic, partition in self.positions
+        }
+        fresh: dict[_TP, int] = {}
+        try:
+            futures = self.admin.list_offsets(request, request_timeout=5)
+            for tp, future in futures.items():
+                fresh[(tp.topic, tp.partition)] = future.result().offset
+        except KafkaException as exc:
+            # Unanswered: every topic counts as behind until a later question is answered.
+            log.warning("high watermarks: %s", exc)
+            fresh = {}
+        self._fresh_highwater = fresh
+        self._highwater_asked_ms = asked_ms
+        for key, high in fresh.items():
+            if high > self.highwater.get(key, -1):
+                self.highwater[key] = high
 
     def _admit(self, messages: list[Any]) -> None:
         now = self.clock()
@@ -446,7 +466,6 @@ class KafkaWorker:
 
     def _release(self) -> int:
         now = self.clock()
-        self._fresh_highwater.clear()
         released = 0
         for partition, merge in self.merges.items():
             for _, admitted in merge.release(

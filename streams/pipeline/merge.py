@@ -78,7 +78,7 @@ class PartitionMerge(Generic[T]):
         caught_up_grace_ms: int = 0,
         far_ahead_ms: int | None = None,
         far_ahead_grace_ms: int = 0,
-        confirm_caught_up: Callable[[str], bool] | None = None,
+        confirm_caught_up: Callable[[str, int], bool] | None = None,
     ) -> Iterator[tuple[str, T]]:
         """Yield ``(topic, item)`` in merged order while the rule allows, at most ``limit``.
 
@@ -93,11 +93,15 @@ class PartitionMerge(Generic[T]):
         is a burst running ahead (live streams move together), and it waits the longer
         grace. The worker sets ``far_ahead_ms`` to half the allowed lateness: only such
         a jump can make the empty topic's next records late. A topic that never
-        delivered is measured from the first event time this merge saw. Then
-        ``confirm_caught_up`` (when given) asks the broker afresh: a topic found behind
-        is waited for as a lagging one. A topic passed this way counts, once the record
-        is released, as having reached that record's time, so the long wait and the
-        broker question come once per jump, not once per record.
+        delivered is measured from the first event time this merge saw. A topic passed
+        after the long grace counts, once the record is released, as having reached
+        that record's time, so the long wait comes once per jump, not once per record.
+
+        ``confirm_caught_up(topic, since_ms)`` (when given) is asked once the grace is
+        over: is the topic caught up according to the broker, asked at or after
+        ``since_ms`` (when the record arrived)? "Caught up" by the cached watermark may
+        be a fetch old, and on a loaded machine a fetch can take longer than the grace;
+        a topic the broker shows behind is waited for as a lagging one.
         """
         released = 0
         while limit is None or released < limit:
@@ -115,18 +119,19 @@ class PartitionMerge(Generic[T]):
                 state = lag_state(topic)
                 if state == CAUGHT_UP:
                     grace_ms = caught_up_grace_ms
+                    far = False
                     if far_ahead_ms is not None:
                         last = self.last_time_ms.get(topic, self.first_time_ms)
                         if last is not None and head.key[0] - last > far_ahead_ms:
                             grace_ms = max(grace_ms, far_ahead_grace_ms)
-                            if confirm_caught_up is not None and not confirm_caught_up(topic):
-                                state = LAGGING
-                            else:
-                                passed_far.append(topic)
-                    if state == CAUGHT_UP:
-                        if now_ms - head.arrived_ms < grace_ms:
-                            return
+                            far = True
+                    if now_ms - head.arrived_ms < grace_ms:
+                        return
+                    if confirm_caught_up is None or confirm_caught_up(topic, head.arrived_ms):
+                        if far:
+                            passed_far.append(topic)
                         continue
+                    state = LAGGING
                 since = self.waiting_since.setdefault(topic, now_ms)
                 limit_ms = lagging_max_ms if state == LAGGING else idle_ms
                 if now_ms - since < limit_ms:

@@ -42,6 +42,7 @@ class WorkerProcess:
     """``relsec worker`` in a subprocess; stopped by its PID, never by name."""
 
     def __init__(self, settings: Settings, tmp: Path, *extra: str, name: str = "worker") -> None:
+        self.name = name
         self.log_path = tmp / f"{name}.log"
         self.data_dir = tmp / f"{name}-data"
         self.web_port = pick_free_ports(1)[0]
@@ -141,6 +142,23 @@ def diff_summary(active: dict[str, dict[str, Any]], expected: dict[str, dict[str
         f"missing {len(missing)} {missing[:5]}; extra {len(extra)} {extra[:5]}; "
         f"changed {len(changed)} {changed[:5]}"
     )
+
+
+def pipeline_report(settings: Settings, workers: Iterable[WorkerProcess] = ()) -> str:
+    """Where records went, for failure messages: dead letters by reason and partition,
+    and each live worker's counts."""
+    counts: dict[str, int] = {}
+    for dl in dead_letters(settings):
+        where = f"{dl['reason']}@{dl['topic']}[{dl['partition']}]"
+        counts[where] = counts.get(where, 0) + 1
+    lines = [f"dead letters: {dict(sorted(counts.items())) or 'none'}"]
+    for w in workers:
+        if not w.alive():
+            lines.append(f"worker {w.name}: not running")
+            continue
+        names = ("relsec_events_applied", "relsec_events_duplicate", "relsec_dead_letters")
+        lines.append(f"worker {w.name}: " + ", ".join(f"{n} {metric(w, n):.0f}" for n in names))
+    return "\n".join(lines)
 
 
 def wait_for_alerts(

@@ -149,7 +149,7 @@ def test_a_far_ahead_record_waits_while_the_broker_shows_the_topic_behind() -> N
     opts = {
         "far_ahead_ms": 50_000,
         "far_ahead_grace_ms": 250,
-        "confirm_caught_up": lambda topic: not behind.get(topic, False),
+        "confirm_caught_up": lambda topic, since: not behind.get(topic, False),
     }
     # The broker has deploys not fetched yet: wait, well past the grace.
     assert [x for _, x in m.release(caught_up, 5_000, 2_000, 60_000, **opts)] == []
@@ -159,3 +159,31 @@ def test_a_far_ahead_record_waits_while_the_broker_shows_the_topic_behind() -> N
         "d2000",
         "i90000",
     ]
+
+
+def test_after_the_grace_the_broker_is_asked_about_a_caught_up_topic() -> None:
+    m: PartitionMerge[str] = PartitionMerge(TOPICS)
+    caught_up = states(d=CAUGHT_UP, i=CAUGHT_UP, f=CAUGHT_UP)
+    asked: list[tuple[str, int]] = []
+    behind = {"i": True}
+
+    def confirm(topic: str, since: int) -> bool:
+        asked.append((topic, since))
+        return not behind.get(topic, False)
+
+    opts = {"caught_up_grace_ms": 10, "confirm_caught_up": confirm}
+    m.add("d", key(1_000), 100, "d1000")
+    # Within the grace nobody is asked.
+    assert [x for _, x in m.release(caught_up, 105, 2_000, 60_000, **opts)] == []
+    assert asked == []
+    # After it: the broker has incidents the last fetch did not show; they are waited for
+    # (as a lagging topic: far past the grace), and asked about since the record arrived.
+    assert [x for _, x in m.release(caught_up, 115, 2_000, 60_000, **opts)] == []
+    assert ("i", 100) in asked
+    assert [x for _, x in m.release(caught_up, 5_000, 2_000, 60_000, **opts)] == []
+    m.add("i", key(900), 5_001, "i900")
+    behind["i"] = False
+    # The incident waits its own grace (for feeds), then both go, in event-time order.
+    assert [x for _, x in m.release(caught_up, 5_002, 2_000, 60_000, **opts)] == []
+    out = [x for _, x in m.release(caught_up, 5_020, 2_000, 60_000, **opts)]
+    assert out == ["i900", "d1000"]

@@ -21,6 +21,7 @@ from tests.pipeline.harness import (
     dead_letters,
     diff_summary,
     metric,
+    pipeline_report,
     replay_expected,
     wait_for_alerts,
     wait_until_committed,
@@ -68,7 +69,9 @@ def test_two_workers_give_the_same_alerts_as_one(kafka_settings: Settings, tmp_p
         wait_for_split(workers, 6, timeout_s=60)
         assert publish_events(kafka_settings, events).ok
         active = wait_for_alerts(kafka_settings, expected, timeout_s=180, workers=workers)
-        assert comparable(active) == comparable(expected), diff_summary(active, expected)
+        assert comparable(active) == comparable(expected), (
+            diff_summary(active, expected) + "\n" + pipeline_report(kafka_settings, workers)
+        )
         wait_until_committed(kafka_settings, timeout_s=60, workers=workers)
         applied = [metric(w, "relsec_events_applied") for w in workers]
         # Both did part of the work, and together each event exactly once.
@@ -106,7 +109,9 @@ def test_killed_worker_hands_its_partitions_over(kafka_settings: Settings, tmp_p
                 assert metric(b, "relsec_events_applied") > 0, "B did no work before it was killed"
                 b.kill()
         active = wait_for_alerts(kafka_settings, expected, timeout_s=180, workers=[a])
-        assert comparable(active) == comparable(expected), diff_summary(active, expected)
+        assert comparable(active) == comparable(expected), (
+            diff_summary(active, expected) + "\n" + pipeline_report(kafka_settings, [a, b])
+        )
         wait_until_committed(kafka_settings, timeout_s=60, workers=[a])
         # Re-read records are duplicates by their offsets, never late events.
         assert [d["reason"] for d in dead_letters(kafka_settings)] == []
