@@ -550,11 +550,7 @@ class KafkaWorker:
                 stored_outbox = dict(new)
                 for service in carried:
                     stored_outbox[service] = self.unsent[service] + new.get(service, [])
-        states = []
-        for service, partition, data in self.processor.take_dirty(stored_outbox):
-            key = service.encode("utf-8")
-            self.store.put(key, partition, data)
-            states.append(Output(self.store.topic, key, data, partition))
+        states = self._take_states(stored_outbox)
         checkpoint.durable_pending += len(states)
         checkpoint.outputs = [o for outputs in new.values() for o in outputs]
         for service, outputs in new.items():
@@ -647,13 +643,18 @@ class KafkaWorker:
         self.outbox.clear()
         return outputs
 
-    def _checkpoint_transaction(self, offsets: list[Any]) -> None:
+    def _take_states(self, outbox: dict[str, list[Output]] | None = None) -> list[Output]:
+        """The touched services' states (each with its ``outbox`` entry) as changelog
+        records, kept in the store as well."""
         states = []
-        for service, partition, data in self.processor.take_dirty():
+        for service, partition, data in self.processor.take_dirty(outbox):
             key = service.encode("utf-8")
             self.store.put(key, partition, data)
             states.append(Output(self.store.topic, key, data, partition))
-        self._produce(states)
+        return states
+
+    def _checkpoint_transaction(self, offsets: list[Any]) -> None:
+        self._produce(self._take_states())
         self._produce(self._take_outbox())
         try:
             if offsets:
