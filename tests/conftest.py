@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,4 +133,15 @@ def kafka_cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
     """A local three-broker Apache Kafka (RF 3 possible) for the whole session."""
     cluster = start_local_kafka(tmp_path_factory.mktemp("kafka3"), brokers=3, heap_max="512m")
     yield Cluster3(cluster)
+    _stop(cluster)
+
+
+@pytest.fixture
+def kafka_private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A one-node local Kafka for one test, which may freeze or stop it."""
+    cluster = start_local_kafka(tmp_path_factory.mktemp("kafka-private"), brokers=1)
+    yield cluster
+    pid = cluster.pid_of(0)
+    if pid is not None:
+        os.kill(pid, signal.SIGCONT)  # a frozen node must wake up to stop
     _stop(cluster)

@@ -101,6 +101,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "follows it through the event-time merge)",
     )
     w.add_argument(
+        "--shutdown-timeout-ms",
+        type=int,
+        default=25_000,
+        help="kafka runtime: how long SIGTERM waits for the last checkpoint before the "
+        "worker exits without it (its input is then read again; a second signal: at once)",
+    )
+    w.add_argument(
         "--wait-for-topics",
         type=float,
         default=60.0,
@@ -191,6 +198,7 @@ def run_worker(args: argparse.Namespace) -> int:
         instance_id=args.instance_id,
         checkpoint_interval_ms=args.checkpoint_interval_ms,
         merge_caught_up_grace_ms=args.merge_caught_up_grace_ms,
+        shutdown_timeout_ms=args.shutdown_timeout_ms,
     )
     print(
         f"relsec worker: group {settings.topics.consumer_group} on {settings.bootstrap_servers}, "

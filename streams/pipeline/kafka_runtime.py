@@ -41,8 +41,11 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
 import signal
 import socket
+import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -53,6 +56,7 @@ from typing import Any
 from confluent_kafka import (
     OFFSET_INVALID,
     Consumer,
+    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
@@ -182,6 +186,8 @@ class KafkaWorker:
         self.last_turn_ms = clock()
         self.running = True
         self.failed = False  # after an error nothing more is stored or committed
+        self.abandon = False  # a second stop signal: the last checkpoint is not waited for
+        self.shutdown_deadline: float | None = None
         self.delivery_errors: list[str] = []
         # Engine outputs wait here, per service, until their state is stored (checkpoint).
         self.outbox: dict[str, list[Output]] = {}
@@ -217,6 +223,7 @@ class KafkaWorker:
             "fetch.wait.max.ms": options.fetch_max_wait_ms,
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 3_000,
+            "enable.partition.eof": True,  # see _reached_end
             "on_commit": self._on_commit,
         }
         if options.instance_id:
@@ -252,8 +259,12 @@ class KafkaWorker:
         send_outputs(self.producer, outputs)
 
     def _flush(self) -> None:
-        while self.producer.flush(5.0):
-            log.warning("waiting for %d output record(s) to be delivered", len(self.producer))
+        warn_at = time.monotonic() + 5
+        while self.producer.flush(0.1):
+            self._check_stop_overdue(f"{len(self.producer)} output record(s)")
+            if time.monotonic() > warn_at:
+                log.warning("waiting for %d output record(s) to be delivered", len(self.producer))
+                warn_at = time.monotonic() + 5
         if self.delivery_errors:
             detail = "; ".join(self.delivery_errors[:5])
             raise OutputError(f"output records were not delivered, not committing: {detail}")
@@ -410,13 +421,33 @@ class KafkaWorker:
         """
 
         def confirm(topic: str, since_ms: int) -> bool:
-            if self._highwater_asked_ms < since_ms:
+            # Strictly after: a question asked in the millisecond the record arrived
+            # may have been sent before it was consumed.
+            if self._highwater_asked_ms <= since_ms:
                 self._ask_highwaters()
             key = (topic, partition)
             high = self._fresh_highwater.get(key)
             return high is not None and self.positions.get(key, -1) >= high
 
         return confirm
+
+    def _reached_end(self, key: _TP, end: int) -> None:
+        """The consumer handed us everything before ``end`` (a partition-EOF event).
+
+        Our position otherwise counts delivered records, and a transactional producer
+        (Kafka Connect with exactly-once sources, another stream processor) leaves a
+        commit marker after its records: an offset never delivered. Without this, such
+        a partition would look behind its high watermark for ever: the merge would wait
+        ``merge_lagging_max_ms`` before each record it releases ahead of it, and the
+        marker would never be committed past (lag monitors would see it as lag).
+        """
+        if key not in self.positions:
+            return  # not ours (any more)
+        if end > self.positions[key]:
+            self.positions[key] = end
+            self.since_checkpoint += 1  # so the new position is committed
+        if end > self.highwater.get(key, -1):
+            self.highwater[key] = end
 
     def _ask_highwaters(self) -> None:
         """Fresh high watermarks of every assigned input partition, in one request."""
@@ -445,6 +476,9 @@ class KafkaWorker:
         for msg in messages:
             err = msg.error()
             if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self._reached_end((msg.topic(), msg.partition()), msg.offset())
+                    continue
                 if err.fatal():
                     raise RelsecError(f"consumer failed: {err.str()}")
                 log.warning("consumer: %s", err.str())
@@ -633,6 +667,7 @@ class KafkaWorker:
         while len(self.pending) > keep:
             self.producer.poll(0.05)
             self._advance()
+            self._check_stop_overdue(f"{len(self.pending)} checkpoint(s)")
             if time.monotonic() > warn_at:
                 # librdkafka fails a record after message.timeout.ms: this cannot hang.
                 log.warning("waiting for %d checkpoint(s) to be acknowledged", len(self.pending))
@@ -690,10 +725,10 @@ class KafkaWorker:
         return now_ms - self.last_checkpoint_ms >= every_ms
 
     def refresh_metrics(self) -> None:
-        for (topic, partition), position in self.positions.items():
-            high = self.highwater.get((topic, partition))
+        for key, position in list(self.positions.items()):
+            high = self.highwater.get(key)
             if high is not None and high >= 0:
-                self.metrics.lag.labels(topic, str(partition)).set(max(0, high - position))
+                self.metrics.lag.labels(key[0], str(key[1])).set(max(0, high - position))
         self.metrics.services.set(len(self.processor.engines))
         self.metrics.merge_buffered.set(sum(len(m) for m in self.merges.values()))
         self.metrics.gc_frozen.set(gc.get_freeze_count())
@@ -710,7 +745,48 @@ class KafkaWorker:
         }
 
     def stop(self, *_: Any) -> None:
+        """First signal: finish the last checkpoint and stop (within
+        ``shutdown_timeout_ms``). A second signal: stop waiting for it."""
+        if not self.running:
+            self.abandon = True
+        else:
+            timeout_s = self.options.shutdown_timeout_ms / 1000
+            self.shutdown_deadline = time.monotonic() + timeout_s
+            # The backstop for waits inside librdkafka (a synchronous commit, leaving the
+            # group), which no check of ours can interrupt. A grace for the checks first.
+            watchdog = threading.Timer(timeout_s + 5, self._give_up)
+            watchdog.daemon = True
+            watchdog.start()
         self.running = False
+
+    def _give_up(self) -> None:
+        """Exit now: Kafka did not let the last checkpoint finish in time. Like a crash,
+        this loses nothing (what was not committed is read again)."""
+        print(
+            "relsec: error: stopping without the last checkpoint: Kafka did not answer in "
+            f"{self.options.shutdown_timeout_ms} ms; uncommitted input will be read again",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(2)
+
+    def stop_overdue(self) -> bool:
+        """A stop was asked twice, or has waited ``shutdown_timeout_ms``."""
+        return self.abandon or (
+            self.shutdown_deadline is not None and time.monotonic() > self.shutdown_deadline
+        )
+
+    def _check_stop_overdue(self, waiting_for: str) -> None:
+        """Raise once a stop has waited long enough for Kafka (or was asked twice).
+
+        At-least-once holds: nothing after the unacknowledged work was committed, so
+        its records are read again by the next owner or at the next start.
+        """
+        if self.stop_overdue():
+            raise OutputError(
+                f"stopping with {waiting_for} unacknowledged (is Kafka reachable?); "
+                "their input is not committed and will be read again"
+            )
 
     def run(self) -> None:
         """Consume, merge, apply and checkpoint until :meth:`stop` (SIGTERM/SIGINT)."""
@@ -760,13 +836,16 @@ class KafkaWorker:
             self.failed = True
             raise
         finally:
-            # close() leaves the group, which revokes (and so checkpoints) once more,
-            # unless the loop failed: then what is stored and committed stays as it was.
-            try:
-                self.consumer.close()
-            except Exception as exc:  # the loop's own error, if any, is what matters
-                log.warning("closing the consumer: %s", exc)
-            self.producer.flush(10)
+            # Unless Kafka did not answer in time: closing would wait for it (librdkafka
+            # leaves the group and waits out its requests, minutes); the caller exits.
+            if not self.stop_overdue():
+                # close() leaves the group, which revokes (and so checkpoints) once more,
+                # unless the loop failed: then what is stored and committed stays as it was.
+                try:
+                    self.consumer.close()
+                except Exception as exc:  # the loop's own error, if any, is what matters
+                    log.warning("closing the consumer: %s", exc)
+                self.producer.flush(10)
 
 
 def run_kafka_worker(settings: Settings, options: WorkerOptions) -> None:
@@ -780,5 +859,12 @@ def run_kafka_worker(settings: Settings, options: WorkerOptions) -> None:
     signal.signal(signal.SIGINT, worker.stop)
     try:
         worker.run()
+    except OutputError as exc:
+        if not worker.stop_overdue():
+            raise
+        web.close()
+        print(f"relsec: error: {exc}", file=sys.stderr, flush=True)
+        # At interpreter exit librdkafka's handles would still wait for Kafka.
+        os._exit(2)
     finally:
         web.close()

@@ -37,6 +37,7 @@ class WorkerOptions:
     checkpoint_records: int = 5_000
     commit_interval_ms: int = 100
     backlog_checkpoint_interval_ms: int = 250
+    shutdown_timeout_ms: int = 25_000
     exactly_once: bool = False
     data_dir: str | None = None
     instance_id: str | None = None
@@ -56,6 +57,7 @@ class WorkerOptions:
             "checkpoint_every_ms",
             "commit_interval_ms",
             "backlog_checkpoint_interval_ms",
+            "shutdown_timeout_ms",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")

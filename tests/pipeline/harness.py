@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +245,25 @@ def metric(worker: WorkerProcess, name: str) -> float:
     return total
 
 
+def wait_for_metric(
+    worker: WorkerProcess, name: str, until: Callable[[float], bool], timeout_s: float = 30.0
+) -> float:
+    """Poll a metric (the worker may still be starting) until ``until(value)`` holds."""
+    deadline = time.monotonic() + timeout_s
+    value = float("nan")
+    while time.monotonic() < deadline:
+        assert worker.alive(), f"worker {worker.pid} died:\n{worker.log_tail()}"
+        try:
+            value = metric(worker, name)
+        except OSError:
+            value = float("nan")
+        else:
+            if until(value):
+                return value
+        time.sleep(0.2)
+    raise AssertionError(f"{name} = {value} after {timeout_s} s:\n{worker.log_tail()}")
+
+
 def input_offsets(
     settings: Settings,
 ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
@@ -282,8 +301,11 @@ def wait_until_committed(
         for w in workers:
             assert w.alive(), f"worker {w.pid} died:\n{w.log_tail()}"
         committed, ends = input_offsets(settings)
+        # An empty partition needs no commit (its committed offset stays unset).
         behind = {
-            tp: (committed.get(tp), end) for tp, end in ends.items() if committed.get(tp, -1) < end
+            tp: (committed.get(tp), end)
+            for tp, end in ends.items()
+            if end > 0 and committed.get(tp, -1) < end
         }
         if not behind:
             return
