@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,7 @@ from agents.engine import EngineConfig
 from agents.errors import RelsecError
 from streams.codecs import make_codec
 from streams.kafka.clients import producer_config, ssl_context
+from streams.pipeline.acks import Delivered, OffsetOrderedAcks
 from streams.pipeline.kafka_runtime import send_outputs
 from streams.pipeline.merge import CAUGHT_UP, LAGGING, UNKNOWN, PartitionMerge
 from streams.pipeline.metrics import PipelineMetrics
@@ -42,6 +44,11 @@ from streams.pipeline.processor import Admitted, InputRecord, Output, Processor
 from streams.settings import Settings
 
 log = logging.getLogger("relsec.worker")
+
+try:
+    from faust.types.tuples import ack_lock
+except ImportError:  # a Faust that acks without a lock
+    ack_lock = threading.RLock()
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -81,11 +88,11 @@ class Runtime:
             wall_ms,
             self.metrics,
         )
-        self.merges: dict[int, PartitionMerge[tuple[Any, Admitted]]] = {}
+        self.merges: dict[int, PartitionMerge[tuple[Any, Admitted, Delivered[Any]]]] = {}
         self.next_offset: dict[TP, int] = {}
         self.positions: dict[TP, int] = {}
         self.lock = asyncio.Lock()
-        self.unacked: list[Any] = []
+        self.acks: OffsetOrderedAcks[TP, Any] = OffsetOrderedAcks()
         self.pending: list[Any] = []
         self.last_event_of_partition: dict[int, Any] = {}
         # At-least-once: outputs go through librdkafka (much faster per record than
@@ -128,6 +135,7 @@ class Runtime:
         message = event.message
         tp = message.tp
         self.next_offset[tp] = message.offset + 1
+        entry = self.acks.deliver(tp, message.offset, event, start=self._committed_offset(tp))
         record = InputRecord(
             message.topic, message.partition, message.offset, message.key, message.value
         )
@@ -136,13 +144,13 @@ class Runtime:
             merge = self.merges.get(record.partition)
             if merge is None:
                 merge = self.merges[record.partition] = PartitionMerge(self.settings.topics.inputs)
-            merge.add(record.topic, admitted.key, wall_ms(), (event, admitted))
+            merge.add(record.topic, admitted.key, wall_ms(), (event, admitted, entry))
             if len(merge) >= self.options.batch_records:
                 await self.drain()
             return
         async with self.lock:
             await self._send_all(admitted)
-            self.unacked.append(event)
+            self.acks.finish(entry)
 
     def _input_pending(self) -> int:
         """Records Faust has fetched and queued for the agent but not handed to it yet."""
@@ -165,9 +173,15 @@ class Runtime:
                 return UNKNOWN
             # What was delivered to us counts; the fetch position runs ahead of it.
             delivered = self.next_offset.get(tp)
-            if delivered is not None:
-                return CAUGHT_UP if delivered >= highwater else LAGGING
             position = self.positions.get(tp)
+            if delivered is not None:
+                if delivered >= highwater:
+                    return CAUGHT_UP
+                # A transactional producer's commit markers are never delivered: read to
+                # the high watermark with nothing queued for the agent is caught up.
+                if position is not None and position >= highwater and not pending:
+                    return CAUGHT_UP
+                return LAGGING
             if position is None:
                 return UNKNOWN
             if position < highwater:
@@ -184,7 +198,7 @@ class Runtime:
             now = wall_ms()
             released = 0
             for partition, merge in self.merges.items():
-                for _, (event, admitted) in merge.release(
+                for _, (event, admitted, entry) in merge.release(
                     self._lag_state(partition),
                     now,
                     self.options.merge_idle_ms,
@@ -196,10 +210,10 @@ class Runtime:
                 ):
                     await self._send_all(self.processor.apply(admitted))
                     self.last_event_of_partition[admitted.record.partition] = event
-                    self.unacked.append(event)
+                    self.acks.finish(entry)
                     released += 1
             self.metrics.merge_buffered.set(sum(len(m) for m in self.merges.values()))
-        if len(self.unacked) >= self.options.checkpoint_records:
+        if self.acks.finished >= self.options.checkpoint_records:
             await self.checkpoint()
         return released
 
@@ -211,13 +225,43 @@ class Runtime:
         alerts, dead letters and state behind it.
         """
         async with self.lock:
-            if not self.unacked:
+            if not self.acks.finished:
                 return
             await self._wait_delivered()
             self._store_states(self.processor.take_dirty(), self.last_event_of_partition)
-            for event in self.unacked:
-                await self.stream.ack(event)
-            self.unacked.clear()
+            # In offset order per partition: a record still in the merge holds back
+            # the acks of the finished records behind it (module docstring of acks).
+            for tp, entry in self.acks.take_ready():
+                if entry.skipped:
+                    self._ack_never_delivered(tp, entry.skipped, entry.offset)
+                await self.stream.ack(entry.item)
+
+    def _committed_offset(self, tp: TP) -> int | None:
+        committed = getattr(self.app.consumer, "_committed_offset", None)
+        return committed.get(tp) if committed is not None else None
+
+    def _ack_never_delivered(self, tp: TP, offsets: range, record_offset: int) -> None:
+        """Acknowledge offsets that were never delivered (transaction markers, aborted or
+        compacted records) in Faust's books, so its run of consecutive acked offsets goes
+        on past them.
+
+        Faust tracks such gaps itself, but its record of a gap also holds the offset of
+        the record after it; merged into the acked offsets, that offset appears twice
+        and the run stops there (commits advance one record per commit). Its record of
+        the gaps up to this record is dropped: these offsets are in the books now.
+        """
+        consumer = self.app.consumer
+        try:
+            acked, index = consumer._acked[tp], consumer._acked_index[tp]
+            committed, gaps = consumer._committed_offset[tp], consumer._gap[tp]
+        except (AttributeError, KeyError):  # another Faust: its own gap handling stays
+            return
+        with ack_lock:
+            for offset in offsets:
+                if offset not in index and (committed is None or offset >= committed):
+                    index.add(offset)
+                    acked.append(offset)
+            gaps.chop(0, record_offset + 1)
 
     async def _send_all(self, outputs: Sequence[Output]) -> None:
         if self.direct is not None:
@@ -242,15 +286,16 @@ class Runtime:
         for tp in list(consumer.assignment()):
             if tp.topic not in inputs:
                 continue
-            if tp not in self.next_offset:
-                try:
-                    position = await consumer.position(tp)
-                except Exception:
-                    continue
-                if position is not None:
-                    self.positions[tp] = position
+            try:
+                fetched = await consumer.position(tp)
+            except Exception:
+                continue
+            if fetched is not None:
+                self.positions[tp] = fetched
             highwater = consumer.highwater(tp)
             position = self.next_offset.get(tp, self.positions.get(tp))
+            if position is not None and fetched is not None and not self._input_pending():
+                position = max(position, fetched)  # past transaction markers
             if highwater is not None and position is not None:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
                     max(0, highwater - position)
@@ -277,7 +322,7 @@ class Runtime:
 
     def on_revoked(self) -> None:
         # Unacked records are redelivered to the partitions' next owner.
-        self.unacked.clear()
+        self.acks.clear()
         self.pending.clear()
         self.last_event_of_partition.clear()
         for merge in self.merges.values():
