@@ -153,6 +153,14 @@ def pipeline_report(settings: Settings, workers: Iterable[WorkerProcess] = ()) -
         counts[where] = counts.get(where, 0) + 1
     lines = [f"dead letters: {dict(sorted(counts.items())) or 'none'}"]
     for w in workers:
+        # Partition moves explain counts above one per event (a session that timed out
+        # on a starved machine hands work to the other worker, which redoes it).
+        moves = [
+            line
+            for line in w.log_path.read_text(errors="replace").splitlines()
+            if "partitions" in line and ("assigned" in line or "lost" in line or "revoked" in line)
+        ]
+        lines.extend(f"worker {w.name} log: {line}" for line in moves[-6:])
         if not w.alive():
             lines.append(f"worker {w.name}: not running")
             continue
