@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -180,6 +180,14 @@ class ServiceEngine:
             self.max_seen_ms = event.occurred_at_ms
             self._advance()
         return Outcome(Disposition.APPLIED, emitted)
+
+    def process_batch(self, events: Sequence[Event], now_ms: int) -> list[Outcome]:
+        """Process events of this service that arrived together, in arrival order.
+
+        One outcome per event, in the order given. The active alerts afterwards are the
+        same as after processing them one by one.
+        """
+        return [self.process(event, now_ms) for event in events]
 
     def _process_in_order(self, event: Event, now_ms: int) -> Outcome:
         key = order_key(event)
@@ -415,6 +423,19 @@ class Engine:
 
     def process(self, event: Event, now_ms: int) -> Outcome:
         return self.service(event.service).process(event, now_ms)
+
+    def process_batch(self, events: Sequence[Event], now_ms: int) -> list[Outcome]:
+        """Process events that arrived together: each service's events go to its engine
+        in one turn. One outcome per event, in the order given."""
+        by_service: dict[str, list[int]] = {}
+        for index, event in enumerate(events):
+            by_service.setdefault(event.service, []).append(index)
+        outcomes: list[Outcome | None] = [None] * len(events)
+        for name, indexes in by_service.items():
+            results = self.service(name).process_batch([events[i] for i in indexes], now_ms)
+            for index, outcome in zip(indexes, results, strict=True):
+                outcomes[index] = outcome
+        return [o for o in outcomes if o is not None]
 
     def snapshot(self) -> dict[str, bytes]:
         return {name: engine.to_bytes() for name, engine in self.services.items()}

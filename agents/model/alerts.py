@@ -71,8 +71,15 @@ class Alert:
     evidence: tuple[Evidence, ...]
     recommendation: Recommendation | None
     detected_at_ms: int = 0
+    release_aliases: tuple[str, ...] = ()
+    """SPEC §8: the other known names of ``release`` at the trigger."""
+    evidence_count: int = 0
+    """How many events made the rule fire; ``evidence`` may list fewer (it is capped where
+    the alert is built). Below ``len(evidence)`` (0 when not given) it reads as that."""
 
     def __post_init__(self) -> None:
+        if self.evidence_count < len(self.evidence):
+            object.__setattr__(self, "evidence_count", len(self.evidence))
         if self.status not in (FIRING, RETRACTED):
             raise ValueError(f"alert status {self.status!r} is not firing or retracted")
         if self.severity not in SEVERITIES:
@@ -86,7 +93,9 @@ class Alert:
         return replace(self, status=status, detected_at_ms=detected_at_ms)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The SPEC §4 JSON object; ``release_aliases`` and ``evidence_count`` (SPEC §8, the
+        evidence cap) only when they say what ``release`` and ``evidence`` do not."""
+        out: dict[str, Any] = {
             "alert_id": self.alert_id,
             "rule": self.rule,
             "status": self.status,
@@ -102,6 +111,11 @@ class Alert:
             "evidence": [e.to_dict() for e in self.evidence],
             "recommendation": self.recommendation.to_dict() if self.recommendation else None,
         }
+        if self.release_aliases:
+            out["release_aliases"] = list(self.release_aliases)
+        if self.evidence_count > len(self.evidence):
+            out["evidence_count"] = self.evidence_count
+        return out
 
     @staticmethod
     def from_dict(obj: dict[str, Any]) -> Alert:
@@ -124,4 +138,6 @@ class Alert:
             ),
             recommendation=Recommendation(rec["release"], rec["text"]) if rec else None,
             detected_at_ms=parse_rfc3339_ms(obj["detected_at"]) if obj.get("detected_at") else 0,
+            release_aliases=tuple(obj.get("release_aliases") or ()),
+            evidence_count=int(obj.get("evidence_count") or 0),
         )

@@ -39,6 +39,8 @@ MAX_ID_CHARS: Final = 200
 MAX_ENVIRONMENT_CHARS: Final = 100
 MAX_TEXT_CHARS: Final = 4096
 MAX_VULNERABILITIES: Final = 1000
+MAX_RELEASE_ALIASES: Final = 64
+"""SPEC §8: other names of an event's release (tags, digests, a commit SHA, a version)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class Deploy:
     actor: str | None = None
     reason: str | None = None
     incident_id: str | None = None
+    release_aliases: tuple[str, ...] = ()
+    """SPEC §8: other names of ``release``."""
 
     type: ClassVar[Literal["deploy"]] = "deploy"
 
@@ -80,6 +84,8 @@ class Incident:
     severity: str
     title: str
     suspected_release: str | None = None
+    release_aliases: tuple[str, ...] = ()
+    """SPEC §8: other names of ``suspected_release``."""
 
     type: ClassVar[Literal["incident"]] = "incident"
 
@@ -99,6 +105,8 @@ class SecurityFlag:
     title: str
     vulnerabilities: tuple[str, ...] = ()
     fixed_in: str | None = None
+    release_aliases: tuple[str, ...] = ()
+    """SPEC §8: other names of ``release``."""
 
     type: ClassVar[Literal["security_flag"]] = "security_flag"
 
@@ -182,14 +190,16 @@ def _timestamp(obj: Mapping[str, Any], field: str) -> int:
         raise _fail(field, "bad_timestamp", str(exc)) from None
 
 
-def _str_list(obj: Mapping[str, Any], field: str) -> tuple[str, ...]:
+def _str_list(
+    obj: Mapping[str, Any], field: str, max_entries: int = MAX_VULNERABILITIES
+) -> tuple[str, ...]:
     value = obj.get(field)
     if value is None:
         return ()
     if not isinstance(value, list | tuple):
         raise _fail(field, "wrong_type", f"must be a list of strings, got {type(value).__name__}")
-    if len(value) > MAX_VULNERABILITIES:
-        raise _fail(field, "too_long", f"has {len(value)} entries, at most {MAX_VULNERABILITIES}")
+    if len(value) > max_entries:
+        raise _fail(field, "too_long", f"has {len(value)} entries, at most {max_entries}")
     for i, item in enumerate(value):
         if type(item) is not str:
             raise _fail(f"{field}[{i}]", "wrong_type", "must be a string")
@@ -201,6 +211,11 @@ def _str_list(obj: Mapping[str, Any], field: str) -> tuple[str, ...]:
                 f"has {len(item)} characters, at most {MAX_ID_CHARS} allowed",
             )
     return tuple(value)
+
+
+def _aliases(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """``release_aliases``: distinct names, in the order given."""
+    return tuple(dict.fromkeys(_str_list(obj, "release_aliases", MAX_RELEASE_ALIASES)))
 
 
 def _deploy(obj: Mapping[str, Any]) -> Deploy:
@@ -218,6 +233,7 @@ def _deploy(obj: Mapping[str, Any]) -> Deploy:
         actor=_opt_str(obj, "actor", max_len=MAX_TEXT_CHARS),
         reason=_opt_str(obj, "reason", max_len=MAX_TEXT_CHARS),
         incident_id=_opt_str(obj, "incident_id"),
+        release_aliases=_aliases(obj),
     )
 
 
@@ -233,6 +249,7 @@ def _incident(obj: Mapping[str, Any]) -> Incident:
         severity=_enum(obj, "severity", INCIDENT_SEVERITIES),
         title=_str(obj, "title", min_len=0, max_len=MAX_TEXT_CHARS),
         suspected_release=_opt_str(obj, "suspected_release"),
+        release_aliases=_aliases(obj),
     )
 
 
@@ -249,6 +266,7 @@ def _security_flag(obj: Mapping[str, Any]) -> SecurityFlag:
         title=_str(obj, "title", min_len=0, max_len=MAX_TEXT_CHARS),
         vulnerabilities=_str_list(obj, "vulnerabilities"),
         fixed_in=_opt_str(obj, "fixed_in"),
+        release_aliases=_aliases(obj),
     )
 
 
@@ -326,4 +344,6 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             title=event.title,
             fixed_in=event.fixed_in,
         )
+    if event.release_aliases:
+        out["release_aliases"] = list(event.release_aliases)
     return out
