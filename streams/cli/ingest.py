@@ -29,7 +29,7 @@ import orjson
 from agents.errors import AdapterError, ConfigError
 from agents.model.events import Event, parse_event
 from agents.model.timefmt import TimestampError, parse_rfc3339_ms
-from streams.catalog import CATALOG_ENV, Catalog, catalog_paths, load_catalog
+from streams.catalog import CATALOG_ENV, Catalog, CatalogSource, catalog_paths, load_catalog
 from streams.cli import add_kafka_options
 from streams.ingest import SOURCES, convert, decode_payload
 from streams.ingest.common import (
@@ -318,12 +318,20 @@ def run_serve(args: argparse.Namespace) -> int:
         bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix
     )
     secrets = Secrets.from_env(SOURCES)
+    paths = catalog_paths(args.catalog)
+    if args.require_catalog and not paths:
+        raise ConfigError(
+            f"--require-catalog needs a catalog: pass --catalog PATH or set ${CATALOG_ENV}"
+        )
+    catalog = CatalogSource(paths) if paths else None
     config = GatewayConfig(
         secrets=secrets,
         max_body_bytes=args.max_body_bytes,
         min_severity=args.min_severity,
         default_environment=args.default_environment,
         mappings=_per_source_mappings(args.map),
+        catalog=catalog,
+        require_catalog=args.require_catalog,
     )
     configured = secrets.configured()
     missing = [s for s in SOURCES if s not in configured]
@@ -336,6 +344,12 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         for source, how in sorted(configured.items()):
             print(f"relsec ingest:   {source}: {how}", file=sys.stderr)
+        if catalog is not None:
+            print(
+                f"relsec ingest:   catalog: {len(catalog.catalog)} component(s) from "
+                f"{len(catalog.catalog.files)} file(s), re-read when they change",
+                file=sys.stderr,
+            )
         if missing:
             print(
                 f"relsec ingest:   no secret (requests rejected): {', '.join(missing)}",
