@@ -175,7 +175,7 @@ def test_a_broken_payload_gives_events_or_an_adapter_error_nothing_else(source: 
 
 
 def _one_cve_in(packages: int) -> dict[str, Any]:
-    report = load("trivy/checkout-2.4.0.scan1.json")
+    report: dict[str, Any] = load("trivy/checkout-2.4.0.scan1.json")
     vuln = report["Results"][0]["Vulnerabilities"][0]
     report["Results"] = report["Results"][:1]
     report["Results"][0]["Vulnerabilities"] = [
