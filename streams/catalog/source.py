@@ -2,16 +2,19 @@
 
 :class:`CatalogSource` re-stats the catalog files (and lists the folders again,
 so an added or removed file counts) at most every ``check_interval_s`` seconds
-when asked for the current catalog, and reloads when anything changed. A new
-catalog that does not load (a YAML error, a conflict) is not used: the last
-good one stays, and the reason is logged once per change of the files and kept
-for ``/healthz``.
+and reloads when anything changed. Either lazily, when asked for the current
+catalog, or, after :meth:`CatalogSource.start_watching`, on a daemon thread, so
+that a request never waits for a reload (200 components load in about 0.13 s):
+``current()`` then only reads a reference. A new catalog that does not load (a
+YAML error, a conflict) is not used: the last good one stays, and the reason is
+logged once per change of the files and kept for ``/healthz``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -63,6 +66,9 @@ class CatalogSource:
         self.loads = 1
         self.reload_failures = 0
         self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     @property
     def catalog(self) -> Catalog:
@@ -70,7 +76,10 @@ class CatalogSource:
         return self._catalog
 
     def current(self) -> Catalog:
-        """The catalog, reloaded first when the files changed (checked at most every interval)."""
+        """The catalog, reloaded first when the files changed (checked at most every interval);
+        while watching, the watcher does that and this only reads the last good catalog."""
+        if self._watcher is not None:
+            return self._catalog
         now = self._clock()
         if now - self._checked_at < self.check_interval_s:
             return self._catalog
@@ -78,8 +87,32 @@ class CatalogSource:
         self.refresh()
         return self._catalog
 
+    def start_watching(self) -> None:
+        """Check the files every interval on a daemon thread (stopped by :meth:`close`)."""
+        if self._watcher is not None:
+            return
+        self._watcher = threading.Thread(target=self._watch, name="relsec-catalog", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(max(self.check_interval_s, 0.1)):
+            try:
+                self.refresh()
+            except Exception:  # a watcher that dies would freeze the catalog silently
+                log.exception("catalog check failed; trying again in %.1f s", self.check_interval_s)
+
+    def close(self) -> None:
+        """Stop the watcher thread, if any."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+
     def refresh(self) -> bool:
         """Reload now if the files changed; True when a new catalog is in use."""
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> bool:
         fingerprint = _fingerprint(self.paths)
         if fingerprint == self._fingerprint:
             return False

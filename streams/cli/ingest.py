@@ -324,6 +324,8 @@ def run_serve(args: argparse.Namespace) -> int:
             f"--require-catalog needs a catalog: pass --catalog PATH or set ${CATALOG_ENV}"
         )
     catalog = CatalogSource(paths) if paths else None
+    if catalog is not None:
+        catalog.start_watching()
     config = GatewayConfig(
         secrets=secrets,
         max_body_bytes=args.max_body_bytes,
@@ -363,4 +365,6 @@ def run_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         publisher.close()
+        if catalog is not None:
+            catalog.close()
     return 0

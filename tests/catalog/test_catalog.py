@@ -249,3 +249,21 @@ def test_a_catalog_source_refuses_to_start_on_a_broken_catalog(tmp_path: Path) -
     write(tmp_path / "c.yaml", "kind: Component\nmetadata: [\n")
     with pytest.raises(CatalogError):
         CatalogSource([tmp_path])
+
+
+def test_a_watching_source_reloads_on_its_thread_and_current_only_reads(tmp_path: Path) -> None:
+    import time
+
+    path = write(tmp_path / "c.yaml", component("cart"))
+    source = CatalogSource([tmp_path], check_interval_s=0.1)
+    source.start_watching()
+    try:
+        write(path, component("cart", {"relsec.io/names": "Shopping Cart"}))
+        os.utime(path, ns=(7, 7))
+        deadline = time.monotonic() + 10
+        while source.current().component("Shopping Cart") is None:
+            assert time.monotonic() < deadline, source.status()
+            time.sleep(0.05)
+        assert source.loads == 2
+    finally:
+        source.close()
