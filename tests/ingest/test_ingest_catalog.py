@@ -192,3 +192,19 @@ def test_the_catalog_comes_from_the_environment_too(
     monkeypatch.delenv("RELSEC_CATALOG")
     assert main(["ingest", "convert", "pagerduty", pd, "--require-catalog"]) == 2
     assert "--require-catalog needs a catalog" in capsys.readouterr().err
+
+
+def test_ingest_publish_withholds_unknown_services_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Everything withheld: nothing to publish, so no broker is needed to see the summary."""
+    path = tmp_path / "catalog.yaml"
+    path.write_text(CATALOG_YAML.split("---")[1], encoding="utf-8")
+    pd = str(PAYLOADS / "pagerduty/incident.triggered.json")
+    args = ["ingest", "publish", "pagerduty", pd, "--catalog", str(path), "--require-catalog"]
+    assert main([*args, "--bootstrap-servers", "127.0.0.1:1"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert "relsec ingest: no events to publish" in err
+    assert err[-1] == (
+        "relsec ingest: 0 event(s), 1 skipped reason(s), 1 unresolved service name(s): 'checkout'"
+    )
