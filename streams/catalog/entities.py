@@ -239,6 +239,8 @@ def _read_file(path: Path, result: ReadResult) -> None:
                 break
             line = node.start_mark.line + 1
             _read_document(path, index, line, loader.construct_document(node), result)
+    except RecursionError:
+        result.problems.append(f"{path}, document {index}: nested too deeply to read")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         at = f" line {mark.line + 1} column {mark.column + 1}:" if mark is not None else ""

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agents.errors import CatalogError, ConfigError
 from streams.catalog import (
@@ -267,3 +269,28 @@ def test_a_watching_source_reloads_on_its_thread_and_current_only_reads(tmp_path
         assert source.loads == 2
     finally:
         source.close()
+
+
+YAML_PIECES = [
+    "apiVersion: backstage.io/v1alpha1\n", "kind: Component\n", "kind: System\n",
+    "metadata:\n", "  name: svc\n", "  name: [a, b]\n", "  name: 'x\x07y'\n",
+    "  annotations:\n", "    relsec.io/names: a, b\n", "    relsec.io/environments: a=b, c\n",
+    "    relsec.io/images: ':::'\n", "    relsec.io/flux: a/b\n",
+    "    opsgenie.com/component-selector: 'tag:(x'\n", "    github.com/project-slug: 7\n",
+    "---\n", "- [\n", "{", "}\n", "!!python/object:os.system {}\n", "&a [*a]\n", "key: *missing\n",
+    "\t\n", "metadata: null\n", "annotations: {relsec.io/names: [1]}\n", "[" * 40,
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(YAML_PIECES), max_size=25))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_any_file_gives_components_or_problems_never_an_exception(
+    tmp_path: Path, pieces: list[str]
+) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_text("".join(pieces), encoding="utf-8")
+    report = check_catalog([path])
+    for problem in report.problems:
+        assert str(path) in problem or problem.startswith(("conflict", "no Component"))
