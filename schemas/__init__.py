@@ -1,8 +1,9 @@
 """relsec's Avro schemas (``*.avsc`` beside this file) and a loader for them.
 
-Current schemas live beside this file (``deploy.avsc``, ...); the version
-before each lives in ``previous/<name>.v<N>.avsc``. Both ship in the wheel as
-package data. See docs/schemas.md for the encoding and the evolution rule.
+Current schemas live beside this file (``deploy.avsc``, ...); every older
+version still readable lives in ``previous/<name>.v<N>.avsc``
+(:data:`KEPT_VERSIONS`). All ship in the wheel as package data. See
+docs/schemas.md for the encoding and the evolution rule.
 """
 
 from __future__ import annotations
@@ -15,9 +16,19 @@ from typing import Any, Final
 EVENT_SCHEMAS: Final = ("deploy", "incident", "security_flag")
 SCHEMA_NAMES: Final = (*EVENT_SCHEMAS, "alert", "dead_letter")
 
-#: The version number of the current schemas and of the ones kept in ``previous/``.
-CURRENT_VERSION: Final = 1
-PREVIOUS_VERSION: Final = 0
+#: The version of each current schema (the file beside this one).
+CURRENT_VERSIONS: Final[dict[str, int]] = {
+    "deploy": 2,
+    "incident": 2,
+    "security_flag": 2,
+    "alert": 2,
+    "dead_letter": 1,
+}
+#: The older versions kept in ``previous/`` (``<name>.v<N>.avsc``), oldest first. Readers
+#: know all of them, so a record written by any of these schemas still decodes.
+KEPT_VERSIONS: Final[dict[str, tuple[int, ...]]] = {
+    name: tuple(range(CURRENT_VERSIONS[name])) for name in SCHEMA_NAMES
+}
 
 
 def _check(name: str) -> None:
@@ -25,20 +36,34 @@ def _check(name: str) -> None:
         raise KeyError(f"no relsec schema named {name!r} (known: {', '.join(SCHEMA_NAMES)})")
 
 
-def schema_text(name: str, previous: bool = False) -> str:
-    """The ``.avsc`` text of schema ``name``: the current version, or the previous one."""
+def previous_version(name: str) -> int:
+    """The version just before the current one of schema ``name``."""
     _check(name)
+    return KEPT_VERSIONS[name][-1]
+
+
+def schema_text(name: str, previous: bool = False, version: int | None = None) -> str:
+    """The ``.avsc`` text of schema ``name``: the current version, the one before it
+    (``previous``), or a given kept ``version``."""
+    _check(name)
+    if version is None and previous:
+        version = previous_version(name)
     base = resources.files(__name__)
-    if previous:
-        path = base / "previous" / f"{name}.v{PREVIOUS_VERSION}.avsc"
-    else:
+    if version is None or version == CURRENT_VERSIONS[name]:
         path = base / f"{name}.avsc"
+    elif version in KEPT_VERSIONS[name]:
+        path = base / "previous" / f"{name}.v{version}.avsc"
+    else:
+        raise KeyError(
+            f"schema {name!r} has no kept version {version} (kept: "
+            f"{', '.join(map(str, KEPT_VERSIONS[name]))}; current: {CURRENT_VERSIONS[name]})"
+        )
     return path.read_text(encoding="utf-8")
 
 
-def load_schema(name: str, previous: bool = False) -> dict[str, Any]:
+def load_schema(name: str, previous: bool = False, version: int | None = None) -> dict[str, Any]:
     """Schema ``name`` as a JSON object (a fresh copy each call, safe to mutate)."""
-    loaded: dict[str, Any] = json.loads(schema_text(name, previous))
+    loaded: dict[str, Any] = json.loads(schema_text(name, previous, version))
     return loaded
 
 

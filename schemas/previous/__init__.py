@@ -1,6 +1,6 @@
-"""The previous version (v0) of each relsec Avro schema, kept to prove compatibility.
+"""The older versions of each relsec Avro schema, kept so their records still decode.
 
-Each ``<name>.v0.avsc`` is the schema one version before the one beside
-``schemas/__init__.py``. Readers keep knowing these fingerprints, and the tests
-check the current schemas are backward and forward compatible with them.
+``<name>.v<N>.avsc`` is version N of schema ``name``; ``schemas.KEPT_VERSIONS``
+lists them. Readers know all of their fingerprints, and the tests check every
+current schema is backward and forward compatible with each of them.
 """

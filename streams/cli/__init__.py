@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "streams.cli.pipeline",
     "streams.cli.notify",
     "streams.cli.ingest",
+    "streams.cli.catalog",
     "streams.cli.kafka",
 )
 

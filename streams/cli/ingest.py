@@ -5,7 +5,12 @@
 (:mod:`streams.ingest.gateway`). A payload that cannot be read exits with status 2
 and a message naming the JSON path that was missing or wrong. Reasons a payload
 gave no event (a pending deployment, a finding below the minimum severity) go to
-stderr, one line each.
+stderr, one line each; the last stderr line of ``convert`` and ``publish`` sums up
+(events, skipped reasons, service names the catalog did not resolve).
+
+``--catalog PATH`` (repeatable; else ``$RELSEC_CATALOG``) resolves names through a
+service catalog (SPEC §8, :mod:`streams.catalog`); ``--require-catalog`` withholds
+the events of names it does not know.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +29,7 @@ import orjson
 from agents.errors import AdapterError, ConfigError
 from agents.model.events import Event, parse_event
 from agents.model.timefmt import TimestampError, parse_rfc3339_ms
+from streams.catalog import CATALOG_ENV, Catalog, CatalogSource, catalog_paths, load_catalog
 from streams.cli import add_kafka_options
 from streams.ingest import SOURCES, convert, decode_payload
 from streams.ingest.common import (
@@ -31,6 +38,7 @@ from streams.ingest.common import (
     MIN_SEVERITY_CHOICES,
     Conversion,
     IngestOptions,
+    Unresolved,
     parse_mapping,
 )
 
@@ -71,6 +79,20 @@ def _add_payload_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_conversion_options(p: argparse.ArgumentParser, *, per_source: bool = False) -> None:
+    p.add_argument(
+        "--catalog",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="Backstage catalog entity file or folder (*.yaml, *.yml) that resolves services "
+        f"and environments (repeatable; default ${CATALOG_ENV}, paths separated by "
+        f"{os.pathsep!r}); see docs/ingest.md",
+    )
+    p.add_argument(
+        "--require-catalog",
+        action="store_true",
+        help="produce no event for a service the catalog does not know (the reason is printed)",
+    )
     p.add_argument(
         "--min-severity",
         choices=MIN_SEVERITY_CHOICES,
@@ -162,6 +184,18 @@ def _read(source: str, name: str) -> Any:
         raise AdapterError(source, exc.path, f"{name}: {exc.detail}") from None
 
 
+def _catalog(args: argparse.Namespace) -> Catalog | None:
+    """The catalog of ``--catalog`` / ``$RELSEC_CATALOG``, or None; CatalogError when unusable."""
+    paths = catalog_paths(args.catalog)
+    if not paths:
+        if args.require_catalog:
+            raise ConfigError(
+                f"--require-catalog needs a catalog: pass --catalog PATH or set ${CATALOG_ENV}"
+            )
+        return None
+    return load_catalog(paths)
+
+
 def _options(args: argparse.Namespace) -> IngestOptions:
     received_ms = time.time_ns() // 1_000_000
     if args.received_at:
@@ -180,6 +214,8 @@ def _options(args: argparse.Namespace) -> IngestOptions:
         previous=previous,
         received_at_ms=received_ms,
         default_environment=args.default_environment,
+        catalog=_catalog(args),
+        require_catalog=args.require_catalog,
     )
 
 
@@ -190,13 +226,36 @@ def _convert_file(args: argparse.Namespace, name: str, options: IngestOptions) -
     return conversion
 
 
+def summary(events: int, skipped: int, unresolved: list[Unresolved], catalog: bool) -> str:
+    """The last stderr line of ``convert`` / ``publish``."""
+    text = f"relsec ingest: {events} event(s), {skipped} skipped reason(s)"
+    if not catalog:
+        return text + ", no catalog"
+    names = list(dict.fromkeys(u.service for u in unresolved))
+    text += f", {len(names)} unresolved service name(s)"
+    if names:
+        shown = ", ".join(repr(n) for n in names[:10])
+        text += f": {shown}" + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return text
+
+
 def run_convert(args: argparse.Namespace) -> int:
-    conversion = _convert_file(args, args.file, _options(args))
+    options = _options(args)
+    conversion = _convert_file(args, args.file, options)
     out = sys.stdout.buffer
     for event in conversion.events:
         out.write(orjson.dumps(event))
         out.write(b"\n")
     out.flush()
+    print(
+        summary(
+            len(conversion.events),
+            len(conversion.skipped),
+            list(conversion.unresolved),
+            options.catalog is not None,
+        ),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -207,24 +266,33 @@ def run_publish(args: argparse.Namespace) -> int:
 
     options = _options(args)
     events: list[Event] = []
+    skipped = 0
+    unresolved: list[Unresolved] = []
     for name in args.files:
-        events.extend(parse_event(e) for e in _convert_file(args, name, options).events)
+        conversion = _convert_file(args, name, options)
+        events.extend(parse_event(e) for e in conversion.events)
+        skipped += len(conversion.skipped)
+        unresolved.extend(conversion.unresolved)
     settings = Settings.resolve(
         bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix
     )
+    line = summary(len(events), skipped, unresolved, options.catalog is not None)
     if not events:
         print("relsec ingest: no events to publish", file=sys.stderr)
+        print(line, file=sys.stderr)
         return 0
     report = publish_events(settings, events)
     failures = _report_failures(report)
     if failures:
         for failure in failures[:20]:
             print(f"relsec ingest: publish failed: {failure}", file=sys.stderr)
+        print(line, file=sys.stderr)
         return 1
     print(
         f"relsec ingest: published {len(events)} event(s) under prefix {settings.topics.prefix!r}",
         file=sys.stderr,
     )
+    print(line, file=sys.stderr)
     return 0
 
 
@@ -250,12 +318,22 @@ def run_serve(args: argparse.Namespace) -> int:
         bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix
     )
     secrets = Secrets.from_env(SOURCES)
+    paths = catalog_paths(args.catalog)
+    if args.require_catalog and not paths:
+        raise ConfigError(
+            f"--require-catalog needs a catalog: pass --catalog PATH or set ${CATALOG_ENV}"
+        )
+    catalog = CatalogSource(paths) if paths else None
+    if catalog is not None:
+        catalog.start_watching()
     config = GatewayConfig(
         secrets=secrets,
         max_body_bytes=args.max_body_bytes,
         min_severity=args.min_severity,
         default_environment=args.default_environment,
         mappings=_per_source_mappings(args.map),
+        catalog=catalog,
+        require_catalog=args.require_catalog,
     )
     configured = secrets.configured()
     missing = [s for s in SOURCES if s not in configured]
@@ -268,6 +346,12 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         for source, how in sorted(configured.items()):
             print(f"relsec ingest:   {source}: {how}", file=sys.stderr)
+        if catalog is not None:
+            print(
+                f"relsec ingest:   catalog: {len(catalog.catalog)} component(s) from "
+                f"{len(catalog.catalog.files)} file(s), re-read when they change",
+                file=sys.stderr,
+            )
         if missing:
             print(
                 f"relsec ingest:   no secret (requests rejected): {', '.join(missing)}",
@@ -281,4 +365,6 @@ def run_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         publisher.close()
+        if catalog is not None:
+            catalog.close()
     return 0

@@ -129,17 +129,21 @@ def event_to_datum(kind: str, event: Mapping[str, Any]) -> dict[str, Any]:
     """The Avro datum of an event dict of type ``kind``."""
     datum = _record(kind, event)
     datum["occurred_at"] = instant_ms(event.get("occurred_at"), "occurred_at")
-    vulns = datum.get("vulnerabilities")
-    if isinstance(vulns, tuple):
-        datum["vulnerabilities"] = list(vulns)
+    for field in ("vulnerabilities", "release_aliases"):
+        value = datum.get(field)
+        if isinstance(value, tuple):
+            datum[field] = list(value)
     return datum
 
 
 def datum_to_event(kind: str, datum: dict[str, Any]) -> dict[str, Any]:
-    """The SPEC §1 event dict (``type`` first) of a decoded Avro datum."""
+    """The SPEC §1 event dict (``type`` first) of a decoded Avro datum; ``release_aliases``
+    only when there are some, as ``event_to_dict`` writes it."""
     out: dict[str, Any] = {"type": kind}
     out.update(datum)
     out["occurred_at"] = format_instant(datum["occurred_at"])
+    if not out.get("release_aliases", True):
+        del out["release_aliases"]
     return out
 
 
@@ -163,9 +167,10 @@ def alert_to_datum(alert: Mapping[str, Any]) -> dict[str, Any]:
             }
         )
     datum["evidence"] = items
-    notify = datum.get("notify")
-    if isinstance(notify, tuple):
-        datum["notify"] = list(notify)
+    for field in ("notify", "release_aliases"):
+        value = datum.get(field)
+        if isinstance(value, tuple):
+            datum[field] = list(value)
     rec = alert.get("recommendation")
     if rec is not None:
         if not isinstance(rec, Mapping):
@@ -196,15 +201,26 @@ def alert_value_to_datum(alert: Alert) -> dict[str, Any]:
             for e in alert.evidence
         ],
         "recommendation": None if rec is None else {"release": rec.release, "text": rec.text},
+        "release_aliases": list(alert.release_aliases),
+        # as to_dict: a count that says no more than the evidence list is left at its default
+        "evidence_count": alert.evidence_count
+        if alert.evidence_count > len(alert.evidence)
+        else 0,
     }
 
 
 def datum_to_alert(datum: dict[str, Any]) -> dict[str, Any]:
-    """The ``Alert.to_dict()`` shape of a decoded Avro datum (same key order)."""
+    """The ``Alert.to_dict()`` shape of a decoded Avro datum (same key order):
+    ``release_aliases`` only when there are some, ``evidence_count`` only when it says
+    more than ``evidence`` does."""
     datum["occurred_at"] = format_instant(datum["occurred_at"])
     datum["detected_at"] = format_instant(datum["detected_at"])
     for e in datum["evidence"]:
         e["occurred_at"] = format_instant(e["occurred_at"])
+    if not datum.get("release_aliases", True):
+        del datum["release_aliases"]
+    if datum.get("evidence_count", 1) <= len(datum["evidence"]):
+        datum.pop("evidence_count", None)
     return datum
 
 

@@ -2,12 +2,13 @@
 
 A record is ``C3 01``, the 8-byte little-endian CRC-64-AVRO fingerprint of the
 writer schema's Parsing Canonical Form, then the Avro binary datum. Readers
-know the fingerprints of the current and the previous version of every schema
-and resolve old-writer data to the current schema. Input is told apart by its
-first byte: ``C3`` single-object Avro, ``00`` Confluent wire format (only with a
-schema registry, see :mod:`streams.codecs.confluent`), ``{`` (or JSON
-whitespace) JSON. Every failure is a :class:`DecodeError` with one of the
-reasons in :data:`DECODE_REASONS`; no fastavro or orjson exception escapes.
+know the fingerprints of the current and every kept older version of every
+schema (``schemas.KEPT_VERSIONS``) and resolve old-writer data to the current
+one. Input is told apart by its first byte: ``C3`` single-object Avro, ``00``
+Confluent wire format (only with a schema registry, see
+:mod:`streams.codecs.confluent`), ``{`` (or JSON whitespace) JSON. Every
+failure is a :class:`DecodeError` with one of the reasons in
+:data:`DECODE_REASONS`; no fastavro or orjson exception escapes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from fastavro.validation import validate
 
 from agents.errors import DecodeError, ValidationError
 from agents.model.alerts import Alert
-from schemas import CURRENT_VERSION, EVENT_SCHEMAS, PREVIOUS_VERSION, SCHEMA_NAMES, load_schema
+from schemas import CURRENT_VERSIONS, EVENT_SCHEMAS, KEPT_VERSIONS, SCHEMA_NAMES, load_schema
 from streams.codecs.datum import (
     FROM_DATUM,
     alert_to_datum,
@@ -76,7 +77,7 @@ def parse_avro(schema: dict[str, Any]) -> Any:
 
 @cache
 def known_schemas() -> tuple[KnownSchema, ...]:
-    """Current and previous version of every schema, parsed once per process."""
+    """The current and every kept older version of every schema, parsed once per process."""
     out = []
     for name in SCHEMA_NAMES:
         current = load_schema(name)
@@ -84,20 +85,26 @@ def known_schemas() -> tuple[KnownSchema, ...]:
         current_parsed = parse_avro(current)
         out.append(
             KnownSchema(
-                name, CURRENT_VERSION, fullname, schema_fingerprint(current), current_parsed, None
-            )
-        )
-        previous = load_schema(name, previous=True)
-        out.append(
-            KnownSchema(
                 name,
-                PREVIOUS_VERSION,
+                CURRENT_VERSIONS[name],
                 fullname,
-                schema_fingerprint(previous),
-                parse_avro(previous),
-                parse_avro(current),
+                schema_fingerprint(current),
+                current_parsed,
+                None,
             )
         )
+        for version in reversed(KEPT_VERSIONS[name]):
+            older = load_schema(name, version=version)
+            out.append(
+                KnownSchema(
+                    name,
+                    version,
+                    fullname,
+                    schema_fingerprint(older),
+                    parse_avro(older),
+                    current_parsed,
+                )
+            )
     return tuple(out)
 
 

@@ -5,6 +5,12 @@ source; ``decode_payload(source, raw)`` turns bytes into the decoded JSON an
 adapter reads (an :class:`~agents.errors.AdapterError` naming ``$`` when the
 bytes are not one JSON value). ``relsec ingest convert|publish|serve`` build on
 these; docs/ingest.md tells how to wire each tool.
+
+Every entry of :data:`ADAPTERS` is guarded the same way, whoever calls it: only
+relsec's own errors leave an adapter (an unexpected exception becomes an
+AdapterError at ``$`` naming it, so a strange payload is a 400, never a crash),
+and with ``IngestOptions.require_catalog`` the events of a service the catalog
+does not know are withheld, each reason in ``skipped``.
 """
 
 from __future__ import annotations
@@ -14,25 +20,65 @@ from typing import Any, Final
 
 import orjson
 
-from agents.errors import AdapterError
+from agents.errors import AdapterError, RelsecError
 from streams.ingest.cdevents import cdevents
-from streams.ingest.common import Conversion, IngestOptions
+from streams.ingest.common import Conversion, IngestOptions, Unresolved
 from streams.ingest.deploys import argocd, flux, github
 from streams.ingest.incidents import opsgenie, pagerduty
 from streams.ingest.security import dependency_track, grype, trivy
 
 Adapter = Callable[[Any, IngestOptions], Conversion]
 
+
+def require_catalog(conversion: Conversion) -> Conversion:
+    """``conversion`` without the events of services the catalog did not resolve."""
+    unknown = {u.service for u in conversion.unresolved}
+    if not unknown:
+        return conversion
+    kept = tuple(e for e in conversion.events if e.get("service") not in unknown)
+    withheld = len(conversion.events) - len(kept)
+    reasons = tuple(
+        f"{u.detail}; --require-catalog: no event"
+        + (f" ({withheld} withheld)" if withheld else "")
+        for u in dict.fromkeys(conversion.unresolved)
+    )
+    return Conversion(kept, conversion.skipped + reasons, conversion.unresolved)
+
+
+def guarded(source: str, adapter: Adapter) -> Adapter:
+    """``adapter`` that raises only RelsecError and applies ``require_catalog``."""
+
+    def run(payload: Any, options: IngestOptions) -> Conversion:
+        try:
+            conversion = adapter(payload, options)
+        except RelsecError:
+            raise
+        except RecursionError:
+            raise AdapterError(source, "$", "is nested too deeply to convert") from None
+        except Exception as exc:  # a payload shape no adapter check foresaw: a 400, not a crash
+            raise AdapterError(
+                source, "$", f"cannot be converted ({type(exc).__name__}: {exc})"
+            ) from exc
+        return require_catalog(conversion) if options.require_catalog else conversion
+
+    run.__name__ = getattr(adapter, "__name__", source)
+    run.__doc__ = adapter.__doc__
+    return run
+
+
 ADAPTERS: Final[dict[str, Adapter]] = {
-    "github": github,
-    "argocd": argocd,
-    "flux": flux,
-    "cdevents": cdevents,
-    "pagerduty": pagerduty,
-    "opsgenie": opsgenie,
-    "trivy": trivy,
-    "grype": grype,
-    "dependency-track": dependency_track,
+    name: guarded(name, adapter)
+    for name, adapter in (
+        ("github", github),
+        ("argocd", argocd),
+        ("flux", flux),
+        ("cdevents", cdevents),
+        ("pagerduty", pagerduty),
+        ("opsgenie", opsgenie),
+        ("trivy", trivy),
+        ("grype", grype),
+        ("dependency-track", dependency_track),
+    )
 }
 SOURCES: Final = tuple(ADAPTERS)
 
@@ -61,6 +107,9 @@ __all__ = [
     "Adapter",
     "Conversion",
     "IngestOptions",
+    "Unresolved",
     "convert",
     "decode_payload",
+    "guarded",
+    "require_catalog",
 ]

@@ -12,19 +12,25 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from streams.catalog.entities import IMAGE, NAME
+from streams.catalog.images import ImageRef, normalize_digest, parse_image
 from streams.ingest.common import (
     DEFAULT_INCIDENT_SEVERITY,
     Candidate,
     Conversion,
     IngestOptions,
+    Lookup,
     Names,
     Reader,
     clip,
     finish,
     format_ms,
     purl_name,
+    purl_qualifiers,
     purl_version,
+    put_aliases,
     stable_id,
+    with_unresolved,
 )
 from streams.ingest.incidents import severity_from_priority
 
@@ -49,6 +55,41 @@ def _unwrap(payload: Any) -> tuple[Any, str]:
     return payload, "$"
 
 
+def artifact_image(purl: str | None) -> ImageRef | None:
+    """The image an OCI package URL names: ``repository_url`` (else none), ``tag``, digest.
+
+    ``pkg:oci/checkout@sha256%3Aab..?repository_url=ghcr.io/acme/checkout&tag=2.7.0`` ->
+    ``ghcr.io/acme/checkout:2.7.0@sha256:ab..``. Without ``repository_url`` the purl does not
+    say where the image lives: the reference has the digest and tag on the purl's name.
+    """
+    if not purl or not purl.startswith("pkg:oci/"):
+        return None
+    qualifiers = purl_qualifiers(purl)
+    version = purl_version(purl)
+    digest = normalize_digest(version) if version else None
+    tag = qualifiers.get("tag") or None
+    repository = qualifiers.get("repository_url")
+    ref = parse_image(repository) if repository else None
+    if ref is not None and not ref.tag and not ref.digest:
+        return ImageRef(ref.repository, tag, digest)
+    name = purl_name(purl)
+    base = parse_image(name) if name else None
+    if base is None:
+        return None
+    return ImageRef(base.repository, tag, digest)
+
+
+def _artifact_names(purl: str | None) -> tuple[str | None, ...]:
+    """The release names of an artifact purl, for ``release_aliases``: a repository is only
+    written when the purl gives ``repository_url`` (its bare name says no registry)."""
+    ref = artifact_image(purl)
+    if ref is None:
+        return (purl_version(purl),) if purl else ()
+    if "repository_url" not in purl_qualifiers(purl or ""):
+        return (ref.digest, ref.tag)
+    return tuple(ref.names())
+
+
 def cdevents(payload: Any, options: IngestOptions) -> Conversion:
     """CDEvents spec 0.4 / 0.5 events (``dev.cdevents.<subject>.<predicate>.<version>``).
 
@@ -67,7 +108,12 @@ def cdevents(payload: Any, options: IngestOptions) -> Conversion:
     occurred_at = ``context.timestamp``; event_id = hash of (context.source, context.id,
     context.type): the id alone is only unique per source, and the spec's own
     conformance examples reuse one id for different types.
-    Named values: ``subject_id``, ``environment_id``, ``artifact_version``,
+    release_aliases: the purl's digest, ``tag`` and, with ``repository_url``, the image
+    forms ``REPOSITORY@DIGEST`` and ``REPOSITORY:TAG`` (SPEC §8).
+    Catalog lookups (service): the subject id (incidents: ``service.id``) as a name, the
+    purl's ``repository_url`` as an image repository, ``subject.source`` as a name;
+    environment targets: ``environment.id``.
+    Named values: ``subject_id``, ``environment_id``, ``artifact_version``, ``artifact_tag``,
     ``artifact_name``, ``service_id``, ``subject_source``, ``context_source``.
     """
     event, base = _unwrap(payload)
@@ -134,7 +180,20 @@ def cdevents(payload: Any, options: IngestOptions) -> Conversion:
         "artifact_name": Candidate(
             purl_name(artifact) if artifact else None, p("$.subject.content.artifactId")
         ),
+        "artifact_tag": Candidate(
+            purl_qualifiers(artifact).get("tag") if artifact else None,
+            p("$.subject.content.artifactId"),
+        ),
     }
+    image = artifact_image(artifact)
+    purl_repository = purl_qualifiers(artifact).get("repository_url") if artifact else None
+    image_key = Lookup(
+        IMAGE,
+        image.repository if image and purl_repository else None,
+        p("$.subject.content.artifactId"),
+    )
+    source_key = Lookup(NAME, reader.opt_str("$.subject.source"), p("$.subject.source"))
+    environment_targets = (reader.scalar_str("$.subject.content.environment.id"),)
     event_id = stable_id("cdevents", ctx_source, ctx_id, type_text)
     if subject_kind == "service" and predicate in ("deployed", "rolledback"):
         names = Names(
@@ -151,6 +210,12 @@ def cdevents(payload: Any, options: IngestOptions) -> Conversion:
                 "environment": options.environment,
                 "release": options.release,
             },
+            service_keys=(
+                Lookup(NAME, reader.scalar_str("$.subject.id"), p("$.subject.id")),
+                image_key,
+                source_key,
+            ),
+            environment_targets=environment_targets,
         )
         fields: dict[str, Any] = {
             "type": "deploy",
@@ -164,6 +229,7 @@ def cdevents(payload: Any, options: IngestOptions) -> Conversion:
             "action": "rollback" if predicate == "rolledback" else "deploy",
             "status": "succeeded",
         }
+        put_aliases(fields, "release", _artifact_names(artifact))
     elif subject_kind == "incident" and predicate in INCIDENT_STATUSES:
         names = Names(
             reader,
@@ -179,6 +245,16 @@ def cdevents(payload: Any, options: IngestOptions) -> Conversion:
                 "environment": options.environment,
                 "suspected_release": options.release,
             },
+            service_keys=(
+                Lookup(
+                    NAME,
+                    reader.scalar_str("$.subject.content.service.id"),
+                    p("$.subject.content.service.id"),
+                ),
+                image_key,
+                source_key,
+            ),
+            environment_targets=environment_targets,
         )
         custom = reader.opt_obj("$.customData") or {}
         raw_severity = custom.get("severity") or custom.get("priority")
@@ -199,13 +275,21 @@ def cdevents(payload: Any, options: IngestOptions) -> Conversion:
             "title": clip(reader.opt_str("$.subject.content.description") or ""),
             "suspected_release": names.pick("suspected_release", required=False),
         }
+        if fields["suspected_release"]:
+            put_aliases(fields, "suspected_release", _artifact_names(artifact))
     else:
         return Conversion(
             skipped=(f"cdevents: {type_text} is not a deploy or incident event relsec reads",)
         )
     origins = {k: v for k, v in names.origins.items()}
-    origins.update(occurred_at=p("$.context.timestamp"), title=p("$.subject.content.description"))
-    return Conversion(events=tuple(finish("cdevents", [(fields, origins)])))
+    origins.update(
+        occurred_at=p("$.context.timestamp"),
+        title=p("$.subject.content.description"),
+        release_aliases=p("$.subject.content.artifactId"),
+    )
+    return with_unresolved(
+        Conversion(events=tuple(finish("cdevents", [(fields, origins)]))), names
+    )
 
 
 def _pick(names: Names, name: str, outer: Reader, base: str) -> str | None:

@@ -11,6 +11,14 @@ override (``--service``) wins, then a mapping (``--map service=SPEC`` where SPEC
 a JSON path starting with ``$`` or the name of a value the adapter derives, such as
 ``image_tag``; several, comma-separated, are tried in order), then the adapter's
 documented default chain.
+
+With a service catalog (``IngestOptions.catalog``, SPEC §8) the service and the
+environment go through it: ``--service`` / ``--environment`` still win; a
+``--map`` value is looked up among the catalog's names (and the component's
+environment targets); otherwise the adapter's catalog lookups are tried in their
+documented order (a PagerDuty service id, then its name, ...), and last the
+tool's own name. A name the catalog does not know is kept and reported in
+``Conversion.unresolved``; with ``require_catalog`` its events are not produced.
 """
 
 from __future__ import annotations
@@ -26,6 +34,24 @@ import orjson
 from agents.errors import AdapterError, ConfigError, ValidationError
 from agents.model.events import event_to_dict, parse_event
 from agents.model.timefmt import TimestampError, format_rfc3339_ms, parse_rfc3339_ms
+from streams.catalog import Catalog, Component
+from streams.catalog.entities import KIND_LABELS
+from streams.catalog.images import ImageRef, parse_image, release_aliases
+
+__all__ = [
+    "MISSING",
+    "Candidate",
+    "Conversion",
+    "ImageRef",
+    "IngestOptions",
+    "Lookup",
+    "Names",
+    "Reader",
+    "Unresolved",
+    "put_aliases",
+    "release_aliases",
+    "version_ref",
+]
 
 MISSING: Final = object()
 
@@ -75,12 +101,20 @@ class IngestOptions:
     previous: Any = None
     received_at_ms: int | None = None
     default_environment: str = DEFAULT_ENVIRONMENT
+    catalog: Catalog | None = None
+    """The service catalog names resolve through (SPEC §8), if any."""
+    require_catalog: bool = False
+    """Produce no event for a service the catalog does not know (``--require-catalog``)."""
 
     def __post_init__(self) -> None:
         if self.min_severity not in MIN_SEVERITY_CHOICES:
             raise ConfigError(
                 f"minimum severity {self.min_severity!r} is not one of "
                 f"{', '.join(MIN_SEVERITY_CHOICES)}"
+            )
+        if self.require_catalog and self.catalog is None:
+            raise ConfigError(
+                "--require-catalog needs a catalog (--catalog PATH or $RELSEC_CATALOG)"
             )
 
     def mapped(self, name: str) -> str | None:
@@ -103,11 +137,21 @@ def parse_mapping(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class Unresolved:
+    """A service name the catalog did not know: kept as the event's service, and reported."""
+
+    service: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class Conversion:
-    """The result of one adapter call: canonical event dicts and why parts gave none."""
+    """The result of one adapter call: canonical event dicts, why parts gave none, and the
+    service names the catalog did not resolve."""
 
     events: tuple[dict[str, Any], ...] = ()
     skipped: tuple[str, ...] = ()
+    unresolved: tuple[Unresolved, ...] = ()
 
 
 # --- JSON paths ---------------------------------------------------------------
@@ -234,15 +278,29 @@ class Reader:
 
 
 def parse_time_ms(source: str, path: str, text: str, *, assume_utc: bool = False) -> int:
+    """An RFC 3339 timestamp at ``path`` as epoch ms; AdapterError when it is not one or
+    names an instant outside years 0001..9999 (it could not be written back)."""
     try:
-        return parse_rfc3339_ms(text)
-    except TimestampError as exc:
+        ms = parse_rfc3339_ms(text)
+    except (TimestampError, ValueError, OverflowError) as exc:
         if assume_utc:
             try:
-                return parse_rfc3339_ms(text + "Z")
-            except TimestampError:
+                return checked_ms(source, path, parse_rfc3339_ms(text + "Z"))
+            except (TimestampError, ValueError, OverflowError):
                 pass
         raise AdapterError(source, path, str(exc)) from None
+    return checked_ms(source, path, ms)
+
+
+def checked_ms(source: str, path: str, ms: int) -> int:
+    """``ms`` when it is an instant relsec can write (years 0001..9999), else AdapterError."""
+    try:
+        format_rfc3339_ms(ms)
+    except (ValueError, OverflowError, OSError):
+        raise AdapterError(
+            source, path, f"gives an instant ({ms} ms since 1970) outside years 0001..9999"
+        ) from None
+    return ms
 
 
 def _json_type(value: Any) -> str:
@@ -270,9 +328,24 @@ class Candidate:
     path: str
 
 
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """One catalog lookup an adapter offers for the service: an identifier of ``kind``
+    (see :mod:`streams.catalog.entities`) found at ``path`` of the payload."""
+
+    kind: str
+    value: str | None
+    path: str
+
+
 @dataclass(slots=True)
 class Names:
-    """Picks service / environment / release / ... by override, mapping, then defaults."""
+    """Picks service / environment / release / ... by override, mapping, then defaults.
+
+    ``service_keys`` are the catalog lookups for the service, most specific first;
+    ``environment_targets`` the names the tool gives the place of the event, which a
+    component's ``relsec.io/environments`` may map to an environment.
+    """
 
     reader: Reader
     options: IngestOptions
@@ -280,6 +353,11 @@ class Names:
     defaults: dict[str, tuple[str, ...]]
     overrides: dict[str, str | None] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
+    service_keys: tuple[Lookup, ...] = ()
+    environment_targets: tuple[str | None, ...] = ()
+    component: Component | None = None
+    unresolved: list[Unresolved] = field(default_factory=list)
+    _service: str | None = None
 
     def need(self, name: str, *, root: Any = None) -> str:
         """:meth:`pick` of a required name (raises rather than return None)."""
@@ -292,8 +370,21 @@ class Names:
         if override:
             self.origins[name] = f"--{name.replace('_', '-')}"
             return override
+        catalog = self.options.catalog
+        if catalog is not None and name == "service":
+            return self._catalog_service(catalog, required, root)
+        if catalog is not None and name == "environment":
+            return self._catalog_environment(catalog, required, root)
+        return self._from_chain(name, required, root)
+
+    def _chain(self, name: str) -> tuple[str | None, tuple[str, ...]]:
         spec = self.options.mapped(name)
-        chain = tuple(s.strip() for s in spec.split(",")) if spec else self.defaults.get(name, ())
+        if spec:
+            return spec, tuple(s.strip() for s in spec.split(","))
+        return None, self.defaults.get(name, ())
+
+    def _from_chain(self, name: str, required: bool, root: Any) -> str | None:
+        spec, chain = self._chain(name)
         tried: list[str] = []
         base = self.reader.root if root is None else root
         for item in chain:
@@ -325,11 +416,61 @@ class Names:
         if not required:
             return None
         where = tried[0] if tried else "$"
+        hint = "" if name != "service" else " or list the tool's name in the service catalog"
         raise self.reader.error(
             where,
             f"no {name} found (looked at {', '.join(tried) or 'nothing'}); "
-            f"pass --{name.replace('_', '-')} or --map {name}=<$.json.path>",
+            f"pass --{name.replace('_', '-')} or --map {name}=<$.json.path>{hint}",
         )
+
+    def _catalog_service(self, catalog: Catalog, required: bool, root: Any) -> str | None:
+        if self._service is not None:
+            return self._service
+        looked: list[str] = []
+        found: Component | None = None
+        mapped = self.options.mapped("service") is not None
+        if not mapped:
+            for key in self.service_keys:
+                if not key.value:
+                    continue
+                looked.append(f"{KIND_LABELS[key.kind]} {key.value!r}")
+                found = catalog.find(key.kind, key.value)
+                if found is not None:
+                    self.origins["service"] = key.path
+                    break
+        tool_name = self._from_chain("service", required and found is None, root)
+        if found is None and tool_name:
+            looked.append(f"name {tool_name!r}")
+            found = catalog.component(tool_name)
+        if found is not None:
+            self.component = found
+            self._service = found.name
+            return found.name
+        if tool_name is None:
+            return None
+        self.unresolved.append(
+            Unresolved(
+                tool_name,
+                f"{self.reader.source}: service {tool_name!r} is not in the catalog "
+                f"(looked up {', '.join(dict.fromkeys(looked))})",
+            )
+        )
+        self._service = tool_name
+        return tool_name
+
+    def _catalog_environment(self, catalog: Catalog, required: bool, root: Any) -> str | None:
+        self._catalog_service(catalog, False, root)
+        value = self._from_chain("environment", False, root)
+        if self.component is not None:
+            mapped = self.options.mapped("environment") is not None
+            targets = (value,) if mapped else (*self.environment_targets, value)
+            env = self.component.environment_for(targets)
+            if env is not None:
+                self.origins.setdefault("environment", "(catalog relsec.io/environments)")
+                return env
+        if value is None and required:
+            return self._from_chain("environment", True, root)
+        return value
 
 
 # --- ids, severities, text ----------------------------------------------------
@@ -398,42 +539,10 @@ def finish(
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class ImageRef:
-    """An OCI image reference split into repository, tag and digest."""
-
-    repository: str
-    tag: str | None
-    digest: str | None
-
-    @property
-    def name(self) -> str:
-        """The last path segment of the repository (``ghcr.io/acme/shop`` -> ``shop``)."""
-        return self.repository.rsplit("/", 1)[-1]
-
-    @property
-    def version(self) -> str | None:
-        """The tag, else the digest."""
-        return self.tag or self.digest
-
-
-_IMAGE_RE: Final = re.compile(
-    r"^(?P<repo>[a-z0-9][a-z0-9._\-/:]*?[a-z0-9])(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}))?"
-    r"(?:@(?P<digest>[a-z0-9]+:[a-f0-9]{32,}))?$"
-)
-
-
 def parse_image_ref(text: str) -> ImageRef | None:
-    """Parse ``registry/repo:tag@sha256:...``; None when ``text`` is not an image reference."""
-    m = _IMAGE_RE.match(text.strip())
-    if m is None:
-        return None
-    repo = m.group("repo")
-    tag = m.group("tag")
-    # a registry port (host:5000/repo) is part of the repository, not a tag
-    if "/" in (tag or ""):
-        return None
-    return ImageRef(repository=repo, tag=tag, digest=m.group("digest"))
+    """Parse ``registry/repo:tag@sha256:...`` into canonical form (SPEC §8); None when
+    ``text`` is not an image reference. See :func:`streams.catalog.images.parse_image`."""
+    return parse_image(text)
 
 
 def purl_version(purl: str) -> str | None:
@@ -454,3 +563,45 @@ def purl_name(purl: str) -> str | None:
     if not body.startswith("pkg:") or "/" not in body:
         return None
     return unquote(body.rsplit("/", 1)[1]) or None
+
+
+def purl_qualifiers(purl: str) -> dict[str, str]:
+    """The qualifiers of a package URL, percent-decoded
+    (``pkg:oci/app@sha256%3Aab?repository_url=ghcr.io/acme/app&tag=2.7.0`` -> both)."""
+    from urllib.parse import parse_qsl
+
+    query = purl.split("#", 1)[0].partition("?")[2]
+    return {k.lower(): v for k, v in parse_qsl(query, keep_blank_values=False)}
+
+
+#: A git ref that names one version (a tag such as ``v2.4.0``), or a commit SHA; branch
+#: names (``main``, ``release/2.x``) move and never name one release.
+_VERSION_REF: Final = re.compile(
+    r"^(?:refs/tags/)?(v?[0-9]+(?:\.[0-9]+)*(?:[-+][0-9A-Za-z.+-]+)?)$|^([0-9a-f]{40}|[0-9a-f]{64})$"
+)
+
+
+def version_ref(ref: str | None) -> str | None:
+    """``v2.4.0`` / ``refs/tags/v2.4.0`` -> ``v2.4.0``, a commit SHA as is; None for a branch."""
+    if not ref:
+        return None
+    m = _VERSION_REF.match(ref.strip())
+    if m is None:
+        return None
+    return m.group(1) or m.group(2)
+
+
+def put_aliases(fields: dict[str, Any], key: str, names: Iterable[str | None]) -> None:
+    """Set ``release_aliases`` of ``fields`` (SPEC §8) from the names a tool gives the
+    release in ``fields[key]``; nothing when there are none left (the canonical form)."""
+    aliases = release_aliases(fields.get(key), names)
+    if aliases:
+        fields["release_aliases"] = aliases
+
+
+def with_unresolved(conversion: Conversion, *names: Names) -> Conversion:
+    """``conversion`` with the unresolved service names of ``names`` attached."""
+    unresolved = tuple(u for n in names for u in n.unresolved)
+    if not unresolved:
+        return conversion
+    return Conversion(conversion.events, conversion.skipped, conversion.unresolved + unresolved)

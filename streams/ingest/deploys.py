@@ -13,19 +13,25 @@ from typing import Any, Final
 
 import orjson
 
+from streams.catalog.entities import ARGOCD_APP, ARGOCD_LABEL, FLUX, GITHUB, IMAGE, KUBERNETES
+from streams.catalog.images import is_mutable
 from streams.ingest.common import (
     Candidate,
     Conversion,
     ImageRef,
     IngestOptions,
+    Lookup,
     Names,
     Reader,
     clip,
     finish,
     format_ms,
     parse_image_ref,
+    put_aliases,
     readable_id,
     stable_id,
+    version_ref,
+    with_unresolved,
 )
 
 TEAMS: Final = frozenset({"sre", "security", "dev"})
@@ -136,6 +142,13 @@ def github(payload: Any, options: IngestOptions) -> Conversion:
             "environment": options.environment,
             "release": options.release,
         },
+        service_keys=(
+            Lookup(GITHUB, reader.opt_str("$.repository.full_name"), "$.repository.full_name"),
+        ),
+        environment_targets=(
+            reader.opt_str("$.deployment.environment"),
+            reader.opt_str("$.deployment_status.environment"),
+        ),
     )
     task = (reader.opt_str("$.deployment.task") or "").lower()
     rollback = (
@@ -166,6 +179,11 @@ def github(payload: Any, options: IngestOptions) -> Conversion:
         "reason": _opt_text(extra.get("reason")) or reader.opt_str("$.deployment.description"),
         "incident_id": _opt_text(extra.get("incident_id")),
     }
+    put_aliases(
+        fields,
+        "release",
+        (sha, _opt_text(extra.get("release")), version_ref(reader.opt_str("$.deployment.ref"))),
+    )
     origins = dict(names.origins)
     origins.update(
         occurred_at=when_path,
@@ -173,8 +191,9 @@ def github(payload: Any, options: IngestOptions) -> Conversion:
         incident_id="$.deployment.payload.incident_id",
         actor="$.deployment_status.creator.login",
         reason="$.deployment.description",
+        release_aliases="$.deployment",
     )
-    return Conversion(events=tuple(finish("github", [(fields, origins)])))
+    return with_unresolved(Conversion(events=tuple(finish("github", [(fields, origins)]))), names)
 
 
 _DEPLOYMENT_REQUEST: Final = (
@@ -221,18 +240,25 @@ ARGOCD_PHASES: Final[dict[str, str]] = {
 }
 
 
-def _argocd_image(images: list[Any], app: str | None) -> tuple[str | None, str | None, str]:
-    """(tag-or-digest, digest, path) of the image that names the application, else the first."""
+def _argocd_image(
+    images: list[Any], app: str | None, claimed: frozenset[str] = frozenset()
+) -> tuple[ImageRef | None, str]:
+    """The image of the application and its path: the first whose repository the catalog
+    gives the service (``claimed``), else the one named like the application, else the
+    first. Only this image names the release: a sidecar's tags are another release's."""
     refs: list[tuple[int, ImageRef]] = []
     for i, text in enumerate(images):
         ref = parse_image_ref(text) if isinstance(text, str) else None
         if ref is not None:
             refs.append((i, ref))
     if not refs:
-        return None, None, "$.images"
-    chosen = next(((i, r) for i, r in refs if app and r.name == app), refs[0])
+        return None, "$.images"
+    chosen = next(
+        ((i, r) for i, r in refs if r.repository in claimed),
+        next(((i, r) for i, r in refs if app and r.name == app), refs[0]),
+    )
     i, ref = chosen
-    return ref.version, ref.digest, f"$.images[{i}]"
+    return ref, f"$.images[{i}]"
 
 
 def argocd(payload: Any, options: IngestOptions) -> Conversion:
@@ -272,7 +298,6 @@ def argocd(payload: Any, options: IngestOptions) -> Conversion:
     if status is None:
         return Conversion(skipped=(f"argocd: {app} operation phase {phase!r} is not finished",))
     images = list(reader.array("$.images", required=False))
-    tag, digest, image_path = _argocd_image(images, app)
     revision = reader.opt_str("$.revision") or reader.opt_str("$.sync_revision")
     labels = reader.opt_obj("$.labels") or {}
     candidates = {
@@ -280,8 +305,6 @@ def argocd(payload: Any, options: IngestOptions) -> Conversion:
         "project": Candidate(reader.opt_str("$.project"), "$.project"),
         "namespace": Candidate(reader.opt_str("$.namespace"), "$.namespace"),
         "server": Candidate(reader.opt_str("$.server"), "$.server"),
-        "image_tag": Candidate(tag, image_path),
-        "image_digest": Candidate(digest, image_path),
         "revision": Candidate(revision, "$.revision"),
         "short_revision": Candidate(revision[:12] if revision else None, "$.revision"),
     }
@@ -295,13 +318,40 @@ def argocd(payload: Any, options: IngestOptions) -> Conversion:
         defaults={
             "service": ("application",),
             "environment": ("namespace",),
-            "release": ("image_tag", "revision"),
+            "release": ("immutable_tag", "image_digest", "image_tag", "revision"),
         },
         overrides={
             "service": options.service,
             "environment": options.environment,
             "release": options.release,
         },
+        service_keys=(
+            Lookup(ARGOCD_APP, app, "$.application"),
+            Lookup(KUBERNETES, app, "$.application"),
+            *(
+                Lookup(ARGOCD_LABEL, f"{k}={v}", f"$.labels['{k}']")
+                for k, v in labels.items()
+                if isinstance(v, str)
+            ),
+            *(
+                Lookup(IMAGE, text, f"$.images[{i}]")
+                for i, text in enumerate(images)
+                if isinstance(text, str)
+            ),
+        ),
+        environment_targets=(app, reader.opt_str("$.namespace")),
+    )
+    claimed: frozenset[str] = frozenset()
+    if options.catalog is not None:
+        names.pick("service")  # first: the component says which image is the service's
+        if names.component is not None:
+            claimed = frozenset(c.key for c in names.component.claims if c.kind == IMAGE)
+    image, image_path = _argocd_image(images, app, claimed)
+    tag = image.tag if image else None
+    candidates["image_tag"] = Candidate(tag or (image.digest if image else None), image_path)
+    candidates["image_digest"] = Candidate(image.digest if image else None, image_path)
+    candidates["immutable_tag"] = Candidate(
+        tag if tag and not is_mutable(tag) else None, image_path
     )
     release = names.pick("release")
     history = [h for h in reader.array("$.history", required=False) if isinstance(h, Mapping)]
@@ -348,9 +398,20 @@ def argocd(payload: Any, options: IngestOptions) -> Conversion:
         if isinstance(labels.get("relsec.io/incident"), str)
         else None,
     }
+    link_revision = str(labels.get("relsec.io/link-revision", "")).lower() != "false"
+    put_aliases(
+        fields,
+        "release",
+        (*(image.names() if image else ()), revision if link_revision else None),
+    )
     origins = dict(names.origins)
-    origins.update(occurred_at=when_path, previous_release="$.history", reason="$.message")
-    return Conversion(events=tuple(finish("argocd", [(fields, origins)])))
+    origins.update(
+        occurred_at=when_path,
+        previous_release="$.history",
+        reason="$.message",
+        release_aliases=image_path,
+    )
+    return with_unresolved(Conversion(events=tuple(finish("argocd", [(fields, origins)]))), names)
 
 
 # --- Flux ------------------------------------------------------------------------
@@ -361,8 +422,12 @@ FLUX_SUCCESS_REASONS: Final = frozenset(
         "InstallSucceeded",
         "UpgradeSucceeded",
         "RollbackSucceeded",
+        # kustomize-controller before v0.20 (Flux 0.2x): the revision only in the message
+        "ApplySucceed",
     }
 )
+#: ``Applied revision: main/abc`` (old kustomize-controller), ``revision main@sha1:abc``.
+_REVISION_IN_MESSAGE: Final = re.compile(r"\brevision:?\s+'?([^\s',]+)", re.IGNORECASE)
 FLUX_DEPLOY_KINDS: Final = frozenset({"Kustomization", "HelmRelease"})
 FLUX_ROLLBACK_REASONS: Final = frozenset({"RollbackSucceeded", "RollbackFailed"})
 FLUX_NOT_A_DEPLOY: Final = frozenset(
@@ -449,6 +514,9 @@ def flux(payload: Any, options: IngestOptions) -> Conversion:
     rev_path = (
         f"$.metadata['{rev_key}']" if rev_key else f"$.metadata['{group or '<group>'}/revision']"
     )
+    in_message = _REVISION_IN_MESSAGE.search(reader.opt_str("$.message") or "")
+    if raw_rev is None and in_message is not None:
+        raw_rev, rev_path = in_message.group(1), "$.message"
     release = flux_release(raw_rev) if raw_rev else None
     candidates = {
         "name": Candidate(name, "$.involvedObject.name"),
@@ -463,6 +531,8 @@ def flux(payload: Any, options: IngestOptions) -> Conversion:
     for key, value in metadata.items():
         if isinstance(value, str):
             candidates[f"metadata:{key}"] = Candidate(value, f"$.metadata['{key}']")
+    namespace = reader.opt_str("$.involvedObject.namespace")
+    flux_object = f"{kind}/{namespace}/{name}" if namespace else None
     names = Names(
         reader,
         options,
@@ -473,6 +543,11 @@ def flux(payload: Any, options: IngestOptions) -> Conversion:
             "environment": options.environment,
             "release": options.release,
         },
+        service_keys=(
+            Lookup(FLUX, flux_object, "$.involvedObject"),
+            Lookup(KUBERNETES, name, "$.involvedObject.name"),
+        ),
+        environment_targets=(flux_object, namespace),
     )
     occurred_ms = reader.timestamp_ms("$.timestamp")
     fields: dict[str, Any] = {
@@ -497,9 +572,30 @@ def flux(payload: Any, options: IngestOptions) -> Conversion:
         "actor": reader.opt_str("$.reportingController"),
         "reason": clip(f"{reason}: {reader.opt_str('$.message') or ''}".strip(": ")) or None,
     }
+    put_aliases(fields, "release", (release, flux_ref_version(raw_rev)))
     origins = dict(names.origins)
-    origins.update(occurred_at="$.timestamp", reason="$.message", actor="$.reportingController")
-    return Conversion(events=tuple(finish("flux", [(fields, origins)])))
+    origins.update(
+        occurred_at="$.timestamp",
+        reason="$.message",
+        actor="$.reportingController",
+        release_aliases=rev_path,
+    )
+    return with_unresolved(Conversion(events=tuple(finish("flux", [(fields, origins)]))), names)
 
 
-__all__ = ["argocd", "flux", "flux_release", "github", "readable_id"]
+def flux_ref_version(revision: str | None) -> str | None:
+    """The tag of ``v1.2.3@sha1:abc`` / ``v1.2.3/abc`` (a source pinned to a tag), else None:
+    a branch name (``main@sha1:abc``) moves and names no release."""
+    if not revision:
+        return None
+    if "@" in revision:
+        ref = revision.rsplit("@", 1)[0]
+    elif _SHA_AFTER_REF.match(revision):
+        ref = revision.rsplit("/", 1)[0]
+    else:
+        return None
+    version = version_ref(ref.removeprefix("refs/tags/"))
+    return version if version and not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", version) else None
+
+
+__all__ = ["argocd", "flux", "flux_ref_version", "flux_release", "github", "readable_id"]

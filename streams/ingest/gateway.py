@@ -1,7 +1,9 @@
 """``relsec ingest serve``: the HTTP gateway from tool webhooks to relsec's input topics.
 
 Routes: ``POST /v1/ingest/{source}`` for each source of :data:`streams.ingest.SOURCES`,
-``GET /healthz``. A request is, in order: bounded in size (413), authenticated
+``GET /healthz`` (with a service catalog: what is loaded, whether the last change of
+its files was refused, and the service names it did not resolve, by source).
+A request is, in order: bounded in size (413), authenticated
 (401, see :mod:`streams.ingest.signatures`), decoded and converted (400 with the
 reason and JSON path), then published (503 when the broker refuses; the sender
 retries and the deterministic ``event_id`` makes a redelivery a duplicate). Only
@@ -22,6 +24,7 @@ from aiohttp import web
 
 from agents.errors import AdapterError, ConfigError, RelsecError
 from agents.model.events import Event, event_to_dict, parse_event
+from streams.catalog import CatalogSource
 from streams.ingest import ADAPTERS, SOURCES, IngestOptions, decode_payload
 from streams.ingest.common import DEFAULT_ENVIRONMENT, DEFAULT_MIN_SEVERITY
 from streams.ingest.signatures import Secrets, SignatureError, verify
@@ -146,6 +149,9 @@ class GatewayConfig:
     default_environment: str = DEFAULT_ENVIRONMENT
     mappings: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
+    catalog: CatalogSource | None = None
+    """The service catalog (SPEC §8), re-read when its files change; None: tools' own names."""
+    require_catalog: bool = False
 
 
 def _error(status: int, reason: str, **extra: Any) -> web.Response:
@@ -155,10 +161,21 @@ def _error(status: int, reason: str, **extra: Any) -> web.Response:
 def make_app(publisher: Publisher, config: GatewayConfig) -> web.Application:
     """The aiohttp application; ``client_max_size`` enforces the body bound."""
     app = web.Application(client_max_size=config.max_body_bytes)
-    counts: dict[str, int] = {"accepted": 0, "rejected": 0, "events": 0}
+    counts: dict[str, int] = {"accepted": 0, "rejected": 0, "events": 0, "unresolved": 0}
+    unresolved_by_source: dict[str, int] = {}
+    recent_unresolved: dict[str, None] = {}  # the last 20 distinct names: what to add
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "sources": list(SOURCES), **counts})
+        catalog = None
+        if config.catalog is not None:
+            catalog = {
+                **config.catalog.status(),
+                "unresolved_by_source": dict(unresolved_by_source),
+                "recent_unresolved": list(recent_unresolved),
+            }
+        return web.json_response(
+            {"status": "ok", "sources": list(SOURCES), **counts, "catalog": catalog}
+        )
 
     async def ingest(request: web.Request) -> web.Response:
         source = request.match_info["source"]
@@ -186,6 +203,8 @@ def make_app(publisher: Publisher, config: GatewayConfig) -> web.Application:
             mapping=config.mappings.get(source, ()),
             event_name=request.headers.get("X-GitHub-Event") if source == "github" else None,
             received_at_ms=config.clock_ms(),
+            catalog=config.catalog.current() if config.catalog is not None else None,
+            require_catalog=config.require_catalog and config.catalog is not None,
         )
         try:
             payload = decode_payload(source, body)
@@ -207,6 +226,15 @@ def make_app(publisher: Publisher, config: GatewayConfig) -> web.Application:
             return _error(503, f"could not publish: {type(exc).__name__}")
         counts["accepted"] += 1
         counts["events"] += len(events)
+        names = list(dict.fromkeys(u.service for u in conversion.unresolved))
+        if names:
+            counts["unresolved"] += len(names)
+            unresolved_by_source[source] = unresolved_by_source.get(source, 0) + len(names)
+            for name in names:
+                recent_unresolved.pop(name, None)
+                recent_unresolved[name] = None
+            while len(recent_unresolved) > 20:
+                recent_unresolved.pop(next(iter(recent_unresolved)))
         log.info(
             "%s delivery (%s): %d event(s), %d skipped",
             source,
@@ -214,14 +242,14 @@ def make_app(publisher: Publisher, config: GatewayConfig) -> web.Application:
             len(events),
             len(conversion.skipped),
         )
-        return web.json_response(
-            {
-                "accepted": len(events),
-                "event_ids": [e["event_id"] for e in conversion.events],
-                "skipped": list(conversion.skipped),
-            },
-            status=202,
-        )
+        answer: dict[str, Any] = {
+            "accepted": len(events),
+            "event_ids": [e["event_id"] for e in conversion.events],
+            "skipped": list(conversion.skipped),
+        }
+        if config.catalog is not None:
+            answer["unresolved"] = names
+        return web.json_response(answer, status=202)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/v1/ingest/{source}", ingest)

@@ -11,18 +11,22 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from streams.catalog.entities import NAME, OPSGENIE_DETAIL, OPSGENIE_ENTITY, OPSGENIE_TAG, PAGERDUTY
 from streams.ingest.common import (
     DEFAULT_INCIDENT_SEVERITY,
     Candidate,
     Conversion,
     IngestOptions,
+    Lookup,
     Names,
     Reader,
+    checked_ms,
     clip,
     finish,
     format_ms,
     readable_id,
     stable_id,
+    with_unresolved,
 )
 
 PAGERDUTY_STATUSES: Final[dict[str, str]] = {
@@ -56,6 +60,8 @@ def pagerduty(payload: Any, options: IngestOptions) -> Conversion:
     else urgency high -> sev2, low -> sev4, else sev3; title = ``event.data.title``;
     suspected_release = ``--release`` or a mapping (none by default);
     occurred_at = ``event.occurred_at``; event_id = ``pagerduty:<event.id>``.
+    Catalog lookups (service): ``event.data.service.id`` (``pagerduty.com/service-id``),
+    then the service name; environment target: the service id.
     Named values: ``service_name``, ``service_id``, ``team`` (first team summary),
     ``incident_key``, ``escalation_policy``.
     """
@@ -112,6 +118,13 @@ def pagerduty(payload: Any, options: IngestOptions) -> Conversion:
             "environment": options.environment,
             "suspected_release": options.release,
         },
+        service_keys=(
+            Lookup(PAGERDUTY, reader.opt_str("$.event.data.service.id"), "$.event.data.service.id"),
+            Lookup(
+                NAME, reader.opt_str("$.event.data.service.summary"), "$.event.data.service.summary"
+            ),
+        ),
+        environment_targets=(reader.opt_str("$.event.data.service.id"),),
     )
     severity_path = "$.event.data.priority.summary"
     mapped_severity = names.pick("severity", required=False)
@@ -143,7 +156,9 @@ def pagerduty(payload: Any, options: IngestOptions) -> Conversion:
         title="$.event.data.title",
         severity=severity_path,
     )
-    return Conversion(events=tuple(finish("pagerduty", [(fields, origins)])))
+    return with_unresolved(
+        Conversion(events=tuple(finish("pagerduty", [(fields, origins)]))), names
+    )
 
 
 OPSGENIE_STATUSES: Final[dict[str, str]] = {
@@ -166,18 +181,32 @@ def _tag_value(tags: Any, prefixes: tuple[str, ...]) -> tuple[str | None, str]:
     return None, "$.alert.tags"
 
 
-def _epoch_to_ms(value: Any) -> int | None:
-    """Opsgenie sends ``createdAt`` in milliseconds and ``updatedAt`` in nanoseconds."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+def _epoch_to_ms(reader: Reader, path: str) -> int | None:
+    """Opsgenie sends ``createdAt`` in milliseconds and ``updatedAt`` in nanoseconds.
+
+    None when the field is absent or null; an AdapterError at ``path`` when it is there
+    but is not a positive finite number of epoch seconds, ms, µs or ns that names an
+    instant of years 0001..9999 (a string, a boolean, ``-1``, ``1.5e308``).
+    """
+    value = reader.get(path)
+    if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise reader.error(path, f"must be a number of epoch milliseconds, got {value!r}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise reader.error(path, f"must be a finite number, got {value!r}")
+    if value <= 0:
+        raise reader.error(path, f"must be a positive epoch time, got {value!r}")
     number = int(value)
     if number >= 10**17:  # nanoseconds
-        return number // 1_000_000
-    if number >= 10**14:  # microseconds
-        return number // 1_000
-    if number >= 10**11:  # milliseconds
-        return number
-    return number * 1000  # seconds
+        ms = number // 1_000_000
+    elif number >= 10**14:  # microseconds
+        ms = number // 1_000
+    elif number >= 10**11:  # milliseconds
+        ms = number
+    else:  # seconds
+        ms = number * 1000
+    return checked_ms(reader.source, path, ms)
 
 
 def opsgenie(payload: Any, options: IngestOptions) -> Conversion:
@@ -193,6 +222,9 @@ def opsgenie(payload: Any, options: IngestOptions) -> Conversion:
     tag ``release:``, else ``alert.details.release``; title = ``alert.message``;
     occurred_at = ``alert.createdAt`` for Create, else ``alert.updatedAt`` (ns);
     event_id = hash of (alertId, action, updatedAt) since Opsgenie sends no delivery id.
+    Catalog lookups (service), matching ``opsgenie.com/component-selector``: each tag,
+    each ``alert.details`` pair, ``alert.entity``; then the service names above.
+    Environment targets: the environment tag and detail.
     Named values: ``tag:service``, ``details:service``, ``entity``, ``alias``, ``source``,
     ``tag:env``, ``details:environment``, ``tag:release``, ``details:release``, ``team``.
     """
@@ -250,11 +282,30 @@ def opsgenie(payload: Any, options: IngestOptions) -> Conversion:
             "environment": options.environment,
             "suspected_release": options.release,
         },
+        service_keys=(
+            *(
+                Lookup(OPSGENIE_TAG, t, f"$.alert.tags[{i}]")
+                for i, t in enumerate(tags if isinstance(tags, list) else ())
+                if isinstance(t, str)
+            ),
+            *(
+                Lookup(OPSGENIE_DETAIL, f"{k}:{v}", f"$.alert.details.{k}")
+                for k, v in details.items()
+                if isinstance(v, str)
+            ),
+            Lookup(OPSGENIE_ENTITY, reader.opt_str("$.alert.entity"), "$.alert.entity"),
+        ),
+        environment_targets=(
+            _tag_value(tags, ("env", "environment"))[0],
+            detail("environment").value,
+        ),
     )
     when_key = "createdAt" if action == "Create" else "updatedAt"
-    occurred = _epoch_to_ms(reader.get(f"$.alert.{when_key}")) or _epoch_to_ms(
-        reader.get("$.alert.createdAt")
-    )
+    when_path = f"$.alert.{when_key}"
+    occurred = _epoch_to_ms(reader, when_path)
+    if occurred is None and when_key != "createdAt":
+        when_path = "$.alert.createdAt"
+        occurred = _epoch_to_ms(reader, when_path)
     if occurred is None:
         if options.received_at_ms is None:
             raise reader.error(f"$.alert.{when_key}", "is missing (expected epoch milliseconds)")
@@ -276,9 +327,11 @@ def opsgenie(payload: Any, options: IngestOptions) -> Conversion:
     }
     origins = dict(names.origins)
     origins.update(
-        occurred_at=f"$.alert.{when_key}",
+        occurred_at=when_path,
         incident_id="$.alert.alertId",
         title="$.alert.message",
         severity=priority_path,
     )
-    return Conversion(events=tuple(finish("opsgenie", [(fields, origins)])))
+    return with_unresolved(
+        Conversion(events=tuple(finish("opsgenie", [(fields, origins)]))), names
+    )

@@ -22,23 +22,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Final
 
 import orjson
 
+from agents.errors import AdapterError
+from streams.catalog.entities import DTRACK_PROJECT, IMAGE, NAME
+from streams.catalog.images import ImageRef, is_mutable, normalize_digest
 from streams.ingest.common import (
     SEVERITY_RANK,
     Candidate,
     Conversion,
     IngestOptions,
+    Lookup,
     Names,
     Reader,
+    Unresolved,
     clip,
     finish,
     format_ms,
     normalize_severity,
     parse_image_ref,
     parse_time_ms,
+    release_aliases,
     stable_id,
 )
 
@@ -48,28 +55,42 @@ MAX_VULNERABILITY_IDS: Final = 50
 
 @dataclass(slots=True)
 class Finding:
-    """One vulnerability id of a report, merged over the packages it was found in."""
+    """One vulnerability id of a report, merged over the packages it was found in.
+
+    Aliases, packages and fixes are insertion-ordered sets (dict keys): a report with
+    one id in 40,000 packages merges in linear time.
+    """
 
     vuln_id: str
     severity: str
     path: str
-    aliases: list[str] = field(default_factory=list)
-    packages: list[str] = field(default_factory=list)
-    fixes: list[str] = field(default_factory=list)
+    aliases: dict[str, None] = field(default_factory=dict)
+    packages: dict[str, None] = field(default_factory=dict)
+    fixes: dict[str, None] = field(default_factory=dict)
     summary: str | None = None
 
     def merge(self, other: Finding) -> None:
         if SEVERITY_RANK[other.severity] > SEVERITY_RANK[self.severity]:
             self.severity = other.severity
-        for mine, theirs in (
-            (self.aliases, other.aliases),
-            (self.packages, other.packages),
-            (self.fixes, other.fixes),
-        ):
-            for item in theirs:
-                if item not in mine:
-                    mine.append(item)
+        self.aliases.update(other.aliases)
+        self.packages.update(other.packages)
+        self.fixes.update(other.fixes)
         self.summary = self.summary or other.summary
+
+    def copy(self) -> Finding:
+        return Finding(
+            self.vuln_id,
+            self.severity,
+            self.path,
+            dict(self.aliases),
+            dict(self.packages),
+            dict(self.fixes),
+            self.summary,
+        )
+
+
+def _set(*items: str | None) -> dict[str, None]:
+    return {item: None for item in items if item}
 
 
 @dataclass(slots=True)
@@ -82,6 +103,8 @@ class Report:
     identity: str
     findings: dict[str, Finding]
     origins: dict[str, str]
+    aliases: tuple[str, ...] = ()
+    unresolved: tuple[Unresolved, ...] = ()
 
 
 def _add(findings: dict[str, Finding], finding: Finding) -> None:
@@ -108,13 +131,17 @@ def _flag_severity(severity: str) -> str:
     return severity if severity in ("critical", "high", "medium", "low") else "low"
 
 
+def _first(items: dict[str, None], n: int) -> list[str]:
+    return list(islice(items, n))
+
+
 def _title(source: str, f: Finding) -> str:
-    pkgs = f.packages[:MAX_PACKAGES_IN_TITLE]
+    pkgs = _first(f.packages, MAX_PACKAGES_IN_TITLE)
     more = len(f.packages) - len(pkgs)
     where = ", ".join(pkgs) + (f" and {more} more" if more > 0 else "")
     text = f.vuln_id + (f" in {where}" if where else "")
     if f.fixes:
-        text += f" (package fix: {', '.join(f.fixes[:MAX_PACKAGES_IN_TITLE])})"
+        text += f" (package fix: {', '.join(_first(f.fixes, MAX_PACKAGES_IN_TITLE))})"
     else:
         text += " (no package fix known)"
     if f.severity in ("unknown", "negligible"):
@@ -125,10 +152,7 @@ def _title(source: str, f: Finding) -> str:
 
 
 def _vulnerability_ids(f: Finding) -> list[str]:
-    ids = [f.vuln_id]
-    for alias in f.aliases:
-        if alias not in ids:
-            ids.append(alias)
+    ids = dict.fromkeys((f.vuln_id, *f.aliases))
     return [i for i in ids if 1 <= len(i) <= 200][:MAX_VULNERABILITY_IDS]
 
 
@@ -162,6 +186,8 @@ def _flags(
             "title": _title(source, f),
             "fixed_in": None,
         }
+        if report.aliases:
+            fields["release_aliases"] = list(report.aliases)
         origins = dict(report.origins)
         origins.update(flag_id=f.path, severity=f.path, title=f.path, vulnerabilities=f.path)
         drafts.append((fields, origins))
@@ -202,8 +228,14 @@ def _flags(
                     ),
                     "fixed_in": None,
                 }
+                if report.aliases:
+                    fields["release_aliases"] = list(report.aliases)
                 drafts.append((fields, dict(report.origins)))
-    return Conversion(events=tuple(finish(source, drafts)), skipped=tuple(skipped))
+    return Conversion(
+        events=tuple(finish(source, drafts)),
+        skipped=tuple(skipped),
+        unresolved=report.unresolved,
+    )
 
 
 def _with_previous(
@@ -217,16 +249,82 @@ def _with_previous(
     if options.previous is not None:
         try:
             previous = read(options.previous, options)
-        except Exception as exc:
-            detail = getattr(exc, "detail", str(exc))
-            path = getattr(exc, "path", "$")
-            from agents.errors import AdapterError
-
-            raise AdapterError(source, f"(previous report) {path}", detail) from None
+        except AdapterError as exc:
+            raise AdapterError(source, f"(previous report) {exc.path}", exc.detail) from None
     return _flags(source, report, options, previous)
 
 
 # --- Trivy -------------------------------------------------------------------------
+
+
+def _refs(reader: Reader, path: str) -> list[tuple[ImageRef, str]]:
+    """The image references of the string array at ``path``, with their paths."""
+    out: list[tuple[ImageRef, str]] = []
+    for i, text in enumerate(reader.array(path, required=False)):
+        if isinstance(text, str) and (ref := parse_image_ref(text)) is not None:
+            out.append((ref, f"{path}[{i}]"))
+    return out
+
+
+def _image_names(
+    reader: Reader,
+    options: IngestOptions,
+    tag_refs: list[tuple[ImageRef, str]],
+    digest_refs: list[tuple[ImageRef, str]],
+    extra: dict[str, Candidate],
+) -> tuple[Names, tuple[str | None, ...]]:
+    """Names of a scanned image (Trivy, Grype) and every name of its release.
+
+    service = the last path segment of the first repository (the catalog: the
+    repositories' ``relsec.io/images``); release = the first tag that is not mutable,
+    else the digest, else a mutable tag.
+    """
+    tagged = [(r, p) for r, p in tag_refs if r.tag]
+    pinned = [(r, p) for r, p in digest_refs if r.digest]
+    found = tagged or pinned
+    first: tuple[ImageRef | None, str] = found[0] if found else (None, "$.Metadata.RepoTags")
+    immutable = next(((r, p) for r, p in tagged if r.tag and not is_mutable(r.tag)), None)
+    tag_path = tagged[0][1] if tagged else "(no tag)"
+    digest_path = pinned[0][1] if pinned else "(no digest)"
+    candidates = {
+        "image_name": Candidate(first[0].name if first[0] else None, first[1]),
+        "image_repository": Candidate(first[0].repository if first[0] else None, first[1]),
+        "image_tag": Candidate(tagged[0][0].tag if tagged else None, tag_path),
+        "immutable_tag": Candidate(
+            immutable[0].tag if immutable else None, immutable[1] if immutable else tag_path
+        ),
+        "image_digest": Candidate(pinned[0][0].digest if pinned else None, digest_path),
+        **extra,
+    }
+    names = Names(
+        reader,
+        options,
+        candidates=candidates,
+        defaults={
+            "service": ("image_name",),
+            "release": ("immutable_tag", "image_digest", "image_tag"),
+        },
+        overrides={"service": options.service, "release": options.release},
+        service_keys=tuple(
+            Lookup(IMAGE, r.repository, p) for r, p in dict.fromkeys([*tagged, *pinned])
+        ),
+    )
+    every: list[str | None] = []
+    for ref, _ in pinned:
+        every.extend((ref.pinned, ref.digest))
+    for ref, _ in tagged:
+        every.extend((ref.tagged, ref.tag))
+    return names, tuple(every)
+
+
+def _str_field(reader: Reader, obj: Mapping[str, Any], key: str, path: str) -> str | None:
+    """``obj[key]`` as a non-empty string, None when absent/null/empty (hot loop: no path parse)."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise reader.error(f"{path}.{key}", f"must be a string, got {type(value).__name__}")
+    return value
 
 
 def _trivy_report(payload: Any, options: IngestOptions) -> Report:
@@ -236,46 +334,24 @@ def _trivy_report(payload: Any, options: IngestOptions) -> Report:
     schema = reader.get("$.SchemaVersion")
     if schema != 2:
         raise reader.error("$.SchemaVersion", f"is {schema!r}, expected 2 (Trivy 0.20 or later)")
-    candidates: dict[str, Candidate] = {}
-    tag_ref = None
-    tags = reader.array("$.Metadata.RepoTags", required=False)
-    for i, text in enumerate(tags):
-        if isinstance(text, str) and (ref := parse_image_ref(text)) is not None:
-            tag_ref = (ref, f"$.Metadata.RepoTags[{i}]")
-            break
-    digest_ref = None
-    for i, text in enumerate(reader.array("$.Metadata.RepoDigests", required=False)):
-        if isinstance(text, str) and (ref := parse_image_ref(text)) is not None and ref.digest:
-            digest_ref = (ref, f"$.Metadata.RepoDigests[{i}]")
-            break
+    tag_refs = _refs(reader, "$.Metadata.RepoTags")
+    digest_refs = _refs(reader, "$.Metadata.RepoDigests")
     artifact_name = reader.opt_str("$.ArtifactName")
     if reader.opt_str("$.ArtifactType") == "container_image" and artifact_name:
         ref = parse_image_ref(artifact_name)
-        if ref is not None and (ref.tag or ref.digest):
-            tag_ref = tag_ref or ((ref, "$.ArtifactName") if ref.tag else None)
-            digest_ref = digest_ref or ((ref, "$.ArtifactName") if ref.digest else None)
-    image = tag_ref or digest_ref
-    candidates["image_name"] = Candidate(
-        image[0].name if image else None, image[1] if image else "$.Metadata.RepoTags"
-    )
-    candidates["image_repository"] = Candidate(
-        image[0].repository if image else None, image[1] if image else "$.Metadata.RepoTags"
-    )
-    candidates["image_tag"] = Candidate(
-        tag_ref[0].tag if tag_ref else None, tag_ref[1] if tag_ref else "$.Metadata.RepoTags"
-    )
-    candidates["image_digest"] = Candidate(
-        digest_ref[0].digest if digest_ref else None,
-        digest_ref[1] if digest_ref else "$.Metadata.RepoDigests",
-    )
-    candidates["artifact_name"] = Candidate(artifact_name, "$.ArtifactName")
-    candidates["image_id"] = Candidate(reader.opt_str("$.Metadata.ImageID"), "$.Metadata.ImageID")
-    names = Names(
+        if ref is not None and ref.tag:
+            tag_refs.append((ref, "$.ArtifactName"))
+        if ref is not None and ref.digest:
+            digest_refs.append((ref, "$.ArtifactName"))
+    names, every = _image_names(
         reader,
         options,
-        candidates=candidates,
-        defaults={"service": ("image_name",), "release": ("image_tag", "image_digest")},
-        overrides={"service": options.service, "release": options.release},
+        tag_refs,
+        digest_refs,
+        {
+            "artifact_name": Candidate(artifact_name, "$.ArtifactName"),
+            "image_id": Candidate(reader.opt_str("$.Metadata.ImageID"), "$.Metadata.ImageID"),
+        },
     )
     service = names.need("service")
     release = names.need("release")
@@ -288,27 +364,47 @@ def _trivy_report(payload: Any, options: IngestOptions) -> Report:
         base = f"$.Results[{r_i}]"
         if not isinstance(result, Mapping):
             raise reader.error(base, "must be an object")
-        for v_i, vuln in enumerate(reader.array(f"{base}.Vulnerabilities", required=False)):
+        vulns = result.get("Vulnerabilities")
+        if vulns is None:
+            continue
+        if not isinstance(vulns, list):
+            raise reader.error(f"{base}.Vulnerabilities", "must be an array")
+        for v_i, vuln in enumerate(vulns):
             path = f"{base}.Vulnerabilities[{v_i}]"
             if not isinstance(vuln, Mapping):
                 raise reader.error(path, "must be an object")
-            vuln_id = reader.text(f"{path}.VulnerabilityID")
-            pkg = reader.opt_str(f"{path}.PkgName") or reader.opt_str(f"{path}.PkgID") or ""
-            installed = reader.opt_str(f"{path}.InstalledVersion")
-            fixed = reader.opt_str(f"{path}.FixedVersion")
+            vuln_id = _str_field(reader, vuln, "VulnerabilityID", path)
+            if vuln_id is None:
+                raise reader.error(f"{path}.VulnerabilityID", "is missing (expected a string)")
+            pkg = (
+                _str_field(reader, vuln, "PkgName", path)
+                or _str_field(reader, vuln, "PkgID", path)
+                or ""
+            )
+            installed = _str_field(reader, vuln, "InstalledVersion", path)
+            fixed = _str_field(reader, vuln, "FixedVersion", path)
             _add(
                 findings,
                 Finding(
                     vuln_id=vuln_id,
-                    severity=normalize_severity(reader.opt_str(f"{path}.Severity")),
+                    severity=normalize_severity(_str_field(reader, vuln, "Severity", path)),
                     path=path,
-                    packages=[f"{pkg} {installed}".strip()] if pkg else [],
-                    fixes=[f"{pkg} {fixed}".strip()] if fixed else [],
-                    summary=reader.opt_str(f"{path}.Title"),
+                    packages=_set(f"{pkg} {installed}".strip() if pkg else None),
+                    fixes=_set(f"{pkg} {fixed}".strip() if fixed else None),
+                    summary=_str_field(reader, vuln, "Title", path),
                 ),
             )
     identity = reader.opt_str("$.ReportID") or created or _payload_hash(payload)
-    return Report(service, release, occurred_ms, identity, findings, dict(names.origins))
+    return Report(
+        service,
+        release,
+        occurred_ms,
+        identity,
+        findings,
+        {**names.origins, "release_aliases": "$.Metadata"},
+        tuple(release_aliases(release, every)),
+        tuple(names.unresolved),
+    )
 
 
 def _received(reader: Reader, path: str, options: IngestOptions) -> int:
@@ -324,12 +420,15 @@ def trivy(payload: Any, options: IngestOptions) -> Conversion:
 
     Defaults: service = the last path segment of the image repository (from
     ``Metadata.RepoTags[0]``, else ``Metadata.RepoDigests[0]``, else ``ArtifactName`` of a
-    container image); release = the image tag, else the digest (``sha256:..``);
-    filesystem / repository scans need ``--service`` and ``--release``. occurred_at =
-    ``CreatedAt``; event ids hash (service, release, id, status, ``ReportID`` or
-    ``CreatedAt``). Severity ``UNKNOWN`` ranks below low (see module docs).
-    Named values: ``image_name``, ``image_repository``, ``image_tag``, ``image_digest``,
-    ``artifact_name``, ``image_id``.
+    container image); with a catalog, the component whose ``relsec.io/images`` lists one
+    of these repositories; release = the image tag (``latest`` only when there is no
+    digest), else the digest (``sha256:..``); release_aliases = every RepoDigests and
+    RepoTags name in canonical form (SPEC §8); filesystem / repository scans need
+    ``--service`` and ``--release``. occurred_at = ``CreatedAt``; event ids hash
+    (service, release, id, status, ``ReportID`` or ``CreatedAt``). Severity ``UNKNOWN``
+    ranks below low (see module docs).
+    Named values: ``image_name``, ``image_repository``, ``image_tag``, ``immutable_tag``,
+    ``image_digest``, ``artifact_name``, ``image_id``.
     """
     return _with_previous("trivy", payload, options, _trivy_report)
 
@@ -343,48 +442,45 @@ def _grype_report(payload: Any, options: IngestOptions) -> Report:
         raise reader.error("$", "must be a JSON object (grype -o json)")
     matches = reader.array("$.matches")
     user_input = reader.opt_str("$.source.target.userInput")
-    tag_ref = None
-    for i, text in enumerate(reader.array("$.source.target.tags", required=False)):
-        if isinstance(text, str) and (ref := parse_image_ref(text)) is not None and ref.tag:
-            tag_ref = (ref, f"$.source.target.tags[{i}]")
-            break
-    if (
-        tag_ref is None
-        and user_input
-        and (ref := parse_image_ref(user_input)) is not None
-        and ref.tag
-    ):
-        tag_ref = (ref, "$.source.target.userInput")
-    digest: tuple[str, str] | None = None
-    for i, text in enumerate(reader.array("$.source.target.repoDigests", required=False)):
-        if isinstance(text, str) and (ref := parse_image_ref(text)) is not None and ref.digest:
-            digest = (ref.digest, f"$.source.target.repoDigests[{i}]")
-            break
-    if digest is None and (md := reader.opt_str("$.source.target.manifestDigest")):
-        digest = (md, "$.source.target.manifestDigest")
-    name_ref = tag_ref[0] if tag_ref else (parse_image_ref(user_input) if user_input else None)
-    name_path = tag_ref[1] if tag_ref else "$.source.target.userInput"
     is_image = reader.opt_str("$.source.type") == "image"
-    candidates = {
-        "image_name": Candidate(name_ref.name if name_ref and is_image else None, name_path),
-        "image_repository": Candidate(
-            name_ref.repository if name_ref and is_image else None, name_path
-        ),
-        "image_tag": Candidate(tag_ref[0].tag if tag_ref and is_image else None, name_path),
-        "image_digest": Candidate(
-            digest[0] if digest and is_image else None,
-            digest[1] if digest else "$.source.target.manifestDigest",
-        ),
-        "user_input": Candidate(user_input, "$.source.target.userInput"),
-        "image_id": Candidate(reader.opt_str("$.source.target.imageID"), "$.source.target.imageID"),
-    }
-    names = Names(
+    tag_refs: list[tuple[ImageRef, str]] = []
+    digest_refs: list[tuple[ImageRef, str]] = []
+    manifest: str | None = None
+    if is_image:
+        tag_refs = _refs(reader, "$.source.target.tags")
+        digest_refs = _refs(reader, "$.source.target.repoDigests")
+        user_ref = parse_image_ref(user_input) if user_input else None
+        if user_ref is not None:
+            tag_refs.append((user_ref, "$.source.target.userInput"))
+            if user_ref.digest:
+                digest_refs.append((user_ref, "$.source.target.userInput"))
+        manifest_text = reader.opt_str("$.source.target.manifestDigest")
+        manifest = normalize_digest(manifest_text) if manifest_text else None
+        base = tag_refs[0][0] if tag_refs else user_ref
+        if not digest_refs and manifest and base is not None:
+            # the manifest pulled for the scanned reference: REPOSITORY@DIGEST names it
+            digest_refs.append(
+                (ImageRef(base.repository, None, manifest), "$.source.target.manifestDigest")
+            )
+    first_digest = digest_refs[0][0].digest if digest_refs else manifest
+    names, every = _image_names(
         reader,
         options,
-        candidates=candidates,
-        defaults={"service": ("image_name",), "release": ("image_tag", "image_digest")},
-        overrides={"service": options.service, "release": options.release},
+        tag_refs,
+        digest_refs,
+        {
+            "user_input": Candidate(user_input, "$.source.target.userInput"),
+            "image_id": Candidate(
+                reader.opt_str("$.source.target.imageID"), "$.source.target.imageID"
+            ),
+        },
     )
+    if is_image and not tag_refs and not digest_refs:
+        names.candidates["image_name"] = Candidate(user_input, "$.source.target.userInput")
+    if first_digest and not names.candidates["image_digest"].value:
+        names.candidates["image_digest"] = Candidate(
+            first_digest, "$.source.target.manifestDigest"
+        )
     service = names.need("service")
     release = names.need("release")
     stamp = reader.opt_str("$.descriptor.timestamp")
@@ -399,32 +495,49 @@ def _grype_report(payload: Any, options: IngestOptions) -> Report:
         if not isinstance(match, Mapping):
             raise reader.error(path, "must be an object")
         vpath = f"{path}.vulnerability"
-        vuln_id = reader.text(f"{vpath}.id")
-        pkg = reader.opt_str(f"{path}.artifact.name") or ""
-        version = reader.opt_str(f"{path}.artifact.version")
-        fixes = [
-            x for x in reader.array(f"{vpath}.fix.versions", required=False) if isinstance(x, str)
-        ]
+        vuln = match.get("vulnerability")
+        if not isinstance(vuln, Mapping):
+            raise reader.error(vpath, "is missing (expected an object)")
+        vuln_id = _str_field(reader, vuln, "id", vpath)
+        if vuln_id is None:
+            raise reader.error(f"{vpath}.id", "is missing (expected a string)")
+        artifact = match.get("artifact")
+        artifact = artifact if isinstance(artifact, Mapping) else {}
+        pkg = _str_field(reader, artifact, "name", f"{path}.artifact") or ""
+        version = _str_field(reader, artifact, "version", f"{path}.artifact")
+        fix = vuln.get("fix")
+        fix_versions = fix.get("versions") if isinstance(fix, Mapping) else None
+        fixes = [x for x in fix_versions or () if isinstance(x, str)]
+        related = match.get("relatedVulnerabilities")
         aliases = [
             r["id"]
-            for r in reader.array(f"{path}.relatedVulnerabilities", required=False)
+            for r in (related if isinstance(related, list) else ())
             if isinstance(r, Mapping) and isinstance(r.get("id"), str) and r["id"] != vuln_id
         ]
-        description = reader.opt_str(f"{vpath}.description")
+        description = _str_field(reader, vuln, "description", vpath)
         _add(
             findings,
             Finding(
                 vuln_id=vuln_id,
-                severity=normalize_severity(reader.opt_str(f"{vpath}.severity")),
+                severity=normalize_severity(_str_field(reader, vuln, "severity", vpath)),
                 path=vpath,
-                aliases=aliases,
-                packages=[f"{pkg} {version}".strip()] if pkg else [],
-                fixes=[f"{pkg} {' / '.join(fixes)}".strip()] if fixes else [],
+                aliases=_set(*aliases),
+                packages=_set(f"{pkg} {version}".strip() if pkg else None),
+                fixes=_set(f"{pkg} {' / '.join(fixes)}".strip() if fixes else None),
                 summary=clip(description, 300) if description else None,
             ),
         )
     identity = stamp or _payload_hash(payload)
-    return Report(service, release, occurred_ms, identity, findings, dict(names.origins))
+    return Report(
+        service,
+        release,
+        occurred_ms,
+        identity,
+        findings,
+        {**names.origins, "release_aliases": "$.source.target"},
+        tuple(release_aliases(release, (*every, manifest))),
+        tuple(names.unresolved),
+    )
 
 
 def grype(payload: Any, options: IngestOptions) -> Conversion:
@@ -437,8 +550,9 @@ def grype(payload: Any, options: IngestOptions) -> Conversion:
     ``source.target.userInput``); release = the image tag, else the digest
     (``repoDigests[0]``, else ``manifestDigest``); directory / SBOM scans need
     ``--service`` / ``--release``. occurred_at = ``descriptor.timestamp``, else the
-    receive time. Named values: ``image_name``, ``image_repository``, ``image_tag``,
-    ``image_digest``, ``user_input``, ``image_id``.
+    receive time. release_aliases = the tags, repo digests and the manifest digest in
+    canonical form (SPEC §8). Named values: ``image_name``, ``image_repository``,
+    ``image_tag``, ``immutable_tag``, ``image_digest``, ``user_input``, ``image_id``.
     """
     return _with_previous("grype", payload, options, _grype_report)
 
@@ -473,8 +587,8 @@ def _dt_finding(reader: Reader, path: str, component: str) -> Finding:
         vuln_id=vuln_id,
         severity=normalize_severity(reader.opt_str(f"{path}.severity")),
         path=path,
-        aliases=[a for a in _dt_aliases(reader, f"{path}.aliases") if a != vuln_id],
-        packages=[component] if component else [],
+        aliases=_set(*(a for a in _dt_aliases(reader, f"{path}.aliases") if a != vuln_id)),
+        packages=_set(component),
         summary=summary,
     )
 
@@ -490,6 +604,8 @@ def dependency_track(payload: Any, options: IngestOptions) -> Conversion:
     ``name``, release = ``version`` (``$`` mappings are read from the project object).
     occurred_at = ``notification.timestamp`` (v4 sends it without an offset: read as
     UTC). Aliases (``aliases[].vulnId``, ``cveId``, ``ghsaId``) join ``vulnerabilities``.
+    Catalog lookups (service): the project ``uuid`` (``dependencytrack/project-id``), then
+    its name (``dependencytrack/project-name``, ``relsec.io/names``).
     These notifications are incremental, so they only raise flags.
     Named values: ``project_name``, ``project_version``, ``project_uuid``.
     """
@@ -531,6 +647,7 @@ def dependency_track(payload: Any, options: IngestOptions) -> Conversion:
     seen: set[tuple[str, str]] = set()
     events: list[dict[str, Any]] = []
     skipped: list[str] = []
+    unresolved: list[Unresolved] = []
     if options.previous is not None:
         skipped.append("dependency-track: notifications are incremental; --previous is ignored")
     for project, ppath in projects:
@@ -546,6 +663,10 @@ def dependency_track(payload: Any, options: IngestOptions) -> Conversion:
             },
             defaults={"service": ("project_name",), "release": ("project_version",)},
             overrides={"service": options.service, "release": options.release},
+            service_keys=(
+                Lookup(DTRACK_PROJECT, _s(project.get("uuid")), f"{ppath}.uuid"),
+                Lookup(NAME, _s(project.get("name")), f"{ppath}.name"),
+            ),
         )
         service = names.need("service", root=project)
         release = names.need("release", root=project)
@@ -556,9 +677,7 @@ def dependency_track(payload: Any, options: IngestOptions) -> Conversion:
         for f in vulns:
             _add(
                 findings,
-                Finding(
-                    f.vuln_id, f.severity, f.path, list(f.aliases), list(f.packages), [], f.summary
-                ),
+                f.copy(),
             )
         identity = stable_id(
             "dt",
@@ -567,13 +686,22 @@ def dependency_track(payload: Any, options: IngestOptions) -> Conversion:
             reader.get("$.notification.subject.component.uuid"),
             project.get("uuid"),
         )
-        report = Report(service, release, occurred_ms, identity, findings, dict(names.origins))
+        report = Report(
+            service,
+            release,
+            occurred_ms,
+            identity,
+            findings,
+            dict(names.origins),
+            unresolved=tuple(names.unresolved),
+        )
         part = _flags(
             "dependency-track", report, IngestOptions(min_severity=options.min_severity), None
         )
         events.extend(part.events)
         skipped.extend(part.skipped)
-    return Conversion(events=tuple(events), skipped=tuple(skipped))
+        unresolved.extend(part.unresolved)
+    return Conversion(events=tuple(events), skipped=tuple(skipped), unresolved=tuple(unresolved))
 
 
 def _s(value: Any) -> str | None:

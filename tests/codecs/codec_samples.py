@@ -22,6 +22,11 @@ DEPLOY_FULL: dict[str, Any] = {
     "actor": "Zoë Ångström",
     "reason": "error budget burn — rolling back ✓",
     "incident_id": "INC-42",
+    "release_aliases": [
+        "ghcr.io/acme/payments@sha256:" + "ab" * 32,
+        "sha256:" + "ab" * 32,
+        "ghcr.io/acme/payments:v1.4.2",
+    ],
 }
 DEPLOY_MINIMAL: dict[str, Any] = {
     "type": "deploy",
@@ -45,6 +50,7 @@ INCIDENT_FULL: dict[str, Any] = {
     "severity": "sev2",
     "title": "5xx spike on /charge",
     "suspected_release": "v1.5.0",
+    "release_aliases": ["3f786850e387550fdab836ed7e6dc881de23001b"],
 }
 INCIDENT_MINIMAL: dict[str, Any] = {
     "type": "incident",
@@ -71,6 +77,7 @@ FLAG_FULL: dict[str, Any] = {
     "vulnerabilities": ["CVE-2026-1111", "GHSA-abcd-efgh-ijkl"],
     "title": "RCE in libfoo",
     "fixed_in": "v1.4.3",
+    "release_aliases": ["ghcr.io/acme/payments:v1.4.2", "sha256:" + "ab" * 32],
 }
 FLAG_MINIMAL: dict[str, Any] = {
     "type": "security_flag",
@@ -115,6 +122,8 @@ def make_alert(status: str = "firing", release_rec: str | None = "v1.4.3") -> Al
         ),
         recommendation=Recommendation(release_rec, "move to v1.4.3, which fixes CVE-2026-1111"),
         detected_at_ms=parse_rfc3339_ms("2026-03-04T09:20:01.007Z"),
+        release_aliases=("ghcr.io/acme/payments:v1.4.2", "sha256:" + "ab" * 32),
+        evidence_count=7,
     )
 
 

@@ -6,7 +6,7 @@ import pytest
 from avro.schema import parse as avro_parse
 from fastavro.schema import fingerprint as fastavro_fingerprint
 
-from schemas import SCHEMA_NAMES, load_schema, schema_text
+from schemas import KEPT_VERSIONS, SCHEMA_NAMES, load_schema, schema_text
 from streams.codecs.fingerprint import (
     CRC64_AVRO_EMPTY,
     canonical_form,
@@ -15,7 +15,10 @@ from streams.codecs.fingerprint import (
 )
 from streams.codecs.single_object import known_schemas
 
-ALL = [(n, False) for n in SCHEMA_NAMES] + [(n, True) for n in SCHEMA_NAMES]
+#: Every schema version relsec reads: (name, None) for the current one, (name, N) for kept ones.
+ALL: list[tuple[str, int | None]] = [(n, None) for n in SCHEMA_NAMES] + [
+    (n, v) for n in SCHEMA_NAMES for v in KEPT_VERSIONS[n]
+]
 
 
 def test_empty_input_gives_the_specs_empty_value() -> None:
@@ -32,11 +35,11 @@ def test_small_schemas_agree_with_both_libraries(schema: str) -> None:
     assert ours == avro_parse(schema).fingerprint("CRC-64-AVRO")
 
 
-@pytest.mark.parametrize(("name", "previous"), ALL)
-def test_relsec_schemas_agree_with_both_libraries(name: str, previous: bool) -> None:
-    schema = load_schema(name, previous)
+@pytest.mark.parametrize(("name", "version"), ALL)
+def test_relsec_schemas_agree_with_both_libraries(name: str, version: int | None) -> None:
+    schema = load_schema(name, version=version)
     pcf = canonical_form(schema)
-    parsed = avro_parse(schema_text(name, previous))
+    parsed = avro_parse(schema_text(name, version=version))
     assert pcf == parsed.canonical_form  # both libraries give the same canonical form
     ours = schema_fingerprint(schema)
     assert len(ours) == 8
@@ -45,7 +48,7 @@ def test_relsec_schemas_agree_with_both_libraries(name: str, previous: bool) -> 
 
 
 def test_fingerprints_are_distinct_and_the_codec_knows_them_all() -> None:
-    prints = {schema_fingerprint(load_schema(n, p)) for n, p in ALL}
+    prints = {schema_fingerprint(load_schema(n, version=v)) for n, v in ALL}
     assert len(prints) == len(ALL)
     assert {s.fingerprint for s in known_schemas()} == prints
 
@@ -63,8 +66,9 @@ def test_the_fingerprint_table_in_the_docs_is_current() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "schemas.md").read_text("utf-8")
     for name in SCHEMA_NAMES:
         current = schema_fingerprint(load_schema(name))
-        previous = schema_fingerprint(load_schema(name, previous=True))
         row = next(line for line in doc.splitlines() if line.startswith(f"| `{name}` |"))
         assert f"`{current.hex()}`" in row
         assert f"`{int.from_bytes(current, 'little'):#018x}`" in row
-        assert f"`{previous.hex()}`" in row
+        for version in KEPT_VERSIONS[name]:
+            older = schema_fingerprint(load_schema(name, version=version))
+            assert f"v{version} `{older.hex()}`" in row

@@ -1,9 +1,10 @@
-"""The schemas themselves: documented, named as SPEC §1, and compatible with their previous version.
+"""The schemas themselves: documented, named as SPEC §1, and compatible with every kept version.
 
 Evolution rule (docs/schemas.md): a new field is optional with a default, no
 field changes type, none is removed or renamed. Each current schema must be
-backward compatible (the new reader reads data of the previous writer) and
-forward compatible (the previous reader reads data of the new writer).
+backward compatible with every older version kept in ``schemas/previous/`` (the
+new reader reads data of any old writer) and forward compatible (each old
+reader reads data of the new writer). A version may add several fields.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from codec_samples import EVENTS, make_alert, make_dead_letter
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from agents.model.events import event_to_dict, parse_event
-from schemas import EVENT_SCHEMAS, SCHEMA_NAMES, load_schema, schema_text
+from schemas import (
+    CURRENT_VERSIONS,
+    EVENT_SCHEMAS,
+    KEPT_VERSIONS,
+    SCHEMA_NAMES,
+    load_schema,
+    schema_text,
+)
 from streams.codecs import SingleObjectCodec
 from streams.codecs.datum import alert_to_datum, dead_letter_to_datum, event_to_datum
 from streams.codecs.fingerprint import schema_fingerprint
@@ -56,34 +64,67 @@ def _compatible(reader: str, writer: str) -> Any:
     )
 
 
-@pytest.mark.parametrize("name", SCHEMA_NAMES)
-def test_backward_compatible_new_reader_reads_old_data(name: str) -> None:
-    old, new = load_schema(name, previous=True), load_schema(name)
-    added = {f["name"] for f in new["fields"]} - {f["name"] for f in old["fields"]}
-    assert len(added) == 1, "v0 is the current schema without one optional field"
+#: Every (schema, kept older version) pair.
+OLDER = [(name, version) for name in SCHEMA_NAMES for version in KEPT_VERSIONS[name]]
+
+
+def _ids(pair: tuple[str, int]) -> str:
+    return f"{pair[0]}-v{pair[1]}"
+
+
+def _added(name: str, version: int) -> dict[str, dict[str, Any]]:
+    """The fields of the current schema that version ``version`` lacks, by name."""
+    old = {f["name"] for f in load_schema(name, version=version)["fields"]}
+    return {f["name"]: f for f in load_schema(name)["fields"] if f["name"] not in old}
+
+
+def test_every_schema_keeps_every_older_version() -> None:
+    for name in SCHEMA_NAMES:
+        assert KEPT_VERSIONS[name] == tuple(range(CURRENT_VERSIONS[name])), name
+        for version in KEPT_VERSIONS[name]:
+            assert load_schema(name, version=version)["name"] == load_schema(name)["name"]
+    # this release added release_aliases (events, alerts) and evidence_count (alerts)
+    for name in EVENT_SCHEMAS:
+        assert set(_added(name, CURRENT_VERSIONS[name] - 1)) == {"release_aliases"}
+    assert set(_added("alert", CURRENT_VERSIONS["alert"] - 1)) == {
+        "release_aliases",
+        "evidence_count",
+    }
+
+
+@pytest.mark.parametrize("pair", OLDER, ids=_ids)
+def test_backward_compatible_new_reader_reads_old_data(pair: tuple[str, int]) -> None:
+    name, version = pair
+    old, new = load_schema(name, version=version), load_schema(name)
+    added = _added(name, version)
+    assert added, "an older version lacks at least one field of the current one"
     datum = _datum(name)
     record = _read(_write(old, datum), old, new)
     for field in new["fields"]:
-        expected = field["default"] if field["name"] in added else datum[field["name"]]
+        expected = added[field["name"]]["default"] if field["name"] in added else datum[
+            field["name"]
+        ]
         assert record[field["name"]] == expected, field["name"]
-    result = _compatible(schema_text(name), schema_text(name, previous=True))
+    result = _compatible(schema_text(name), schema_text(name, version=version))
     assert result.compatibility is SchemaCompatibilityType.compatible, result.messages
 
 
-@pytest.mark.parametrize("name", SCHEMA_NAMES)
-def test_forward_compatible_old_reader_reads_new_data(name: str) -> None:
-    old, new = load_schema(name, previous=True), load_schema(name)
+@pytest.mark.parametrize("pair", OLDER, ids=_ids)
+def test_forward_compatible_old_reader_reads_new_data(pair: tuple[str, int]) -> None:
+    name, version = pair
+    old, new = load_schema(name, version=version), load_schema(name)
     datum = _datum(name)
     record = _read(_write(new, datum), new, old)
     assert record == {f["name"]: datum[f["name"]] for f in old["fields"]}
-    result = _compatible(schema_text(name, previous=True), schema_text(name))
+    result = _compatible(schema_text(name, version=version), schema_text(name))
     assert result.compatibility is SchemaCompatibilityType.compatible, result.messages
 
 
-@pytest.mark.parametrize("name", SCHEMA_NAMES)
-def test_structural_evolution_rule(name: str) -> None:
+@pytest.mark.parametrize("pair", OLDER, ids=_ids)
+def test_structural_evolution_rule(pair: tuple[str, int]) -> None:
     """Fields only added, each with a default; kept fields unchanged in type and order."""
-    old = {f["name"]: f for f in load_schema(name, previous=True)["fields"]}
+    name, version = pair
+    old = {f["name"]: f for f in load_schema(name, version=version)["fields"]}
     new = {f["name"]: f for f in load_schema(name)["fields"]}
     assert old.keys() <= new.keys(), f"removed: {old.keys() - new.keys()}"
     for field_name, field in new.items():
@@ -93,9 +134,8 @@ def test_structural_evolution_rule(name: str) -> None:
             assert "default" in field, f"new field {field_name} has no default"
     kept = [n for n in new if n in old]
     assert kept == list(old), "kept fields keep their order"
-    assert load_schema(name)["name"] == load_schema(name, previous=True)["name"]
     assert schema_fingerprint(load_schema(name)) != schema_fingerprint(
-        load_schema(name, previous=True)
+        load_schema(name, version=version)
     )
 
 
@@ -108,10 +148,14 @@ def test_the_checker_does_catch_an_incompatible_change() -> None:
     assert result.compatibility is SchemaCompatibilityType.incompatible
 
 
-@pytest.mark.parametrize("name", SCHEMA_NAMES)
-def test_codec_reads_previous_version_single_object_records(name: str) -> None:
+@pytest.mark.parametrize("pair", OLDER, ids=_ids)
+def test_codec_reads_every_kept_version_single_object_records(pair: tuple[str, int]) -> None:
+    """Records written by an older schema decode as the current one, new fields at their
+    defaults (and, as the JSON forms do, an empty alias list or an evidence count that says
+    nothing beyond ``evidence`` left out)."""
+    name, version = pair
     codec = SingleObjectCodec()
-    old = load_schema(name, previous=True)
+    old = load_schema(name, version=version)
     datum = _datum(name)
     raw = b"\xc3\x01" + schema_fingerprint(old) + _write(old, datum)
     decode = {
@@ -119,24 +163,46 @@ def test_codec_reads_previous_version_single_object_records(name: str) -> None:
         "dead_letter": codec.decode_dead_letter,
     }.get(name, codec.decode_event)
     decoded = decode(raw)
-    current_raw = b"\xc3\x01" + schema_fingerprint(load_schema(name)) + _write(
-        load_schema(name), datum
-    )
-    expected = decode(current_raw)
-    added = {f["name"] for f in load_schema(name)["fields"]} - {f["name"] for f in old["fields"]}
-    for field in added:
-        expected[field] = next(f for f in load_schema(name)["fields"] if f["name"] == field)[
-            "default"
-        ]
+    current = load_schema(name)
+    defaulted = dict(datum)
+    for field_name, field in _added(name, version).items():
+        defaulted[field_name] = field["default"]
+    expected = decode(b"\xc3\x01" + schema_fingerprint(current) + _write(current, defaulted))
     assert decoded == expected
+    assert "release_aliases" not in decoded  # the new field, at its default, is not written
     if name in EVENT_SCHEMAS:
         parse_event(decoded, expected_type=name)  # valid as the current version
+    if name == "alert":
+        assert "evidence_count" not in decoded
 
 
-@pytest.mark.parametrize("name", SCHEMA_NAMES + tuple(f"{n}:previous" for n in SCHEMA_NAMES))
+@pytest.mark.parametrize("name", EVENT_SCHEMAS)
+def test_release_aliases_survive_the_current_schema(name: str) -> None:
+    codec = SingleObjectCodec()
+    event = EVENTS[_FULL_EVENTS[name]]
+    decoded = codec.decode_event(codec.encode_event(event), name)
+    assert decoded["release_aliases"] == event["release_aliases"]
+    assert parse_event(decoded).release_aliases == tuple(event["release_aliases"])
+
+
+def test_alert_aliases_and_evidence_count_survive_both_alert_encoders() -> None:
+    from agents.model.alerts import Alert
+
+    codec = SingleObjectCodec()
+    alert = make_alert()
+    assert alert.evidence_count > len(alert.evidence) and alert.release_aliases
+    for raw in (codec.encode_alert(alert.to_dict()), codec.encode_alert_value(alert)):
+        decoded = codec.decode_alert(raw)
+        assert decoded == alert.to_dict()
+        assert Alert.from_dict(decoded) == alert
+
+
+@pytest.mark.parametrize(
+    "name", SCHEMA_NAMES + tuple(f"{n}:{v}" for n, v in OLDER)
+)
 def test_every_record_and_field_has_a_doc(name: str) -> None:
-    base, _, prev = name.partition(":")
-    schema = load_schema(base, previous=bool(prev))
+    base, _, version = name.partition(":")
+    schema = load_schema(base, version=int(version) if version else None)
     assert schema["namespace"] == "io.relsec.v1"
 
     def walk(node: Any, where: str) -> None:

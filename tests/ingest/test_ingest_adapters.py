@@ -34,6 +34,8 @@ def test_github_success_is_a_succeeded_deploy_with_payload_names() -> None:
         "actor": "deploy-bot[bot]",
         "reason": "Release 2.4.0",
         "incident_id": None,
+        # SPEC §8: the commit and the tag ref name the same release
+        "release_aliases": ["3f786850e387550fdab836ed7e6dc881de23001b", "v2.4.0"],
     }
 
 
@@ -591,8 +593,9 @@ def test_not_json_is_an_adapter_error_at_the_root() -> None:
     [
         ("ghcr.io/acme/checkout:2.4.0", "ghcr.io/acme/checkout", "2.4.0", None),
         ("registry:5000/team/app", "registry:5000/team/app", None, None),
-        ("nginx:1.27.1", "nginx", "1.27.1", None),
-        ("app@sha256:" + "a" * 64, "app", None, "sha256:" + "a" * 64),
+        # SPEC §8: Docker Hub's implicit registry and library/ are written out
+        ("nginx:1.27.1", "docker.io/library/nginx", "1.27.1", None),
+        ("app@sha256:" + "a" * 64, "docker.io/library/app", None, "sha256:" + "a" * 64),
     ],
 )
 def test_image_refs(text: str, repo: str, tag: str | None, digest: str | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -285,3 +286,51 @@ def test_shared_payload(rel: str) -> None:
 def test_every_declared_file_is_there() -> None:
     missing = sorted(set(DECLARED) - set(_shared_files()))
     assert not missing, f"declared but absent from {SHARED}: {missing}"
+
+
+# --- the real payloads through one catalog ---------------------------------------------
+
+SHARED_CATALOG = """\
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: one-service
+  annotations:
+    github.com/project-slug: Codertocat/Hello-World
+    pagerduty.com/service-id: PA2P440
+    opsgenie.com/component-selector: entity:Server
+    dependencytrack/project-id: 6fb1820f-5280-4577-ac51-40124aabe307
+    relsec.io/images: ghcr.io/aquasecurity/trivy-test-images
+    relsec.io/flux: Kustomization/apps/webapp
+    relsec.io/names: mySubject123, myApp, user-input
+    relsec.io/environments: production=prod, test123=prod, prod1=prod, apps=prod
+spec: {type: service, owner: team, lifecycle: production}
+"""
+#: Shared payloads that give events without per-tool flags (the rest give none or need one).
+RESOLVED = [
+    rel
+    for rel in DECLARED
+    if rel.split("/", 1)[0] not in ("argocd",)
+    and rel
+    not in (
+        "github/deployment.payload.json",
+        "pagerduty/incident.priority_updated.developer-docs.json",
+        "opsgenie/close.zulip-fixture.json",
+    )
+]
+
+
+@pytest.mark.parametrize("rel", RESOLVED)
+def test_the_real_payloads_resolve_through_one_catalog(rel: str, tmp_path: Path) -> None:
+    """Each tool's own shape, one component whose annotations name it the tool's way."""
+    from streams.catalog import load_catalog
+
+    path = tmp_path / "catalog-info.yaml"
+    path.write_text(SHARED_CATALOG, encoding="utf-8")
+    catalog = load_catalog([path])
+    plain = _convert(rel)
+    assert plain.events and {e["service"] for e in plain.events} != {"one-service"}
+    conversion = _convert(rel, catalog=catalog, require_catalog=True)
+    assert conversion.unresolved == (), conversion.unresolved
+    assert conversion.events and {e["service"] for e in conversion.events} == {"one-service"}
+    assert {e.get("environment", "prod") for e in conversion.events} == {"prod"}

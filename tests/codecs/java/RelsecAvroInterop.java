@@ -5,10 +5,12 @@
 //   java -cp 'LIBS/*' tests/codecs/java/RelsecAvroInterop.java fingerprints schemas
 //   java -cp 'LIBS/*' tests/codecs/java/RelsecAvroInterop.java roundtrip schemas < hex-lines
 //
-// fingerprints: one line per schema, "name version hex", the CRC-64-AVRO fingerprint of the
-//   schema's Parsing Canonical Form as Java's SchemaNormalization computes it, little-endian.
+// fingerprints: one line per schema version, "name current hex" then "name vN hex" for each
+//   kept older version (schemas/previous/name.vN.avsc, oldest first): the CRC-64-AVRO
+//   fingerprint of the schema's Parsing Canonical Form as Java's SchemaNormalization
+//   computes it, little-endian.
 // roundtrip: for each input line (a single-object record in hex), decode it with
-//   BinaryMessageDecoder (current schema as reader, previous one added), and print
+//   BinaryMessageDecoder (current schema as reader, every kept older one added), and print
 //   "kind<TAB>record as JSON<TAB>the record re-encoded by BinaryMessageEncoder, in hex",
 //   or "ERROR<TAB>exception class<TAB>message".
 
@@ -19,9 +21,12 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
 
 import org.apache.avro.Schema;
 import org.apache.avro.SchemaNormalization;
@@ -46,15 +51,32 @@ public class RelsecAvroInterop {
     public static void main(String[] args) throws Exception {
         Path dir = Path.of(args[1]);
         Map<String, Schema> current = new LinkedHashMap<>();
-        Map<String, Schema> previous = new LinkedHashMap<>();
+        Map<String, TreeMap<Integer, Schema>> older = new LinkedHashMap<>();
         for (String name : NAMES) {
             current.put(name, load(dir.resolve(name + ".avsc")));
-            previous.put(name, load(dir.resolve("previous").resolve(name + ".v0.avsc")));
+            TreeMap<Integer, Schema> versions = new TreeMap<>();
+            List<Path> files = new ArrayList<>();
+            try (var listing = Files.list(dir.resolve("previous"))) {
+                listing.forEach(files::add);
+            }
+            for (Path file : files) {
+                String fileName = file.getFileName().toString();
+                String prefix = name + ".v";
+                if (fileName.startsWith(prefix) && fileName.endsWith(".avsc")) {
+                    String number = fileName.substring(prefix.length(), fileName.length() - 5);
+                    if (number.chars().allMatch(Character::isDigit) && !number.isEmpty()) {
+                        versions.put(Integer.parseInt(number), load(file));
+                    }
+                }
+            }
+            older.put(name, versions);
         }
         if (args[0].equals("fingerprints")) {
             for (String name : NAMES) {
                 System.out.println(name + " current " + fingerprintHex(current.get(name)));
-                System.out.println(name + " previous " + fingerprintHex(previous.get(name)));
+                for (Map.Entry<Integer, Schema> e : older.get(name).entrySet()) {
+                    System.out.println(name + " v" + e.getKey() + " " + fingerprintHex(e.getValue()));
+                }
             }
             return;
         }
@@ -63,10 +85,12 @@ public class RelsecAvroInterop {
         Map<String, BinaryMessageEncoder<GenericRecord>> encoders = new LinkedHashMap<>();
         for (String name : NAMES) {
             kindByFingerprint.put(fingerprintHex(current.get(name)), name);
-            kindByFingerprint.put(fingerprintHex(previous.get(name)), name);
             BinaryMessageDecoder<GenericRecord> decoder =
                 new BinaryMessageDecoder<>(GenericData.get(), current.get(name));
-            decoder.addSchema(previous.get(name));
+            for (Schema schema : older.get(name).values()) {
+                kindByFingerprint.put(fingerprintHex(schema), name);
+                decoder.addSchema(schema);
+            }
             decoders.put(name, decoder);
             encoders.put(name, new BinaryMessageEncoder<>(GenericData.get(), current.get(name)));
         }
