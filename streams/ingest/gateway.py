@@ -97,7 +97,7 @@ class GatewayLimits:
     buffered_bytes: int = 64 * MIB
     buffer_wait_s: float = 5.0
     max_connections: int = 256
-    max_in_flight: int = 64
+    max_in_flight: int = 128
     max_requests_per_connection: int = 1000
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
