@@ -42,8 +42,6 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_server import Server
 
 from agents.errors import AdapterError, ConfigError, RelsecError, ValidationError
 from agents.model.events import Event, event_to_dict, parse_event
@@ -677,7 +675,7 @@ def _first_line(message: str) -> str:
 # --- the server ---------------------------------------------------------------------
 
 
-class _GatewayConnection(RequestHandler):
+class _GatewayConnection(web.RequestHandler):
     """aiohttp's connection handler with the gateway's connection-level bounds.
 
     Counted against ``max_connections``; closed when a request head is not complete
@@ -686,7 +684,7 @@ class _GatewayConnection(RequestHandler):
     HTTP parse errors, which are the client's, are logged in one line.
     """
 
-    def __init__(self, state: GatewayState, manager: Server, **kwargs: Any) -> None:
+    def __init__(self, state: GatewayState, manager: web.Server, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._state = state
         self._busy = False
@@ -793,8 +791,8 @@ class _RefuseBusy(asyncio.Protocol):
     """A connection over ``max_connections``: a canned 503, then closed."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(_BUSY_RESPONSE)
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.write(_BUSY_RESPONSE)
         transport.close()
 
 
@@ -811,7 +809,7 @@ class RunningGateway:
 async def running_gateway(
     publisher: Publisher, config: GatewayConfig, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
 ) -> AsyncIterator[RunningGateway]:
-    """Serve until the block ends; in-flight requests get ``shutdown_timeout`` to finish."""
+    """Serve until the block ends; then requests in flight get 10 s to finish."""
     limits = config.limits
     app = make_app(publisher, config)
     state = app[STATE]
