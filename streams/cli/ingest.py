@@ -154,7 +154,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(HMAC), RELSEC_INGEST_<SOURCE>_TOKEN or RELSEC_INGEST_TOKEN (shared-secret header). "
         "A source without a secret rejects every request.",
     )
-    from streams.ingest.gateway import DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT
+    from streams.ingest.gateway import DEFAULT_HOST, DEFAULT_PORT, add_server_arguments
 
     srv.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})"
@@ -162,12 +162,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     srv.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
     )
-    srv.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=DEFAULT_MAX_BODY_BYTES,
-        help=f"largest accepted request body (default {DEFAULT_MAX_BODY_BYTES})",
-    )
+    add_server_arguments(srv)
     _add_conversion_options(srv, per_source=True)
     add_kafka_options(srv)
     srv.set_defaults(func=run_serve)
@@ -309,7 +304,7 @@ def _per_source_mappings(items: list[str]) -> dict[str, tuple[tuple[str, str], .
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from streams.ingest.gateway import GatewayConfig, ProducerPublisher, serve
+    from streams.ingest.gateway import GatewayConfig, ProducerPublisher, limits_from_args, serve
     from streams.ingest.signatures import Secrets
     from streams.settings import Settings
 
@@ -328,7 +323,7 @@ def run_serve(args: argparse.Namespace) -> int:
         catalog.start_watching()
     config = GatewayConfig(
         secrets=secrets,
-        max_body_bytes=args.max_body_bytes,
+        limits=limits_from_args(args),
         min_severity=args.min_severity,
         default_environment=args.default_environment,
         mappings=_per_source_mappings(args.map),
