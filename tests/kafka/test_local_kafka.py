@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from agents.errors import KafkaProvisionError
-from streams.kafka.local import (
+from streams.devkafka import (
     DEFAULT_KAFKA_VERSION,
     LocalKafka,
     cache_root,
