@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from streams.devkafka.files import private_dirs
 from streams.devkafka.java import java_version_text
 from streams.devkafka.places import cds_dir
 
@@ -40,13 +41,19 @@ def part_path(archive: Path, node_dir: Path) -> Path:
     return archive.with_name(f"{archive.name}.{owner}.part")
 
 
-def archive_jvm_args(archive: Path, node_index: int, node_dir: Path) -> list[str]:
-    """Map ``archive`` when it exists; else let node 0 dump one; the others go without."""
+def archive_jvm_args(
+    archive: Path, node_index: int, node_dir: Path, *, cache_top: Path | None = None
+) -> list[str]:
+    """Map ``archive`` when it exists; else let node 0 dump one; the others go without.
+
+    The archive's directory is made private (0700) from ``cache_top`` down: a JVM maps
+    the archive as code, so nobody else may write it.
+    """
+    private_dirs(archive.parent, top=cache_top)
     if archive.is_file():
         return [f"-XX:SharedArchiveFile={archive}", "-Xshare:auto"]
     if node_index != DUMPING_NODE:
         return []
-    archive.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(archive, node_dir)
     part.unlink(missing_ok=True)
     return [f"-XX:ArchiveClassesAtExit={part}"]

@@ -20,7 +20,14 @@ from pathlib import Path
 
 from agents.errors import KafkaProvisionError
 from streams.devkafka import cds
-from streams.devkafka.files import file_lock, tail
+from streams.devkafka.files import (
+    file_lock,
+    make_parents,
+    private_dirs,
+    tail,
+    tighten_tree,
+    write_private,
+)
 from streams.devkafka.jars import DEFAULT_KAFKA_VERSION, locate_kafka
 from streams.devkafka.java import check_java, find_java
 from streams.devkafka.network import brokers_answering, port_in_use
@@ -35,6 +42,7 @@ from streams.devkafka.node_config import (
     plan_nodes,
     write_node_files,
 )
+from streams.devkafka.places import cache_root
 from streams.devkafka.progress import Log, no_log
 from streams.devkafka.status import ClusterStatus, NodeStatus
 from streams.devkafka.supervision import PID_FILE, Supervisor, marker_arg, send_signal
@@ -111,6 +119,15 @@ class LocalKafka:
     def bootstrap(self) -> str:
         return self._require_config().bootstrap
 
+    def _own_top(self) -> Path:
+        """The highest directory that is this cluster's own: the cache root for a state
+        directory inside it, else the state directory itself (its parent may be shared)."""
+        root = cache_root(self._env).expanduser().resolve()
+        return root if self.state_dir.is_relative_to(root) else self.state_dir
+
+    def _make_private(self) -> None:
+        private_dirs(self.state_dir, top=self._own_top(), log=self._log)
+
     def node_dir(self, index: int) -> Path:
         return self.state_dir / f"node-{index}"
 
@@ -159,7 +176,9 @@ class LocalKafka:
         archive = self._cds_archive(config)
         if archive is None:
             return []
-        return cds.archive_jvm_args(archive, node.index, self.node_dir(node.index))
+        return cds.archive_jvm_args(
+            archive, node.index, self.node_dir(node.index), cache_top=cache_root(self._env)
+        )
 
     def _cds_after_stop(self, index: int, clean: bool) -> None:
         config = self.config()
@@ -186,13 +205,13 @@ class LocalKafka:
             ),
         )
         self._check_ports(config, config.nodes)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._make_private()
         self._log(
             f"formatting {len(config.nodes)} KRaft node(s) of Apache Kafka {config.version} "
             f"({dist.source}: {dist.libs_dir})"
         )
-        format_storage(java, config, self._node_dirs(config), self._extra_properties)
-        self._state_file.write_text(config.to_json())
+        format_storage(java, config, self._node_dirs(config), self._extra_properties, self._log)
+        write_private(self._state_file, config.to_json())
         return config
 
     def _check_ports(self, config: ClusterConfig, nodes: Sequence[NodeSpec]) -> None:
@@ -207,7 +226,7 @@ class LocalKafka:
     def _start_node(self, java: str, config: ClusterConfig, node: NodeSpec) -> int:
         self._check_ports(config, [node])
         directory = self.node_dir(node.index)
-        props = write_node_files(config, node, directory, self._extra_properties)
+        props = write_node_files(config, node, directory, self._extra_properties, self._log)
         if not (directory / "data" / "meta.properties").is_file():
             raise KafkaProvisionError(
                 f"{directory / 'data'} is not formatted: run `relsec kafka down --purge`, "
@@ -233,7 +252,16 @@ class LocalKafka:
         )
 
     def up(self, timeout_s: float = 120.0) -> str:
-        """Start every node that is not running and wait until all answer; return the bootstrap."""
+        """Start every node that is not running and wait until all answer; return the bootstrap.
+
+        Directories are created private (0700), files 0600; an existing state directory
+        with a wider mode is tightened first (see :mod:`streams.devkafka.files`).
+        """
+        top = self._own_top()
+        if top == self.state_dir:
+            make_parents(self.state_dir)
+        else:
+            private_dirs(self.state_dir.parent, top=top, log=self._log)
         with file_lock(self.state_dir.parent / f".{self.state_dir.name}.lock"):
             java = self._java()
             config = self.config()
@@ -241,6 +269,8 @@ class LocalKafka:
                 config = self._create(java)
             else:
                 self._check_compatible(config)
+                self._make_private()
+                tighten_tree(self.state_dir, self._log)
             started: list[int] = []
             try:
                 for node in config.nodes:

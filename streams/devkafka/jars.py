@@ -27,7 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.errors import KafkaProvisionError
-from streams.devkafka.files import LOG_TAIL_LINES, file_lock
+from streams.devkafka.files import (
+    LOG_TAIL_LINES,
+    file_lock,
+    open_private,
+    private_dirs,
+    write_private,
+)
 from streams.devkafka.places import cache_root, kafka_cache_dir, repo_pom_path
 from streams.devkafka.progress import Log, no_log
 
@@ -89,10 +95,12 @@ def locate_kafka(
 
     target = kafka_cache_dir(version, e)
     libs = target / "libs"
+    if target.is_dir():
+        private_dirs(target, top=cache_root(e), log=log)
     if _is_complete(target, version):
         return KafkaDistribution(version, libs, "cache")
 
-    target.mkdir(parents=True, exist_ok=True)
+    private_dirs(target, top=cache_root(e), log=log)
     with file_lock(target / ".provision.lock"):
         # Another process may have provisioned it while we waited for the lock.
         if _is_complete(target, version):
@@ -176,7 +184,7 @@ def provision_from_tarball(url: str, version: str, target: Path, log: Log = no_l
     log(f"downloading Apache Kafka from {url} ...")
     archive = target / "kafka.tgz.part"
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, archive.open("wb") as out:
+        with urllib.request.urlopen(url, timeout=60) as response, open_private(archive) as out:
             shutil.copyfileobj(response, out)
     except (OSError, ValueError) as exc:
         archive.unlink(missing_ok=True)
@@ -193,7 +201,7 @@ def provision_from_tarball(url: str, version: str, target: Path, log: Log = no_l
                     source = tar.extractfile(member)
                     if source is None:
                         continue
-                    with source, (staging / name).open("wb") as out:
+                    with source, open_private(staging / name) as out:
                         shutil.copyfileobj(source, out)
     except (OSError, tarfile.TarError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -215,4 +223,4 @@ def _install_libs(staging: Path, target: Path) -> None:
         shutil.rmtree(libs)
     staging.rename(libs)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    (target / _COMPLETE_MARKER).write_text(stamp + "\n")
+    write_private(target / _COMPLETE_MARKER, stamp + "\n")

@@ -22,8 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from agents.errors import KafkaProvisionError
-from streams.devkafka.files import tail
+from streams.devkafka.files import (
+    CHILD_UMASK,
+    open_private,
+    private_dirs,
+    tail,
+    write_private,
+)
 from streams.devkafka.network import LOOPBACK
+from streams.devkafka.progress import Log, no_log
 
 DEFAULT_PORT = 9092
 DEFAULT_HEAP_MIN = "256m"
@@ -189,14 +196,19 @@ def write_node_files(
     node: NodeSpec,
     node_dir: Path,
     extra_properties: Mapping[str, str] | None = None,
+    log: Log = no_log,
 ) -> Path:
-    """(Re)write the configuration files of ``node`` in ``node_dir``; return server.properties."""
-    (node_dir / "logs").mkdir(parents=True, exist_ok=True)
-    (node_dir / "data").mkdir(parents=True, exist_ok=True)
+    """(Re)write the configuration files of ``node`` in ``node_dir``; return server.properties.
+
+    ``node_dir``, ``logs/`` and ``data/`` are made private (0700) and the files written
+    0600: server.properties may hold passwords.
+    """
+    private_dirs(node_dir / "logs", top=node_dir, log=log)
+    private_dirs(node_dir / "data", top=node_dir, log=log)
     props = node_dir / "server.properties"
-    props.write_text(server_properties(config, node, node_dir, extra_properties))
-    (node_dir / "log4j2.xml").write_text(LOG4J2_XML)
-    (node_dir / "log4j.properties").write_text(LOG4J1_PROPERTIES)
+    write_private(props, server_properties(config, node, node_dir, extra_properties))
+    write_private(node_dir / "log4j2.xml", LOG4J2_XML)
+    write_private(node_dir / "log4j.properties", LOG4J1_PROPERTIES)
     return props
 
 
@@ -272,6 +284,7 @@ def format_storage(
     config: ClusterConfig,
     node_dirs: Sequence[Path],
     extra_properties: Mapping[str, str] | None = None,
+    log: Log = no_log,
 ) -> None:
     """Format every node's storage, in parallel, from scratch; raise with the tool's output."""
     running: list[tuple[NodeSpec, subprocess.Popen[bytes], Path]] = []
@@ -280,11 +293,13 @@ def format_storage(
         # Without cluster.json no cluster was completed here: data left by a failed
         # attempt would carry another cluster id.
         shutil.rmtree(node_dir / "data", ignore_errors=True)
-        props = write_node_files(config, node, node_dir, extra_properties)
+        props = write_node_files(config, node, node_dir, extra_properties, log)
         out = node_dir / "logs" / "format.log"
         cmd = storage_format_command(java, config, node_dir, props)
-        with out.open("wb") as sink:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
+        with open_private(out) as sink:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, umask=CHILD_UMASK
+            )
         running.append((node, proc, out))
     failures: list[str] = []
     for node, proc, out in running:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agents.errors import KafkaProvisionError
+from streams.devkafka.files import CHILD_UMASK, open_private, write_private
 
 PID_FILE = "kafka.pid"
 MARKER_PROPERTY = "relsec.kafka.node"
@@ -140,8 +141,11 @@ class Supervisor:
         die_with_parent: bool,
     ) -> int:
         """Start ``cmd`` in its own session, output appended to ``stdout_path`` after
-        ``banner``; record its PID in ``pid_file`` and return it."""
-        with stdout_path.open("ab") as sink:
+        ``banner``; record its PID in ``pid_file`` and return it.
+
+        The process runs with umask 077 and its output file is 0600.
+        """
+        with open_private(stdout_path, append=True) as sink:
             sink.write(f"{banner}\n".encode())
             sink.flush()
             proc = subprocess.Popen(
@@ -152,9 +156,10 @@ class Supervisor:
                 cwd=cwd,
                 start_new_session=True,
                 preexec_fn=set_parent_death_signal if die_with_parent else None,
+                umask=CHILD_UMASK,
             )
         self._children[proc.pid] = proc
-        pid_file.write_text(f"{proc.pid}\n")
+        write_private(pid_file, f"{proc.pid}\n")
         return proc.pid
 
     def wait_gone(self, pid: int, deadline: float) -> bool:
