@@ -48,6 +48,7 @@ from streams.devkafka.status import ClusterStatus, NodeStatus
 from streams.devkafka.supervision import PID_FILE, Supervisor, marker_arg, send_signal
 
 STATE_FILE = "cluster.json"
+PRIVATE_MARKER = ".private"
 
 _READY_POLL_S = 0.2
 
@@ -127,6 +128,24 @@ class LocalKafka:
 
     def _make_private(self) -> None:
         private_dirs(self.state_dir, top=self._own_top(), log=self._log)
+
+    def _tighten_once(self) -> None:
+        """Take group and other permissions off the whole state tree, once per state dir.
+
+        Everything written there afterwards is private already (relsec's files 0600, the
+        JVMs at umask 077), so later starts skip the walk, which costs about as much as
+        the broker's start on a state dir of tens of thousands of files.
+        """
+        marker = self.state_dir / PRIVATE_MARKER
+        if marker.is_file():
+            return
+        tighten_tree(self.state_dir, self._log)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_private(
+            marker,
+            f"made owner-only by relsec at {stamp}; delete this file to have "
+            "`relsec kafka up` check the whole state directory again\n",
+        )
 
     def node_dir(self, index: int) -> Path:
         return self.state_dir / f"node-{index}"
@@ -270,7 +289,7 @@ class LocalKafka:
             else:
                 self._check_compatible(config)
                 self._make_private()
-                tighten_tree(self.state_dir, self._log)
+            self._tighten_once()
             started: list[int] = []
             try:
                 for node in config.nodes:

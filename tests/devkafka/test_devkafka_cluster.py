@@ -151,6 +151,20 @@ def test_up_on_unformatted_storage_tightens_then_refuses(tmp_path: Path) -> None
         assert not stat.S_IMODE(path.stat().st_mode) & 0o077, path
     assert cluster.pid_of(0) is None
 
+    # The whole tree is walked once per state dir; then only the directories are checked.
+    assert (state / ".private").is_file()
+    (state / "node-0" / "logs" / "server.log").chmod(0o644)
+    (state / "node-0").chmod(0o755)
+    messages.clear()
+    with pytest.raises(KafkaProvisionError, match="is not formatted"):
+        cluster.up()
+    assert messages == [f"tightened {state / 'node-0'} from 0755 to 0700"]
+    assert stat.S_IMODE((state / "node-0" / "logs" / "server.log").stat().st_mode) == 0o644
+    (state / ".private").unlink()
+    with pytest.raises(KafkaProvisionError, match="is not formatted"):
+        cluster.up()
+    assert stat.S_IMODE((state / "node-0" / "logs" / "server.log").stat().st_mode) == 0o600
+
 
 def test_explicit_state_dir_leaves_its_parent_alone(tmp_path: Path) -> None:
     shared = tmp_path / "shared"

@@ -443,7 +443,8 @@ def test_state_and_cache_are_private_whatever_the_umask(tmp_path: Path) -> None:
         assert len(list((cache / "cds").glob("*.jsa"))) == 1
         assert _modes_open_to_others(cache) == []
 
-        # What an older relsec left behind: everything world-readable.
+        # What an older relsec left behind: everything world-readable, and no marker.
+        (state / ".private").unlink()
         for path in [cache, *cache.rglob("*")]:
             if not path.is_symlink():
                 path.chmod(0o755 if path.is_dir() else 0o644)
