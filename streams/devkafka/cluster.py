@@ -124,7 +124,7 @@ class LocalKafka:
         """The highest directory that is this cluster's own: the cache root for a state
         directory inside it, else the state directory itself (its parent may be shared)."""
         root = cache_root(self._env).expanduser().resolve()
-        return root if self.state_dir.is_relative_to(root) else self.state_dir
+        return root if root in self.state_dir.parents else self.state_dir
 
     def _make_private(self) -> None:
         private_dirs(self.state_dir, top=self._own_top(), log=self._log)

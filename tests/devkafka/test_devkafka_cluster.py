@@ -186,6 +186,12 @@ def test_explicit_state_dir_leaves_its_parent_alone(tmp_path: Path) -> None:
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700  # the cache root is relsec's own
     assert stat.S_IMODE((cache / "run").stat().st_mode) == 0o700
 
+    # The cache root itself named as the state dir: its parent stays as it is.
+    tmp_path.chmod(0o755)
+    with pytest.raises(KafkaProvisionError, match="is Java 11"):
+        LocalKafka(cache, java=too_old, env=env).up()
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
+
 
 def test_down_stops_exactly_the_recorded_nodes(
     tmp_path: Path, fake_nodes: list[subprocess.Popen[bytes]]
