@@ -25,7 +25,7 @@ lint: install-test
 	$(BIN)/ruff check agents streams tests benchmarks
 
 typecheck: install-test
-	$(BIN)/mypy --strict agents/model agents/engine agents/errors.py
+	$(BIN)/mypy --strict agents/model agents/engine agents/errors.py streams/devkafka
 
 test: install-test lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15

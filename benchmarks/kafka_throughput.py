@@ -49,13 +49,13 @@ from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka import TopicPartition as CTopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # noqa: E402
 
+from streams.devkafka import LocalKafka, cache_root, pick_free_ports  # noqa: E402
 from streams.kafka.clients import (  # noqa: E402
     admin_config,
     aiokafka_kwargs,
     consumer_config,
     producer_config,
 )
-from streams.kafka.local import LocalKafka, cache_root, pick_free_ports  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
 PARTITIONS = 6

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.model.events import event_to_dict, parse_event
 from streams.codecs import make_codec
+from streams.devkafka import LocalKafka, pick_free_ports
 from streams.kafka.clients import admin_config, consumer_config, producer_config
-from streams.kafka.local import LocalKafka, pick_free_ports
 from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings, Topics

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.model.events import order_key, parse_event
 from streams.alerts_reader import read_alerts
-from streams.kafka.local import LocalKafka, pick_free_ports
+from streams.devkafka import LocalKafka, pick_free_ports
 from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings, Topics

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka.local import LocalKafka, pick_free_ports
+from streams.devkafka import LocalKafka, pick_free_ports
 from streams.settings import KafkaSecurity, Settings, Topics
 
 _started: list[LocalKafka] = []

@@ -881,7 +881,7 @@ def test_compose_kafka_settings_boot_apache_kafka_and_topics_create_works(
     from confluent_kafka import Consumer, Producer
     from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-    from streams.kafka.local import check_java, find_java, locate_kafka, pick_free_ports
+    from streams.devkafka import check_java, find_java, locate_kafka, pick_free_ports
 
     assert image_property_name("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP") == (
         "listener.security.protocol.map"
@@ -990,7 +990,7 @@ def test_the_healthcheck_command_passes_on_200_and_fails_otherwise() -> None:
     import http.server
     import threading
 
-    from streams.kafka.local import pick_free_ports
+    from streams.devkafka import pick_free_ports
 
     status = {"code": 200}
 
@@ -1032,7 +1032,7 @@ def test_the_images_worker_command_runs_and_its_healthcheck_and_metrics_answer(
 
     from confluent_kafka.admin import AdminClient
 
-    from streams.kafka.local import pick_free_ports
+    from streams.devkafka import pick_free_ports
     from streams.kafka.topics import ensure_topics
 
     ensure_topics(kafka_settings, partitions=6)

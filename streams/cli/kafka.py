@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.errors import KafkaProvisionError
-from streams.kafka.local import (
+from streams.devkafka import (
     DEFAULT_KAFKA_VERSION,
     LocalKafka,
     as_dict,

@@ -322,7 +322,7 @@ def render_table(alerts: list[dict[str, Any]]) -> str:
 
 def run_demo(args: argparse.Namespace) -> int:
     from streams.alerts_reader import active_alerts, read_alerts
-    from streams.kafka.local import LocalKafka, default_state_dir, pick_free_ports
+    from streams.devkafka import LocalKafka, default_state_dir, pick_free_ports
     from streams.kafka.topics import create_topics
     from streams.publish import publish_events
 

@@ -1,6 +1,6 @@
-"""Kafka plumbing: client configurations, topic creation and a local Apache Kafka (KRaft).
+"""Kafka plumbing of the product: client configurations and topic creation.
 
 ``clients`` builds confluent-kafka / aiokafka settings from :class:`streams.settings.Settings`;
-``topics`` creates relsec's topics; ``local`` provisions and runs Apache Kafka on 127.0.0.1 for
-development, tests and CI.
+``topics`` creates relsec's topics. The local Apache Kafka for development, tests and CI is
+:mod:`streams.devkafka`.
 """

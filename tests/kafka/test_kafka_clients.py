@@ -12,6 +12,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents.errors import ConfigError
+from streams.devkafka import find_java, locate_kafka
 from streams.kafka.clients import (
     admin_config,
     aiokafka_kwargs,
@@ -22,7 +23,6 @@ from streams.kafka.clients import (
     redacted,
     ssl_context,
 )
-from streams.kafka.local import find_java, locate_kafka
 from streams.settings import Settings
 
 SASL_ENV = {

@@ -24,8 +24,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from kafka_helpers import aio_consume, aio_produce, confluent_consume, confluent_produce
 
+from streams.devkafka import LocalKafka, pick_free_ports
 from streams.kafka.clients import admin_config, aiokafka_kwargs
-from streams.kafka.local import LocalKafka, pick_free_ports
 from streams.settings import Settings
 
 pytestmark = pytest.mark.kafka

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tarfile
@@ -17,7 +18,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from agents.errors import KafkaProvisionError
-from streams.kafka.local import (
+from streams.devkafka import (
     DEFAULT_KAFKA_VERSION,
     LocalKafka,
     cache_root,
@@ -402,4 +403,58 @@ def test_class_data_archive_is_dumped_on_clean_exit_and_then_mapped(tmp_path: Pa
         maps = Path(f"/proc/{pid}/maps").read_text()
         assert archives[0] in maps  # the JVM really mapped the archive
     finally:
+        cluster.down(purge=True)
+
+
+def _modes_open_to_others(*roots: Path) -> list[str]:
+    """Every directory or file under ``roots`` that group or others may use."""
+    wide = []
+    for root in roots:
+        for path in [root, *root.rglob("*")]:
+            if path.is_symlink():
+                continue
+            mode = stat.S_IMODE(path.lstat().st_mode)
+            if mode & 0o077:
+                wide.append(f"{mode:04o} {path}")
+    return wide
+
+
+def test_state_and_cache_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """A real broker under umask 000: its data, logs, configuration, PID file and the
+    class-data archive are owner-only; a state dir left world-readable is tightened."""
+    real = locate_kafka()
+    home = tmp_path / "kafka-home"
+    home.mkdir()
+    (home / "libs").symlink_to(real.libs_dir)
+    cache = tmp_path / "cache"
+    state = cache / "run" / "perm"
+    env = {**os.environ, "RELSEC_CACHE_DIR": str(cache), "KAFKA_HOME": str(home)}
+    messages: list[str] = []
+    cluster = new_cluster(state, env=env, log=messages.append)
+    previous = os.umask(0)
+    try:
+        cluster.up()
+        node = cluster.node_dir(0)
+        assert (node / "logs" / "server.log").stat().st_size > 0  # the JVM wrote it
+        assert (node / "data" / "meta.properties").is_file()
+        assert (node / "kafka.pid").is_file()
+        assert _modes_open_to_others(cache) == []
+        cluster.down()
+        assert len(list((cache / "cds").glob("*.jsa"))) == 1
+        assert _modes_open_to_others(cache) == []
+
+        # What an older relsec left behind: everything world-readable, and no marker.
+        (state / ".private").unlink()
+        for path in [cache, *cache.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(0o755 if path.is_dir() else 0o644)
+        cluster.up()
+        assert _modes_open_to_others(state) == []  # the whole state tree
+        for directory in (cache, cache / "run", cache / "cds"):  # the cache: its directories
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+        assert f"tightened {state} from 0755 to 0700" in messages
+        assert f"tightened {cache} from 0755 to 0700" in messages
+        assert any(m.startswith("tightened ") and f"under {state}" in m for m in messages)
+    finally:
+        os.umask(previous)
         cluster.down(purge=True)

@@ -15,7 +15,7 @@ import orjson
 
 from agents.model.events import Event, parse_event
 from streams.alerts_reader import active_alerts, read_alerts
-from streams.kafka.local import pick_free_ports
+from streams.devkafka import pick_free_ports
 from streams.replay import Replayer, make_engine, replay_sorted
 from streams.settings import Settings
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agents.model.events import order_key
-from streams.kafka.local import LocalKafka
+from streams.devkafka import LocalKafka
 from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings, Topics
