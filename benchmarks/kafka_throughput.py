@@ -1,6 +1,6 @@
 """Local Apache Kafka: time to ready, and raw produce / consume throughput of both clients.
 
-Measures, against the real broker started by ``streams.kafka.local``:
+Measures, against the real broker started by ``streams.devkafka``:
 
 * ``ready``: wall time of ``relsec kafka up`` (the CLI, in a subprocess) until it
   has printed the bootstrap address, for 1 and 3 brokers:

@@ -6,7 +6,7 @@
 * ``RELSEC_TEST_KAFKA=docker`` — testcontainers' Kafka module (needs a Docker engine;
   image from ``RELSEC_TEST_KAFKA_IMAGE``);
 * otherwise a local Apache Kafka JVM started by the project's own code
-  (:class:`streams.kafka.local.LocalKafka`) on free 127.0.0.1 ports in a temporary
+  (:class:`streams.devkafka.LocalKafka`) on free 127.0.0.1 ports in a temporary
   state directory. It is stopped by PID at the end of the session, from an
   ``atexit`` hook as well, and gets SIGTERM if the test process dies.
 
