@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "streams.cli.notify",
     "streams.cli.ingest",
     "streams.cli.kafka",
+    "streams.cli.api",
 )
 
 
