@@ -272,6 +272,7 @@ class GitHubClient:
         self.config = config
         self.timeout_s = timeout_s
         self._tokens: dict[int, tuple[str, float]] = {}
+        self._minting: Any = None  # an asyncio.Lock, made on the loop that first needs it
 
     def _headers(self, token: str) -> dict[str, str]:
         return {
@@ -287,9 +288,18 @@ class GitHubClient:
             return cfg.token
         if installation_id is None:
             raise DeliveryError("the payload names no installation to authenticate as")
-        cached = self._tokens.get(installation_id)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
+        import asyncio
+
+        if self._minting is None:
+            self._minting = asyncio.Lock()
+        async with self._minting:  # concurrent reviews share one token
+            cached = self._tokens.get(installation_id)
+            if cached is not None and cached[1] > time.monotonic():
+                return cached[0]
+            return await self._mint(session, installation_id)
+
+    async def _mint(self, session: Any, installation_id: int) -> str:
+        cfg = self.config
         assert cfg.app_id is not None and cfg.private_key is not None
         url = f"{cfg.api_url}/app/installations/{installation_id}/access_tokens"
         async with session.post(
