@@ -36,7 +36,9 @@ def test_the_seed_story_on_the_timeline_page(tmp_path: Path) -> None:
         conflicts = page.eval_on_selector_all(
             "#conflicts tbody tr", "rows => rows.map(r => r.dataset.service)"
         )
-        quiet = page.eval_on_selector_all("#quiet tbody tr", "rows => rows.map(r => r.dataset.service)")
+        quiet = page.eval_on_selector_all(
+            "#quiet tbody tr", "rows => rows.map(r => r.dataset.service)"
+        )
         assert conflicts == ["checkout-api"] and quiet == ["ledger"]
         page.screenshot(path=str(tmp_path / "index.png"), full_page=True)
 
