@@ -12,14 +12,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# pip's output (setuptools' notes on editable installs) goes to a log, shown on failure only.
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[rocksdb]'
+	@$(BIN)/pip install --quiet -e '.[rocksdb]' > $(VENV)/pip-install.log 2>&1 \
+	  || { cat $(VENV)/pip-install.log; exit 1; }
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,rocksdb,registry]'
 
 demo: install
-	$(BIN)/relsec demo
+	@$(BIN)/relsec demo
 
 lint: install-test
 	$(BIN)/ruff check agents streams tests benchmarks
