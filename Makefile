@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck install install-test clean
+.PHONY: demo test lint typecheck install install-test browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,17 @@ lint: install-test
 
 typecheck: install-test
 	$(BIN)/mypy --strict agents/model agents/engine agents/errors.py
+	$(BIN)/mypy --strict streams/api streams/cli/api.py
 
-test: install-test lint typecheck
+# The timeline page's tests drive Debian's Chromium through Playwright (Playwright's own
+# browser download is not used); installed here when missing, with sudo when not root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+test: install-test lint typecheck browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 clean:
