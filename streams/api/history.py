@@ -40,12 +40,15 @@ class ServiceHistory:
     incident_titles: dict[str, str] = field(default_factory=dict)
     sorted_upto: int = 0
     """``events[:sorted_upto]`` is sorted by order key."""
+    version: int = 0
+    """Changes whenever an event is added or trimmed away."""
 
     def add(self, event: Event) -> bool:
         if event.event_id in self.ids:
             return False
         self.ids.add(event.event_id)
         self.events.append(event)
+        self.version += 1
         if isinstance(event, Deploy):
             self.deploy_by_id[event.event_id] = event
         elif isinstance(event, Incident):
@@ -75,6 +78,7 @@ class ServiceHistory:
                 self.deploy_by_id.pop(event.event_id, None)
         del events[:drop]
         self.sorted_upto = len(events)
+        self.version += 1
 
 
 class HistoryStore:
@@ -112,6 +116,11 @@ class HistoryStore:
                 return []
             history.trim(self.history_ms, self.max_events)
             return list(history.sorted_events())
+
+    def version(self, service: str) -> int:
+        with self._lock:
+            history = self._services.get(service)
+            return history.version if history else 0
 
     def deploy(self, service: str, event_id: str) -> Deploy | None:
         with self._lock:

@@ -34,6 +34,11 @@ from streams.api.progress import TopicProgress
 
 FLAGS_LISTED_PER_RELEASE: Final = 100
 """The status lists at most this many active flags per release (all are counted)."""
+ALERTS_LISTED: Final = 200
+"""The status lists at most this many active alerts (most severe, then newest, first; all
+are counted): a scanner report of thousands of findings on a running release fires
+thousands of alerts, and an answer an SRE reads mid-outage must stay small."""
+TRIGGERS_PER_GROUP: Final = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,42 @@ class StoredState:
     written_at_ms: int
 
 
+_SEVERITY_RANK: Final = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def group_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Alerts that fired together (one rule, environment, release and trigger time: a
+    scanner report's findings) as one group, with their count and first triggers."""
+    groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for a in alerts:
+        key = (str(a["rule"]), str(a["environment"]), str(a["release"]), str(a["occurred_at"]))
+        group = groups.get(key)
+        if group is None:
+            groups[key] = {
+                "rule": a["rule"],
+                "severity": a["severity"],
+                "environment": a["environment"],
+                "release": a["release"],
+                "occurred_at": a["occurred_at"],
+                "count": 1,
+                "summary": a["summary"],
+                "triggers": [a.get("trigger")],
+                "alert_ids": [a["alert_id"]],
+                "recommendation": a.get("recommendation"),
+            }
+            continue
+        group["count"] += 1
+        if _SEVERITY_RANK.get(a["severity"], 0) > _SEVERITY_RANK.get(group["severity"], 0):
+            group["severity"] = a["severity"]
+            group["summary"] = a["summary"]
+        if len(group["triggers"]) < TRIGGERS_PER_GROUP:
+            group["triggers"].append(a.get("trigger"))
+            group["alert_ids"].append(a["alert_id"])
+    out = list(groups.values())
+    out.sort(key=lambda g: (g["occurred_at"], _SEVERITY_RANK.get(g["severity"], 0)), reverse=True)
+    return out
+
+
 class AlertStore:
     """The last record of every alert on the alerts topic, indexed by service."""
 
@@ -53,25 +94,44 @@ class AlertStore:
         self._lock = threading.Lock()
         self._by_id: dict[str, dict[str, Any]] = {}
         self._by_service: dict[str, set[str]] = {}
+        self._versions: dict[str, int] = {}
+        self._active: dict[str, tuple[int, list[dict[str, Any]]]] = {}
 
     def put(self, alert: dict[str, Any]) -> None:
         alert_id = str(alert["alert_id"])
+        service = str(alert["service"])
         with self._lock:
             self._by_id[alert_id] = alert
-            self._by_service.setdefault(str(alert["service"]), set()).add(alert_id)
+            self._by_service.setdefault(service, set()).add(alert_id)
+            self._versions[service] = self._versions.get(service, 0) + 1
 
     def delete(self, alert_id: str) -> None:
         with self._lock:
             alert = self._by_id.pop(alert_id, None)
             if alert is not None:
-                self._by_service.get(str(alert["service"]), set()).discard(alert_id)
+                service = str(alert["service"])
+                self._by_service.get(service, set()).discard(alert_id)
+                self._versions[service] = self._versions.get(service, 0) + 1
+
+    def version(self, service: str) -> int:
+        """Changes whenever an alert of the service is stored or deleted."""
+        with self._lock:
+            return self._versions.get(service, 0)
 
     def active(self, service: str) -> list[dict[str, Any]]:
-        """Active alerts of a service, newest trigger first."""
+        """Active alerts of a service, most severe first, then newest trigger first
+        (sorted once per change: a service can hold a hundred thousand)."""
         with self._lock:
+            version = self._versions.get(service, 0)
+            cached = self._active.get(service)
+            if cached is not None and cached[0] == version:
+                return cached[1]
             ids = self._by_service.get(service, set())
             alerts = [self._by_id[i] for i in ids if self._by_id[i].get("status") == "firing"]
         alerts.sort(key=lambda a: (a["occurred_at"], a["alert_id"]), reverse=True)
+        alerts.sort(key=lambda a: _SEVERITY_RANK.get(a["severity"], 0), reverse=True)
+        with self._lock:
+            self._active[service] = (version, alerts)
         return alerts
 
     def services(self) -> list[str]:
@@ -329,7 +389,9 @@ def service_status(model: ReadModel, service: str) -> dict[str, Any] | None:
             if summary["count"]:
                 flags[release] = summary
     for name, env_status in environments.items():
-        env_status["active_alerts"] = [a for a in alerts if a.get("environment") == name]
+        env_alerts = [a for a in alerts if a.get("environment") == name]
+        env_status["active_alert_count"] = len(env_alerts)
+        env_status["active_alerts"] = env_alerts[:ALERTS_LISTED]
     stored = model.stored(service)
     return {
         "service": service,
@@ -342,9 +404,18 @@ def service_status(model: ReadModel, service: str) -> dict[str, Any] | None:
         "state_written_at": format_rfc3339_ms(stored.written_at_ms) if stored else None,
         "environments": environments,
         "active_flags": flags,
-        "active_alerts": alerts,
+        "active_alert_count": len(alerts),
+        "active_alerts_by_rule": _count_by(alerts, "rule"),
+        "active_alerts": alerts[:ALERTS_LISTED],
         "freshness": model.freshness(),
     }
+
+
+def _count_by(alerts: list[dict[str, Any]], field: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for a in alerts:
+        counts[str(a[field])] = counts.get(str(a[field]), 0) + 1
+    return counts
 
 
 def services_index(model: ReadModel) -> list[dict[str, Any]]:

@@ -56,7 +56,7 @@ from streams.api.github import (
 )
 from streams.api.history import build_timeline
 from streams.api.policy import DEFAULT_POLICY, Policy
-from streams.api.readmodel import ReadModel, service_status, services_index
+from streams.api.readmodel import ReadModel, group_alerts, service_status, services_index
 from streams.api.source import CHANGELOG, TopicFollower
 
 log = logging.getLogger("relsec.api")
@@ -66,6 +66,7 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 KEEPALIVE_TIMEOUT_S: Final = 15.0
 GITHUB_WEBHOOK_PATH: Final = "/v1/github/deployment-protection-rule"
 STALL_AFTER_MS: Final = 30_000
+TIMELINE_CACHE_SERVICES: Final = 64
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -163,6 +164,8 @@ class Api:
         self.github = GitHubClient(options.github)
         self.reviews: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timelines: dict[str, tuple[tuple[int, int, int], Any, Any]] = {}
+        """Per service the last timeline built, and the versions it was built from."""
 
     # -- the application -------------------------------------------------------------
 
@@ -285,18 +288,21 @@ class Api:
         status = service_status(self.model, name)
         if status is None:
             return self._unknown(name)
-        events = self.model.history.events_of(name)
-        timeline = build_timeline(events)
-        alerts = [
-            {
-                k: a.get(k)
-                for k in (
-                    "alert_id", "rule", "severity", "environment", "release", "occurred_at",
-                    "summary", "recommendation", "trigger",
-                )
-            }
-            for a in status["active_alerts"]
-        ]
+        stored = self.model.stored(name)
+        key = (
+            self.model.history.version(name),
+            self.model.alerts.version(name),
+            stored.offset if stored else -1,
+        )
+        cached = self._timelines.get(name)
+        if cached is not None and cached[0] == key:
+            timeline, alerts = cached[1], cached[2]
+        else:
+            timeline = build_timeline(self.model.history.events_of(name))
+            alerts = group_alerts(self.model.alerts.active(name))
+            if len(self._timelines) >= TIMELINE_CACHE_SERVICES:
+                self._timelines.pop(next(iter(self._timelines)))
+            self._timelines[name] = (key, timeline, alerts)
         return _json(
             {
                 "service": name,

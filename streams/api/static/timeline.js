@@ -18,6 +18,63 @@
   const started = performance.now();
   let data = null;
   let range = "all";
+  let tips = [];
+
+  /** Remember what a mark stands for; its tooltip text is made on hover only. */
+  function tip(kind, value) {
+    tips.push([kind, value]);
+    return tips.length - 1;
+  }
+
+  const fmt = relsec.formatTime;
+
+  function tipText([kind, v]) {
+    switch (kind) {
+      case "deploys":
+        return v.slice(0, 8).map((d) =>
+          `${fmt(d.at)} ${d.status === "succeeded" ? d.action : "failed " + d.action} to ` +
+          `${d.release}${d.team ? " by " + d.team : ""}${d.reason ? " (" + d.reason + ")" : ""}` +
+          `${d.incident_id ? " for " + d.incident_id : ""}`).join("\n") +
+          (v.length > 8 ? `\n… ${v.length - 8} more` : "");
+      case "busy":
+        return `${v.n} releases ran here: ${v.names.slice(0, 6).join(", ")}${v.n > 6 ? "…" : ""}` +
+          " (zoom in to see them)";
+      case "segment":
+        return `${v.release} from ${fmt(v.from)}${v.to ? " to " + fmt(v.to) : " (running now)"}` +
+          ` (${v.action})`;
+      case "incident":
+        return `${v.incident_id} (${v.severity}): ${v.title}\n` +
+          `${fmt(v.from)} – ${v.to ? fmt(v.to) : "still open"}`;
+      case "alerts":
+        return v.slice(0, 10).map((a) =>
+          `${a.severity} ${a.rule}${a.count > 1 ? " ×" + a.count : ""}: ${a.summary}`).join("\n") +
+          (v.length > 10 ? `\n… ${v.length - 10} more groups` : "");
+      case "flags": {
+        const names = v.ids.join(", ") + (v.count > v.ids.length ?
+          ` and ${v.count - v.ids.length} more` : "");
+        const ended = v.to === null ? "still active" :
+          `${v.ended_by === "risk_accepted" ? "risk accepted" : "cleared"} ${fmt(v.to)}`;
+        return `${v.release}: ${v.count} ${v.severity} flag${v.count > 1 ? "s" : ""} — ${names}` +
+          `\nraised ${fmt(v.from)}, ${ended}` +
+          `${v.fixed_in.length ? "\nfixed in " + v.fixed_in.join(", ") : ""}`;
+      }
+      default:
+        return "";
+    }
+  }
+
+  function showTip(event) {
+    const box = document.getElementById("tooltip");
+    const target = event.target.closest ? event.target.closest("[data-tip]") : null;
+    if (!target) {
+      box.hidden = true;
+      return;
+    }
+    box.textContent = tipText(tips[Number(target.dataset.tip)]);
+    box.hidden = false;
+    box.style.left = `${Math.min(event.pageX + 14, window.innerWidth - 380)}px`;
+    box.style.top = `${event.pageY + 14}px`;
+  }
 
   function colorOf(release) {
     let h = 0;
@@ -109,14 +166,11 @@
       const path = kind === "rollback"
         ? `M${cx - 5},${y + 3} L${cx + 5},${y + 3} L${cx},${y + 13} Z`
         : `M${cx - 5},${y + 13} L${cx + 5},${y + 13} L${cx},${y + 3} Z`;
-      const title = bin.items.slice(0, 8).map((d) =>
-        `${relsec.formatTime(d.at)} ${d.status === "succeeded" ? d.action : "failed " + d.action}` +
-        ` to ${d.release}${d.team ? " by " + d.team : ""}${d.reason ? " (" + d.reason + ")" : ""}`)
-        .join("\n") + (bin.items.length > 8 ? `\n… ${bin.items.length - 8} more` : "");
       const ids = bin.items.length === 1 ? ` data-event="${esc(bin.items[0].event_id)}"` : "";
       out.push(`<path class="deploy-marker ${kind}" data-action="${kind}"` +
         ` data-release="${esc(bin.items[bin.items.length - 1].release)}"` +
-        ` data-count="${bin.items.length}"${ids} d="${path}"><title>${esc(title)}</title></path>`);
+        ` data-count="${bin.items.length}"${ids} data-tip="${tip("deploys", bin.items)}"` +
+        ` d="${path}"/>`);
     }
     y += 16;
     // The running release over time (segments narrower than 2 px merge into a busy block).
@@ -124,9 +178,9 @@
     let busy = null;
     const flush = () => {
       if (!busy) return;
-      out.push(`<rect class="segment busy" x="${busy.x0}" y="${y}" width="${Math.max(busy.x1 - busy.x0, 1)}"` +
-        ` height="20"><title>${busy.n} releases ran here: ${esc(busy.names.slice(0, 6).join(", "))}` +
-        `${busy.n > 6 ? "…" : ""}</title></rect>`);
+      out.push(`<rect class="segment busy" x="${busy.x0}" y="${y}"` +
+        ` width="${Math.max(busy.x1 - busy.x0, 1)}" height="20"` +
+        ` data-tip="${tip("busy", busy)}"/>`);
       busy = null;
     };
     for (const s of env.segments) {
@@ -145,9 +199,7 @@
       const open = s.to === null ? " open" : "";
       out.push(`<rect class="segment${open}" data-release="${esc(s.release)}"` +
         ` data-action="${esc(s.action)}" x="${x0}" y="${y}" width="${x1 - x0}" height="20"` +
-        ` fill="${colorOf(s.release)}"><title>${esc(s.release)} from ${relsec.formatTime(s.from)}` +
-        `${s.to ? " to " + relsec.formatTime(s.to) : " (running now)"} (${esc(s.action)})</title>` +
-        `</rect>${label}`);
+        ` fill="${colorOf(s.release)}" data-tip="${tip("segment", s)}"/>${label}`);
     }
     flush();
     y += 26;
@@ -164,10 +216,8 @@
         ? `<text class="incident-label" x="${x0 + 3}" y="${y + 11}">${esc(i.incident_id)}</text>`
         : `<text class="incident-label outside" x="${x1 + 3}" y="${y + 11}">${esc(i.incident_id)}</text>`;
       out.push(`<rect class="incident-span${open}" data-incident="${esc(i.incident_id)}"` +
-        ` data-severity="${esc(i.severity)}" x="${x0}" y="${y}" width="${x1 - x0}" height="15">` +
-        `<title>${esc(i.incident_id)} (${esc(i.severity)}): ${esc(i.title)}\n` +
-        `${relsec.formatTime(i.from)} – ${i.to ? relsec.formatTime(i.to) : "still open"}</title>` +
-        `</rect>${label}`);
+        ` data-severity="${esc(i.severity)}" x="${x0}" y="${y}" width="${x1 - x0}" height="15"` +
+        ` data-tip="${tip("incident", i)}"/>${label}`);
     }
     y += 20;
     // Conflict alerts, marked where they fired.
@@ -179,13 +229,14 @@
     for (const bin of binned(alerts, x, 12)) {
       const sev = worstSeverity(bin.items.map((a) => a.severity));
       const cx = bin.x;
-      const title = bin.items.map((a) => `${a.severity} ${a.rule}: ${a.summary}`).join("\n");
-      out.push(`<path class="alert-marker sev-${sev}" data-rule="${esc(bin.items.map((a) => a.rule).join(" "))}"` +
-        ` data-severity="${sev}" data-count="${bin.items.length}"` +
-        ` d="M${cx},${y + 1} L${cx + 7},${y + 8} L${cx},${y + 15} L${cx - 7},${y + 8} Z">` +
-        `<title>${esc(title)}</title></path>`);
-      if (bin.items.length > 1) {
-        out.push(`<text class="alert-count" x="${cx + 9}" y="${y + 12}">${bin.items.length}</text>`);
+      const count = bin.items.reduce((n, a) => n + (a.count || 1), 0);
+      const rules = [...new Set(bin.items.map((a) => a.rule))].join(" ");
+      out.push(`<path class="alert-marker sev-${sev}" data-rule="${esc(rules)}"` +
+        ` data-severity="${sev}" data-count="${count}"` +
+        ` data-tip="${tip("alerts", bin.items)}"` +
+        ` d="M${cx},${y + 1} L${cx + 7},${y + 8} L${cx},${y + 15} L${cx - 7},${y + 8} Z"/>`);
+      if (count > 1) {
+        out.push(`<text class="alert-count" x="${cx + 9}" y="${y + 12}">${count}</text>`);
       }
     }
     y += 22;
@@ -222,7 +273,7 @@
         const x0 = Math.max(x(s.from), LEFT);
         const x1 = Math.max(Math.min(x(s.to ?? to), LEFT + width), x0 + 1);
         out.push(`<rect class="ran" x="${x0}" y="${y + 6}" width="${x1 - x0}" height="4"` +
-          ` fill="${colorOf(release)}"><title>${esc(release)} running</title></rect>`);
+          ` fill="${colorOf(release)}" data-tip="${tip("segment", s)}"/>`);
       }
       const flags = (byRelease.get(release) || []).sort(
         (a, b) => SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity]);
@@ -230,18 +281,13 @@
         const x0 = Math.max(x(f.from), LEFT);
         const x1 = Math.max(Math.min(x(f.to ?? to), LEFT + width), x0 + 3);
         const yy = y + 1 + Math.min(lane, 2) * 2;
-        const names = f.ids.join(", ") + (f.count > f.ids.length ? ` and ${f.count - f.ids.length} more` : "");
         const label = `${f.count} ${f.severity}: ${f.ids.slice(0, 3).join(", ")}${f.count > 3 ? " …" : ""}`;
         const text = (x1 - x0) > label.length * 6 + 6 ?
           `<text class="flag-label" x="${x0 + 3}" y="${yy + 11}">${esc(label)}</text>` : "";
-        const ended = f.to === null ? "still active" :
-          `${f.ended_by === "risk_accepted" ? "risk accepted" : "cleared"} ${relsec.formatTime(f.to)}`;
         out.push(`<rect class="flag-span sev-${f.severity}${f.to === null ? " open" : ""}"` +
           ` data-release="${esc(release)}" data-severity="${f.severity}" data-count="${f.count}"` +
-          ` data-flags="${esc(f.ids.join(" "))}" x="${x0}" y="${yy}" width="${x1 - x0}" height="14">` +
-          `<title>${esc(release)}: ${f.count} ${f.severity} flag${f.count > 1 ? "s" : ""} — ${esc(names)}` +
-          `\nraised ${relsec.formatTime(f.from)}, ${ended}` +
-          `${f.fixed_in.length ? "\nfixed in " + esc(f.fixed_in.join(", ")) : ""}</title></rect>${text}`);
+          ` data-flags="${esc(f.ids.join(" "))}" x="${x0}" y="${yy}" width="${x1 - x0}" height="14"` +
+          ` data-tip="${tip("flags", f)}"/>${text}`);
       });
       out.push("</g>");
       y += 20;
@@ -256,6 +302,7 @@
 
   function render() {
     const t0 = performance.now();
+    tips = [];
     const t = data.timeline;
     const container = document.getElementById("chart");
     const total = Math.max(container.clientWidth || 1100, 900);
@@ -268,6 +315,7 @@
     for (const [name, env] of envs) y = drawEnvironment(out, name, env, x, y, width, from, to);
     y = drawReleases(out, t, x, y + 6, width, from, to);
     const height = y + 10;
+    const t1 = performance.now();
     const axis = [`<g class="axis">`];
     for (const [tick, label] of ticks(from, to, width)) {
       const tx = x(tick);
@@ -277,6 +325,9 @@
     axis.push(`<text class="tick utc" x="8" y="${AXIS_H - 12}">UTC</text></g>`);
     container.innerHTML = `<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="${total}"` +
       ` height="${height}" viewBox="0 0 ${total} ${height}">${axis.join("")}${out.join("")}</svg>`;
+    const t2 = performance.now();
+    document.body.dataset.drawMs = (t1 - t0).toFixed(1);
+    document.body.dataset.insertMs = (t2 - t1).toFixed(1);
     document.getElementById("range-label").textContent =
       `${relsec.formatTime(from)} – ${relsec.formatTime(to)} UTC, ${t.events} events`;
     for (const b of document.querySelectorAll("[data-range]")) {
@@ -321,7 +372,8 @@
       const advice = rec ? (rec.release ? esc(rec.release) : "coordinate a roll-forward") : "—";
       return `<tr class="alert-row sev-${esc(a.severity)}" data-rule="${esc(a.rule)}">` +
         `<td><span class="badge sev-${esc(a.severity)}">${esc(a.severity)}</span></td>` +
-        `<td>${esc(a.rule)}</td><td>${esc(a.environment)}</td><td>${esc(a.release)}</td>` +
+        `<td>${esc(a.rule)}${a.count > 1 ? ` <span class="count">×${a.count}</span>` : ""}</td>` +
+        `<td>${esc(a.environment)}</td><td>${esc(a.release)}</td>` +
         `<td>${relsec.formatIso(a.occurred_at)}</td><td>${esc(a.summary)}</td><td>${advice}</td></tr>`;
     });
     document.querySelector("#alerts tbody").innerHTML = rows.join("");
@@ -364,5 +416,9 @@
     button.addEventListener("click", () => { range = button.dataset.range; render(); });
   }
   window.addEventListener("resize", () => { if (data) render(); });
+  document.getElementById("chart").addEventListener("mousemove", showTip);
+  document.getElementById("chart").addEventListener("mouseleave", () => {
+    document.getElementById("tooltip").hidden = true;
+  });
   load();
 })();
