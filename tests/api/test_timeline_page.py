@@ -110,3 +110,40 @@ def test_a_recommended_release_and_a_narrow_range(tmp_path: Path) -> None:
         )
         assert segments == ["1.1", "1.2"]  # 1.0 stopped running before the last two days
         page.screenshot(path=str(tmp_path / "timeline-2-days.png"), full_page=True)
+
+
+def test_a_dense_year_draws_bins_and_grouped_spans() -> None:
+    """A year of one service (weekly scanner reports of 200 findings): dense marks are
+    binned, flags become a few spans per report, alerts are grouped, nothing errors.
+    The timing at full size is the benchmark's (benchmarks/timeline_bench.py)."""
+    from benchmarks.timeline_bench import SERVICE, year_model, year_of_events
+
+    events = year_of_events(findings=200)
+    model, alerts = year_model(events, events[-1].occurred_at_ms + 3_600_000)
+    with served(Api(model, ApiOptions(port=0))) as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/ui/service?name={SERVICE}")
+        page.wait_for_selector("body[data-rendered='1']", timeout=60_000)
+        assert not errors, errors
+        assert page.locator("rect.segment.busy").count() > 0  # sub-2-px segments merged
+        flag_counts = page.eval_on_selector_all(
+            "#timeline rect.flag-span", "els => els.map(e => Number(e.dataset.count))"
+        )
+        # 52 reports of 4 severities each; the 40 most recently active releases are drawn.
+        assert len(flag_counts) <= 52 * 4 and max(flag_counts) == 100  # 50 % low of 200
+        drawn = sum(
+            page.eval_on_selector_all(
+                "#timeline path.alert-marker", "els => els.map(e => Number(e.dataset.count))"
+            )
+        )
+        active = len(model.alerts.active(SERVICE))
+        assert alerts >= active > 0
+        assert drawn == active  # every active alert is counted in a marker
+        marks = page.eval_on_selector("#timeline", "e => e.querySelectorAll('*').length")
+        assert marks < 20_000, marks
+        print(
+            f"year of {len(events)} events: render {page.get_attribute('body', 'data-render-ms')}"
+            f" ms, page total {page.get_attribute('body', 'data-total-ms')} ms, {marks} SVG marks"
+        )
