@@ -39,6 +39,29 @@ ALERTS_LISTED: Final = 200
 are counted): a scanner report of thousands of findings on a running release fires
 thousands of alerts, and an answer an SRE reads mid-outage must stay small."""
 TRIGGERS_PER_GROUP: Final = 20
+EVIDENCE_LISTED: Final = 10
+SUMMARY_CHARS: Final = 1000
+"""An alert listed by the API keeps this much of its summary (a report of thousands of
+findings names them all) and its first ``EVIDENCE_LISTED`` evidence events, with
+``evidence_count`` counting all (as the alert's own JSON does when its evidence is capped)."""
+
+
+def clip(text: str, limit: int = SUMMARY_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def compact_alert(alert: dict[str, Any]) -> dict[str, Any]:
+    """An alert as the API lists it: summary and evidence capped, counts kept."""
+    evidence = alert.get("evidence") or []
+    summary = str(alert.get("summary", ""))
+    if len(evidence) <= EVIDENCE_LISTED and len(summary) <= SUMMARY_CHARS:
+        return alert
+    out = dict(alert)
+    out["summary"] = clip(summary)
+    if len(evidence) > EVIDENCE_LISTED:
+        out["evidence"] = evidence[:EVIDENCE_LISTED]
+        out["evidence_count"] = max(int(alert.get("evidence_count") or 0), len(evidence))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +92,7 @@ def group_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "release": a["release"],
                 "occurred_at": a["occurred_at"],
                 "count": 1,
-                "summary": a["summary"],
+                "summary": clip(str(a["summary"])),
                 "triggers": [a.get("trigger")],
                 "alert_ids": [a["alert_id"]],
                 "recommendation": a.get("recommendation"),
@@ -78,7 +101,7 @@ def group_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         group["count"] += 1
         if _SEVERITY_RANK.get(a["severity"], 0) > _SEVERITY_RANK.get(group["severity"], 0):
             group["severity"] = a["severity"]
-            group["summary"] = a["summary"]
+            group["summary"] = clip(str(a["summary"]))
         if len(group["triggers"]) < TRIGGERS_PER_GROUP:
             group["triggers"].append(a.get("trigger"))
             group["alert_ids"].append(a["alert_id"])
@@ -370,6 +393,24 @@ def environment_status(
     }
 
 
+def environments_now(model: ReadModel, service: str) -> dict[str, Any]:
+    """Per environment what runs now, the recommendation and the open incidents (what the
+    timeline page shows above the chart), without the rest of the status."""
+    engine = model.engine(service)
+    if engine is None:
+        return {}
+    at_ms = evaluation_time(engine, model.clock())
+    out: dict[str, Any] = {}
+    for name in sorted(engine.head.envs):
+        status = environment_status(model, engine, name, engine.head.envs[name], at_ms)
+        out[name] = {
+            "running": status["running"],
+            "recommendation": status["recommendation"],
+            "open_incidents": status["open_incidents"],
+        }
+    return out
+
+
 def service_status(model: ReadModel, service: str) -> dict[str, Any] | None:
     """The status answer of one service; ``None`` when relsec knows nothing of it."""
     engine = model.engine(service)
@@ -391,7 +432,7 @@ def service_status(model: ReadModel, service: str) -> dict[str, Any] | None:
     for name, env_status in environments.items():
         env_alerts = [a for a in alerts if a.get("environment") == name]
         env_status["active_alert_count"] = len(env_alerts)
-        env_status["active_alerts"] = env_alerts[:ALERTS_LISTED]
+        env_status["active_alerts"] = [compact_alert(a) for a in env_alerts[:ALERTS_LISTED]]
     stored = model.stored(service)
     return {
         "service": service,
@@ -406,7 +447,7 @@ def service_status(model: ReadModel, service: str) -> dict[str, Any] | None:
         "active_flags": flags,
         "active_alert_count": len(alerts),
         "active_alerts_by_rule": _count_by(alerts, "rule"),
-        "active_alerts": alerts[:ALERTS_LISTED],
+        "active_alerts": [compact_alert(a) for a in alerts[:ALERTS_LISTED]],
         "freshness": model.freshness(),
     }
 

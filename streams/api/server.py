@@ -56,7 +56,13 @@ from streams.api.github import (
 )
 from streams.api.history import build_timeline
 from streams.api.policy import DEFAULT_POLICY, Policy
-from streams.api.readmodel import ReadModel, group_alerts, service_status, services_index
+from streams.api.readmodel import (
+    ReadModel,
+    environments_now,
+    group_alerts,
+    service_status,
+    services_index,
+)
 from streams.api.source import CHANGELOG, TopicFollower
 
 log = logging.getLogger("relsec.api")
@@ -164,7 +170,7 @@ class Api:
         self.github = GitHubClient(options.github)
         self.reviews: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._timelines: dict[str, tuple[tuple[int, int, int], Any, Any]] = {}
+        self._timelines: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
         """Per service the last timeline built, and the versions it was built from."""
 
     # -- the application -------------------------------------------------------------
@@ -285,9 +291,6 @@ class Api:
 
     async def timeline(self, request: web.Request) -> web.Response:
         name = request.match_info["service"]
-        status = service_status(self.model, name)
-        if status is None:
-            return self._unknown(name)
         stored = self.model.stored(name)
         key = (
             self.model.history.version(name),
@@ -296,32 +299,25 @@ class Api:
         )
         cached = self._timelines.get(name)
         if cached is not None and cached[0] == key:
-            timeline, alerts = cached[1], cached[2]
+            body = cached[1]
         else:
-            timeline = build_timeline(self.model.history.events_of(name))
-            alerts = group_alerts(self.model.alerts.active(name))
+            if stored is None and key == (0, 0, -1):
+                return self._unknown(name)
+            environments = environments_now(self.model, name)
+            body = {
+                "service": name,
+                "timeline": build_timeline(self.model.history.events_of(name)),
+                "alerts": group_alerts(self.model.alerts.active(name)),
+                "environments": environments,
+            }
             if len(self._timelines) >= TIMELINE_CACHE_SERVICES:
                 self._timelines.pop(next(iter(self._timelines)))
-            self._timelines[name] = (key, timeline, alerts)
+            self._timelines[name] = (key, body)
         return _json(
             {
-                "service": name,
+                **body,
                 "generated_at": format_rfc3339_ms(self.model.clock()),
-                "timeline": timeline,
-                "alerts": alerts,
-                "environments": {
-                    env: {
-                        "running": s["running"],
-                        "recommendation": s["recommendation"],
-                        "open_incidents": s["open_incidents"],
-                    }
-                    for env, s in status["environments"].items()
-                },
-                "active_flags": {
-                    release: {"count": f["count"], "by_severity": f["by_severity"]}
-                    for release, f in status["active_flags"].items()
-                },
-                "freshness": status["freshness"],
+                "freshness": self.model.freshness(),
             }
         )
 

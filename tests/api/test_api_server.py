@@ -198,3 +198,41 @@ async def test_gatekeeper_provider_answers_its_documented_shape() -> None:
     assert error["key"] == bad_key and "error" in error and "value" not in error
     for item in body["response"]["items"]:
         assert set(item) <= {"key", "value", "error"}
+
+
+@pytest.mark.asyncio
+async def test_a_scanner_report_of_thousands_of_findings_stays_a_small_answer() -> None:
+    from tests.engine.factory import deploy, flag, ms
+
+    findings = [
+        flag(f"CVE-2026-{i:05d}", "2.0", ms(hours=2), severity="high" if i % 10 else "critical")
+        for i in range(2000)
+    ]
+    events = [
+        deploy("2.0", ms(hours=1)),
+        *findings,
+        deploy("2.1", ms(hours=3)),
+        deploy("2.0", ms(hours=4), event_id="back-to-2.0"),
+    ]
+    built = build_model(events, ms(hours=5))
+    client = await client_for(built)
+    try:
+        status = await (await client.get("/v1/services/payments-api")).json()
+        timeline = await (await client.get("/v1/services/payments-api/timeline")).json()
+    finally:
+        await client.close()
+    # 2000 flag-raised alerts (one per finding on the running release) + the deploy back to 2.0.
+    assert status["active_alert_count"] == 2001
+    assert status["active_alerts_by_rule"]["flag-raised-on-running-release"] == 2000
+    assert len(status["active_alerts"]) == 200
+    flagged = next(a for a in status["active_alerts"] if a["rule"] == "flagged-release-deployed")
+    assert len(flagged["evidence"]) == 10 and flagged["evidence_count"] == 2001
+    assert len(flagged["summary"]) <= 1000 and flagged["summary"].endswith("…")
+    assert status["active_flags"]["2.0"]["count"] == 2000
+    assert len(status["active_flags"]["2.0"]["flags"]) == 100
+    assert status["active_flags"]["2.0"]["truncated"] is True
+    groups = {g["rule"]: g for g in timeline["alerts"]}
+    assert groups["flag-raised-on-running-release"]["count"] == 2000
+    assert len(groups["flag-raised-on-running-release"]["alert_ids"]) == 20
+    spans = timeline["timeline"]["flags"]
+    assert sorted((s["severity"], s["count"]) for s in spans) == [("critical", 200), ("high", 1800)]
