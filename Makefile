@@ -6,28 +6,39 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck install install-test clean
+.PHONY: demo test lint typecheck install install-test browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# pip's output (setuptools' notes on editable installs) goes to a log, shown on failure only.
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[rocksdb]'
+	@$(BIN)/pip install --quiet -e '.[rocksdb]' > $(VENV)/pip-install.log 2>&1 \
+	  || { cat $(VENV)/pip-install.log; exit 1; }
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,rocksdb,registry]'
 
 demo: install
-	$(BIN)/relsec demo
+	@$(BIN)/relsec demo
 
 lint: install-test
 	$(BIN)/ruff check agents streams tests benchmarks
 
 typecheck: install-test
 	$(BIN)/mypy --strict agents/model agents/engine agents/errors.py streams/devkafka
+	$(BIN)/mypy --strict streams/api streams/cli/api.py
 
-test: install-test lint typecheck
+# The timeline page's tests drive Debian's Chromium through Playwright (Playwright's own
+# browser download is not used); installed here when missing, with sudo when not root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+test: install-test lint typecheck browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 clean:

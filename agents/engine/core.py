@@ -407,6 +407,17 @@ class ServiceEngine:
             engine.head = engine.base
         return engine
 
+    # -- what-if -----------------------------------------------------------------
+
+    def preview(self, event: Event, now_ms: int) -> tuple[Alert, ...]:
+        """The alerts the rules would produce if ``event`` came now, after every event seen.
+
+        Evaluated on a copy of ``head``: no state of this engine changes, and the event is
+        neither logged nor remembered as seen (``relsec check`` asks about changes that
+        have not happened). Lateness and duplicates are not judged.
+        """
+        return tuple(self._evaluate(self.head.copy(), event, now_ms).values())
+
 
 class Engine:
     """The engine over many services: routes each event to its service's engine."""

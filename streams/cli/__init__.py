@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "streams.cli.ingest",
     "streams.cli.catalog",
     "streams.cli.kafka",
+    "streams.cli.api",
 )
 
 

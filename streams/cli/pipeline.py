@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from agents.errors import RelsecError
-from agents.model.events import Event
+from agents.model.events import Deploy, Event
 from streams.cli import add_kafka_options
 from streams.settings import Settings
 
@@ -144,7 +146,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--file", default=str(SEED_STORY), help="events to publish (default: the seed story)"
     )
     d.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the alerts")
-    d.add_argument("--keep", action="store_true", help="leave Kafka running at the end")
+    d.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the stack (Kafka, the worker, relsec api) up after the story, print the "
+        "timeline's URL and a relsec check to try, until Ctrl-C",
+    )
+    d.add_argument(
+        "--api-port",
+        type=int,
+        default=8088,
+        help="port of the demo's relsec api (default 8088, the port relsec check asks; a "
+        "free one if it is taken)",
+    )
     d.set_defaults(func=run_demo)
 
 
@@ -320,15 +334,141 @@ def render_table(alerts: list[dict[str, Any]]) -> str:
     return f"{out}\n\n{summaries}"
 
 
+def _port_or_free(port: int) -> int:
+    """``port`` if nothing listens on it on 127.0.0.1, else a free one."""
+    import socket
+
+    from streams.devkafka import pick_free_ports
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return pick_free_ports(1)[0]
+    return port
+
+
+def _wait_for_producer_ids(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Wait until the broker hands out producer ids (a fresh KRaft broker answers
+    "coordinator load in progress" at first, and librdkafka would print that retry in
+    the middle of the story): one transactional init, its log kept off the screen."""
+    import logging
+
+    from confluent_kafka import KafkaException, Producer
+
+    from streams.kafka.clients import producer_config
+
+    quiet = logging.getLogger("relsec.demo.librdkafka")
+    quiet.propagate = False
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+    producer = Producer(
+        producer_config(
+            settings,
+            **{"transactional.id": f"{settings.topics.prefix}demo-warm-up", "logger": quiet},
+        )
+    )
+    try:
+        producer.init_transactions(timeout_s)
+    except KafkaException as exc:
+        raise RelsecError(f"the broker hands out no producer ids: {exc}") from None
+
+
+def _wait_http_ok(
+    url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RelsecError(f"relsec api exited with {proc.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise RelsecError(f"relsec api not ready in {timeout_s:.0f} s; see {log_path}")
+
+
+def _denied_rollback(events: list[Event], api_url: str) -> tuple[Event, dict[str, Any]] | None:
+    """The story's rollback the API denies now (or the last rollback's verdict), if any."""
+    import asyncio
+
+    from streams.cli.api import Unavailable, fetch_verdict
+
+    rollbacks = [e for e in events if isinstance(e, Deploy) and e.action == "rollback"]
+    found: tuple[Event, dict[str, Any]] | None = None
+    for event in reversed(rollbacks):
+        assert isinstance(event, Deploy)
+        params = {
+            "service": event.service,
+            "environment": event.environment,
+            "release": event.release,
+            "action": "rollback",
+        }
+        try:
+            answer = asyncio.run(fetch_verdict(api_url, params, None, 15.0))
+        except Unavailable as exc:
+            raise RelsecError(f"relsec check got no verdict: {exc}") from None
+        found = (event, answer)
+        if answer["verdict"] == "deny":
+            break
+    return found
+
+
+def _stop_process(proc: subprocess.Popen[bytes] | None, name: str) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        _say(f"{name} stopped")
+
+
+def _wait_for_interrupt() -> None:
+    """Until Ctrl-C or SIGTERM."""
+    stop = {"now": False}
+
+    def handler(_signum: int, _frame: Any) -> None:
+        stop["now"] = True
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        while not stop["now"]:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    """From nothing to alerts, then the check that would have stopped the rollback.
+
+    Kafka, topics, a worker and ``relsec api`` come up (the worker's and the API's
+    output go to log files: the screen keeps to the story), the seed story is
+    published, the alerts are shown as ``relsec replay`` computes them, and the API is
+    asked what ``relsec check`` would have said before the story's rollback. With
+    ``--keep`` the stack stays up, with the timeline's URL and the check to try, until
+    Ctrl-C; then everything the demo started is stopped.
+    """
     from streams.alerts_reader import active_alerts, read_alerts
+    from streams.api.check import verdict_text
     from streams.devkafka import LocalKafka, default_state_dir, pick_free_ports
     from streams.kafka.topics import create_topics
     from streams.publish import publish_events
+    from streams.replay import decode_line, read_lines
 
     expected = _expected_alerts(args.file)
     kafka: LocalKafka | None = None
     worker: subprocess.Popen[bytes] | None = None
+    api: subprocess.Popen[bytes] | None = None
     state_dir = default_state_dir("demo")
     stack = contextlib.ExitStack()
     try:
@@ -348,32 +488,38 @@ def run_demo(args: argparse.Namespace) -> int:
         create_topics(settings, partitions=3)
         _say(f"topics created under prefix {prefix!r}")
         web_port = pick_free_ports(1)[0]
-        log_path = Path(state_dir) / "worker.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_dir = Path(state_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / "worker.log"
         worker_log = stack.enter_context(log_path.open("wb"))
+        common = ["--bootstrap-servers", bootstrap, "--topic-prefix", prefix]
         worker = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "streams.cli",
-                "worker",
-                "--bootstrap-servers",
-                bootstrap,
-                "--topic-prefix",
-                prefix,
-                "--web-port",
-                str(web_port),
-                "--loglevel",
-                "warning",
+                sys.executable, "-m", "streams.cli", "worker", *common,
+                "--web-port", str(web_port), "--loglevel", "warning",
             ],
             stdout=worker_log,
             stderr=subprocess.STDOUT,
         )
         _say(f"worker started (pid {worker.pid}, log {log_path})")
+        api_port = _port_or_free(args.api_port)
+        api_url = f"http://127.0.0.1:{api_port}"
+        api_log_path = log_dir / "api.log"
+        api_log = stack.enter_context(api_log_path.open("wb"))
+        api_env = {k: v for k, v in os.environ.items() if k != "RELSEC_API_TOKEN"}
+        api = subprocess.Popen(
+            [
+                sys.executable, "-m", "streams.cli", "api", *common,
+                "--host", "127.0.0.1", "--port", str(api_port),
+            ],
+            stdout=api_log,
+            stderr=subprocess.STDOUT,
+            env=api_env,
+        )
+        _say(f"relsec api started on {api_url} (pid {api.pid}, log {api_log_path})")
+        _wait_for_producer_ids(settings)
         with open(args.file, "rb") as handle:
             count = sum(1 for line in handle if line.strip())
-        from streams.replay import decode_line, read_lines
-
         events = [
             e
             for e in (decode_line(line) for line in read_lines([args.file]))
@@ -403,17 +549,37 @@ def run_demo(args: argparse.Namespace) -> int:
             f"{len(active)} alerts on {settings.topics.alerts}, "
             "the same set `relsec replay` computes"
         )
+        _wait_http_ok(f"{api_url}/healthz", api, api_log_path, max(30.0, args.timeout / 2))
+        found = _denied_rollback(events, api_url)
+        if found is not None:
+            event, answer = found
+            assert isinstance(event, Deploy)
+            command = (
+                f"relsec check {shlex.quote(event.service)} {shlex.quote(event.environment)} "
+                f"{shlex.quote(event.release)} --action rollback"
+            )
+            if api_port != 8088:
+                command += f" --api-url {api_url}"
+            print(f"\nAsked before making the story's rollback again:  {command}\n")
+            print(verdict_text(answer))
+            print()
+            timeline = f"{api_url}/ui/service?name={urllib.parse.quote(event.service)}"
+        else:
+            command, timeline = "", f"{api_url}/ui/"
+        if not args.keep:
+            _say("relsec demo --keep keeps the stack up with the timeline page and the check")
+            return 0
+        _say(f"the timeline: {timeline}")
+        _say(f"all services: {api_url}/ui/")
+        if command:
+            _say(f"try it: {command}   (exits 2: deny)")
+        _say("the stack stays up (Kafka, worker, relsec api); Ctrl-C stops it")
+        _wait_for_interrupt()
         return 0
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-            _say("worker stopped")
-        if kafka is not None and not args.keep:
+        _stop_process(api, "relsec api")
+        _stop_process(worker, "worker")
+        if kafka is not None:
             kafka.down(purge=True)
             _say("Kafka stopped")
         stack.close()
