@@ -165,7 +165,11 @@ class Destination:
         """Every value that must never appear in a log line or dead-letter detail."""
         values = [self.secret] if self.secret else []
         if self.url_is_secret:
+            # the URL came from the environment because something in it is a credential;
+            # a receiver may echo any part of its path
             values.append(self.url)
+            path = urlsplit(self.url).path
+            values.extend(seg for seg in path.split("/") if len(seg) >= 8)
         values.extend(url_secrets(self.url))
         return tuple(dict.fromkeys(values))
 

@@ -52,6 +52,22 @@ log = logging.getLogger("relsec.notify")
 DELIVERY_FAILED: Final = "delivery_failed"
 DLQ_FLUSH_TIMEOUT_S: Final = 30.0
 METADATA_TIMEOUT_S: Final = 15.0
+COORDINATOR_WAIT_S: Final = 60.0
+
+
+def _coordinator_not_ready_codes() -> frozenset[int]:
+    from confluent_kafka import KafkaError
+
+    return frozenset(
+        {
+            KafkaError.NOT_COORDINATOR,
+            KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            KafkaError.COORDINATOR_NOT_AVAILABLE,
+            KafkaError._WAIT_COORD,
+            KafkaError._TIMED_OUT,
+            KafkaError.REQUEST_TIMED_OUT,
+        }
+    )
 
 
 class AlertCodec(Protocol):
@@ -173,18 +189,31 @@ class NotifySink:
         return sorted(tmeta.partitions)
 
     def _read_committed(self, consumer: Any, partitions: list[int]) -> dict[int, int]:
-        from confluent_kafka import TopicPartition
+        from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
         topic = self.settings.topics.alerts
-        try:
-            found = consumer.committed(
-                [TopicPartition(topic, p) for p in partitions], timeout=METADATA_TIMEOUT_S
-            )
-        except Exception as exc:  # confluent_kafka.KafkaException
-            raise RelsecError(
-                f"could not read the committed offsets of group {self.group_id}: {exc}"
-            ) from exc
-        return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+        deadline = time.monotonic() + COORDINATOR_WAIT_S
+        wait_s = 0.1
+        while True:
+            try:
+                found = consumer.committed(
+                    [TopicPartition(topic, p) for p in partitions], timeout=METADATA_TIMEOUT_S
+                )
+                return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                # a fresh broker's group coordinator answers NOT_COORDINATOR / "load in
+                # progress" for a few seconds; librdkafka does not retry committed() itself
+                transient = isinstance(err, KafkaError) and (
+                    err.retriable() or err.code() in _coordinator_not_ready_codes()
+                )
+                if not transient or time.monotonic() + wait_s > deadline or self.stop.is_set():
+                    raise RelsecError(
+                        f"could not read the committed offsets of group {self.group_id}: {exc}"
+                    ) from exc
+                log.info("group coordinator not ready (%s); asking again", err)
+                time.sleep(wait_s)
+                wait_s = min(1.0, wait_s * 2)
 
     # -- the loop ------------------------------------------------------------
     def run(self, once: bool = False, poll_timeout_s: float = 0.5) -> NotifyReport:
