@@ -16,10 +16,15 @@ from typing import Any
 
 import jsonschema
 import orjson
-import py_ocsf_models
+import py_ocsf_models  # type: ignore[import-untyped]
 import pytest
-from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
-from py_ocsf_models.events.findings.detection_finding import DetectionFinding
+from ocsf_json_schema import (  # type: ignore[import-untyped]
+    OcsfJsonSchemaEmbedded,
+    get_ocsf_schema,
+)
+from py_ocsf_models.events.findings.detection_finding import (  # type: ignore[import-untyped]
+    DetectionFinding,
+)
 
 from agents.model.alerts import Alert, Evidence, Recommendation, alert_id_for
 from agents.model.timefmt import parse_rfc3339_ms
