@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"grouping: by rule, service, environment, release in {g.window_ms} ms windows "
                 f"of event time; sent after {g.settle_ms} ms without change (at most "
-                f"{g.max_delay_ms} ms late), updates at most every {g.update_interval_ms} ms"
+                f"{g.max_delay_ms} ms late), updates at most every {g.update_interval_ms} ms, "
+                f"forgotten {g.forget_after_ms} ms of event time after their window"
             )
         else:
             print("grouping: off (window_ms = 0): every alert is its own group")

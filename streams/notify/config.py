@@ -89,15 +89,25 @@ class GroupingPolicy:
     ``update_interval_ms``: after a group was announced, further changes of
     its count go out at most this often per destination (a rise in severity
     and the resolve go out at once).
+    ``forget_after_ms``: a group whose window ended this long ago in event time
+    (behind the newest alert read) is no longer tracked, so memory and the
+    restart's rebuild stay bounded; by default the duplicate window (7 days).
     """
 
     window_ms: int = 3_600_000
     settle_ms: int = 2_000
     max_delay_ms: int = 30_000
     update_interval_ms: int = 300_000
+    forget_after_ms: int = 7 * 24 * 3_600_000
 
     def __post_init__(self) -> None:
-        for name in ("window_ms", "settle_ms", "max_delay_ms", "update_interval_ms"):
+        for name in (
+            "window_ms",
+            "settle_ms",
+            "max_delay_ms",
+            "update_interval_ms",
+            "forget_after_ms",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"grouping.{name} must not be negative")
         if self.max_delay_ms < self.settle_ms:
@@ -197,6 +207,7 @@ _GROUPING_KEYS: Final = {
     "settle_ms": int,
     "max_delay_ms": int,
     "update_interval_ms": int,
+    "forget_after_ms": int,
 }
 _DEST_KEYS: Final = frozenset(
     {

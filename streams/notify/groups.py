@@ -44,6 +44,8 @@ RESOLVE: Final = "resolve"
 
 # A member keeps this much of its evidence list (``evidence_count`` keeps the total).
 MEMBER_EVIDENCE_KEPT: Final = 50
+# How often (in records applied) groups past ``forget_after_ms`` are looked for.
+EXPIRY_SCAN_EVERY: Final = 1024
 
 
 def severity_rank(severity: str) -> int:
@@ -220,7 +222,12 @@ class Grouper:
         self.policy = policy
         self.destinations = tuple(d for d in destinations if d.grouped)
         self.groups: dict[str, Group] = {}
+        self._pending: dict[str, Group] = {}
         self._seq = 0
+        self._applied = 0
+        self.watermark_ms: int | None = None
+        """The newest ``occurred_at`` applied: event time, as far as notify has read."""
+        self.forgotten = 0
 
     def wants(self, alert: Mapping[str, Any]) -> bool:
         """Whether a grouped destination serves one of the alert's audiences."""
@@ -243,6 +250,12 @@ class Grouper:
         if group is None:
             group = self.groups[gid] = Group(key=key)
         alert_id = str(alert["alert_id"])
+        occurred_ms = parse_rfc3339_ms(str(alert["occurred_at"]))
+        if self.watermark_ms is None or occurred_ms > self.watermark_ms:
+            self.watermark_ms = occurred_ms
+        self._applied += 1
+        if self._applied % EXPIRY_SCAN_EVERY == 0:
+            self.forget_expired()
         group.notify.update(str(a) for a in alert.get("notify") or [])
         rank = severity_rank(str(alert["severity"]))
         # a retraction carries its firing's severity: it routes as the firing did
@@ -266,6 +279,7 @@ class Grouper:
         if not group.pending:
             group.pending_seq = self._seq
             group.first_pending_ms = now_ms
+            self._pending[gid] = group
         group.pending.setdefault(record.partition, record.offset)
         group.last_change_ms = now_ms
         group.last_record = record
@@ -317,7 +331,7 @@ class Grouper:
         settle time is not waited for; a rate-limited update still is.
         """
         ready: list[Group] = []
-        for group in self.groups.values():
+        for group in self._pending.values():
             at = self.due_at_ms(group)
             if at is None:
                 continue
@@ -328,7 +342,7 @@ class Grouper:
         return ready
 
     def next_due_ms(self) -> int | None:
-        times = [t for g in self.groups.values() if (t := self.due_at_ms(g)) is not None]
+        times = [t for g in self._pending.values() if (t := self.due_at_ms(g)) is not None]
         return min(times) if times else None
 
     def plan(self, group: Group, now_ms: int) -> tuple[list[Notice], int | None]:
@@ -378,11 +392,36 @@ class Grouper:
         group.rate_limited_until_ms = deferred_until_ms
         if deferred_until_ms is None:
             group.pending.clear()
+            self._pending.pop(group.group_id, None)
             group.orphan_retraction = False
             if not group.members and not any(s.open for s in group.sent.values()):
                 self.groups.pop(group.group_id, None)
 
     def commit_floor(self, partition: int) -> int | None:
         """The first offset of ``partition`` whose group change is not told yet."""
-        offsets = [g.pending[partition] for g in self.groups.values() if partition in g.pending]
+        offsets = [g.pending[partition] for g in self._pending.values() if partition in g.pending]
         return min(offsets) if offsets else None
+
+    def forget_expired(self) -> int:
+        """Stop tracking groups whose window ended ``forget_after_ms`` of event time ago.
+
+        Most alerts are never retracted, so without this the groups of every
+        alert still on the topic would be held forever. A forgotten group's
+        PagerDuty incident stays as it is (people resolve it); a retraction of
+        one of its members later is an orphan (a PagerDuty resolve only). Only
+        groups with nothing left to tell are forgotten. Event time keeps it
+        deterministic: a rebuild forgets the same groups.
+        """
+        if self.watermark_ms is None:
+            return 0
+        horizon = self.watermark_ms - self.policy.forget_after_ms
+        width = self.policy.window_ms
+        old = [
+            gid
+            for gid, g in self.groups.items()
+            if not g.pending and g.key.window_start_ms + width < horizon
+        ]
+        for gid in old:
+            del self.groups[gid]
+        self.forgotten += len(old)
+        return len(old)

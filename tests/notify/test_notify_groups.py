@@ -334,3 +334,21 @@ def test_rebuilding_a_prefix_then_reading_on_ends_like_reading_it_all(
     # nothing below the cut holds the commit after a restart
     floor = restarted.commit_floor(0)
     assert floor is None or floor >= cut
+
+
+def test_groups_a_week_behind_in_event_time_are_forgotten_unless_pending() -> None:
+    g = grouper()
+    old = flag_alert("CVE-2026-0001", at_ms=T0)
+    g.apply(old, ref(0, 0), 0)
+    assert actions(g, 5000) == {"pd": OPEN, "slack": OPEN}
+    week = 7 * 24 * HOUR
+    g.apply(flag_alert("CVE-2026-0002", at_ms=T0 + week + 2 * HOUR), ref(0, 1), 6000)
+    # the new group is pending (not told yet) and is kept; the old one is done and goes
+    assert g.forget_expired() == 1
+    assert [grp.key.window_start_ms for grp in g.groups.values()] == [
+        group_key(flag_alert("x", at_ms=T0 + week + 2 * HOUR), GroupingPolicy()).window_start_ms
+    ]
+    # a late retraction of the forgotten group's member: PagerDuty is asked to resolve
+    actions(g, 20_000)
+    g.apply(dict(old, status="retracted"), ref(0, 2), 30_000)
+    assert actions(g, 40_000) == {"pd": RESOLVE}
