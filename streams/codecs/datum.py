@@ -26,7 +26,9 @@ def _fields(name: str) -> tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]:
     """Top-level field names of record ``name`` in schema order, and its non-null defaults."""
     fields = load_schema(name)["fields"]
     names = tuple(f["name"] for f in fields)
-    defaults = tuple((f["name"], f["default"]) for f in fields if f.get("default") is not None)
+    defaults = tuple(
+        (f["name"], f["default"]) for f in fields if f.get("default") is not None
+    )
     return names, defaults
 
 
@@ -86,7 +88,13 @@ def parse_instant(text: str) -> int:
                     day_ms = _day_ms(text[:10])
                 except TimestampError:  # let the reference word the error for the whole text
                     return parse_rfc3339_ms(text)
-                return day_ms + hour * 3_600_000 + minute * 60_000 + second * 1000 + millis
+                return (
+                    day_ms
+                    + hour * 3_600_000
+                    + minute * 60_000
+                    + second * 1000
+                    + millis
+                )
     return parse_rfc3339_ms(text)
 
 

@@ -127,7 +127,8 @@ def read_datum(raw: bytes, start: int, known: KnownSchema) -> dict[str, Any]:
     except Exception as exc:  # fastavro raises StructError, UnicodeDecodeError, ValueError, ...
         raise DecodeError(
             AVRO_ERROR,
-            f"{_what(raw)} does not decode as {known.label}: {type(exc).__name__}: {exc}",
+            f"{_what(raw)} does not decode as {known.label}: "
+            f"{type(exc).__name__}: {exc}",
         ) from None
     left = len(raw) - buf.tell()
     if left:
@@ -183,7 +184,9 @@ class SingleObjectCodec:
     def __init__(self) -> None:
         schemas = known_schemas()
         self._by_fingerprint: dict[bytes, KnownSchema] = {s.fingerprint: s for s in schemas}
-        self._current: dict[str, KnownSchema] = {s.name: s for s in schemas if s.reader is None}
+        self._current: dict[str, KnownSchema] = {
+            s.name: s for s in schemas if s.reader is None
+        }
         self._headers: dict[str, bytes] = {n: s.header for n, s in self._current.items()}
 
     # --- encoding ---------------------------------------------------------------
@@ -262,7 +265,9 @@ class SingleObjectCodec:
         except orjson.JSONDecodeError as exc:
             raise DecodeError(INVALID_JSON, f"{_what(raw)} is not valid JSON: {exc}") from None
         if not isinstance(obj, dict):
-            raise DecodeError(INVALID_JSON, f"JSON record is a {type(obj).__name__}, not an object")
+            raise DecodeError(
+                INVALID_JSON, f"JSON record is a {type(obj).__name__}, not an object"
+            )
         return obj
 
     def _decode(self, raw: Any, names: tuple[str, ...], what: str) -> dict[str, Any]:
