@@ -74,9 +74,15 @@ class GroupKey:
         return hashlib.sha256(material).hexdigest()[:32]
 
 
-def group_key(alert: Mapping[str, Any], policy: GroupingPolicy) -> GroupKey:
-    """The group of an alert (firing or retracted) under ``policy``."""
-    occurred_ms = parse_rfc3339_ms(str(alert["occurred_at"]))
+def group_key(
+    alert: Mapping[str, Any], policy: GroupingPolicy, occurred_ms: int | None = None
+) -> GroupKey:
+    """The group of an alert (firing or retracted) under ``policy``.
+
+    ``occurred_ms``: the alert's ``occurred_at`` when the caller parsed it already.
+    """
+    if occurred_ms is None:
+        occurred_ms = parse_rfc3339_ms(str(alert["occurred_at"]))
     parts = (
         str(alert["rule"]),
         str(alert["service"]),
@@ -244,13 +250,13 @@ class Grouper:
         rebuilding: bool = False,
     ) -> Group:
         """Add a firing alert to its group, or take a retracted one out."""
-        key = group_key(alert, self.policy)
+        occurred_ms = parse_rfc3339_ms(str(alert["occurred_at"]))
+        key = group_key(alert, self.policy, occurred_ms)
         gid = key.group_id
         group = self.groups.get(gid)
         if group is None:
             group = self.groups[gid] = Group(key=key)
         alert_id = str(alert["alert_id"])
-        occurred_ms = parse_rfc3339_ms(str(alert["occurred_at"]))
         if self.watermark_ms is None or occurred_ms > self.watermark_ms:
             self.watermark_ms = occurred_ms
         self._applied += 1
@@ -324,19 +330,28 @@ class Grouper:
             at = max(at, group.rate_limited_until_ms)
         return at
 
-    def due(self, now_ms: int, final: bool = False) -> list[Group]:
+    def due(self, now_ms: int, final: bool = False, caught_up: bool = True) -> list[Group]:
         """Groups whose change may go out now, in the order their first change was read.
 
-        ``final``: nothing more is coming (``--once`` at the end of the topic): the
-        settle time is not waited for; a rate-limited update still is.
+        A change goes out once the group settled (``settle_ms`` without a change)
+        **and** the reader has caught up with every partition: while a backlog
+        is read, quiet means nothing (the rest of a storm may sit in another
+        partition), so only ``max_delay_ms`` lets a change out then. ``final``:
+        nothing more is coming (``--once`` at the end of the topic): no wait.
+        A rate-limited update waits for its time in every case.
         """
         ready: list[Group] = []
+        policy = self.policy
         for group in self._pending.values():
-            at = self.due_at_ms(group)
-            if at is None:
-                continue
             limited = group.rate_limited_until_ms
-            if now_ms >= at or (final and (limited is None or now_ms >= limited)):
+            if limited is not None and now_ms < limited:
+                continue
+            if (
+                final
+                or not policy.enabled
+                or now_ms >= group.first_pending_ms + policy.max_delay_ms
+                or (caught_up and now_ms >= group.last_change_ms + policy.settle_ms)
+            ):
                 ready.append(group)
         ready.sort(key=lambda g: g.pending_seq)
         return ready

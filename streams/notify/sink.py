@@ -255,8 +255,9 @@ class NotifySink:
                     at_eof.discard(msg.partition())
                     if not self._handle(msg, producer):
                         break  # stopped during a retry wait: leave the record uncommitted
-                final = once and at_eof.issuperset(partitions)
-                if not self._flush(consumer, producer, final):
+                caught_up = at_eof.issuperset(partitions)
+                final = once and caught_up
+                if not self._flush(consumer, producer, final, caught_up):
                     break
                 self._commit(consumer)
                 if final:
@@ -365,11 +366,11 @@ class NotifySink:
         self._next[partition] = offset + 1
         return True
 
-    def _flush(self, consumer: Any, producer: Any, final: bool) -> bool:
+    def _flush(self, consumer: Any, producer: Any, final: bool, caught_up: bool) -> bool:
         """Send the changes of every group that is due; ``False`` when a stop cut it short."""
         now = self._mono_ms()
         window_ms = self.notifier.config.grouping.window_ms
-        for group in self.grouper.due(now, final):
+        for group in self.grouper.due(now, final=final, caught_up=caught_up):
             notices, deferred = self.grouper.plan(group, now)
             if notices:
                 results = self.notifier.deliver_group(group.snapshot(window_ms), notices)

@@ -220,8 +220,8 @@ def test_grouping_defaults_and_overrides() -> None:
     assert config.grouping == GroupingPolicy()
     assert config.grouping.window_ms == 3_600_000 and config.grouping.enabled
     custom = parse_config(
-        "[grouping]\nwindow_ms = 600000\nsettle_ms = 500\nmax_delay_ms = 10000\nforget_after_ms = 1\n"
-        "update_interval_ms = 60000\n" + ONE_PD,
+        "[grouping]\nwindow_ms = 600000\nsettle_ms = 500\nmax_delay_ms = 10000\n"
+        "forget_after_ms = 1\nupdate_interval_ms = 60000\n" + ONE_PD,
         env=ENV,
     )
     assert custom.grouping == GroupingPolicy(600_000, 500, 10_000, 60_000, 1)

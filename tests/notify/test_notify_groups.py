@@ -352,3 +352,13 @@ def test_groups_a_week_behind_in_event_time_are_forgotten_unless_pending() -> No
     actions(g, 20_000)
     g.apply(dict(old, status="retracted"), ref(0, 2), 30_000)
     assert actions(g, 40_000) == {"pd": RESOLVE}
+
+
+def test_while_a_backlog_is_read_quiet_groups_wait_until_caught_up_or_max_delay() -> None:
+    """A storm's members sit in every partition: one read first says nothing about the rest."""
+    g = grouper()
+    g.apply(flag_alert("CVE-2026-0001"), ref(5, 0), now_ms=0)
+    assert g.due(5_000, caught_up=False) == []  # settled, but other partitions are unread
+    (group,) = g.due(5_000, caught_up=True)
+    assert g.due(30_000, caught_up=False) == [group]  # max_delay_ms bounds the wait
+    assert g.due(1, final=True) == [group]
