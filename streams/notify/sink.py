@@ -53,6 +53,8 @@ DELIVERY_FAILED: Final = "delivery_failed"
 DLQ_FLUSH_TIMEOUT_S: Final = 30.0
 METADATA_TIMEOUT_S: Final = 15.0
 COORDINATOR_WAIT_S: Final = 60.0
+# how much older than a forgotten group's window a record may be written (late alerts)
+REBUILD_SLACK_MS: Final = 24 * 3_600_000
 
 
 def _coordinator_not_ready_codes() -> frozenset[int]:
@@ -275,15 +277,52 @@ class NotifySink:
             return default_s
         return min(default_s, max(0.0, (due - self._mono_ms()) / 1000))
 
+    def _rebuild_starts(self, consumer: Any, ends: Mapping[int, int]) -> dict[int, int]:
+        """Where the rebuild starts reading each partition.
+
+        A record written (Kafka timestamp) more than ``forget_after_ms`` plus a
+        window plus a day before now can only belong to a group that would be
+        forgotten as soon as anything newer is read, so the rebuild seeks past
+        such records instead of decoding the topic's whole history. Partitions
+        whose records are all older are not read at all.
+        """
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        policy = self.notifier.config.grouping
+        horizon_ms = self._wall_ms() - policy.forget_after_ms - policy.window_ms - REBUILD_SLACK_MS
+        topic = self.settings.topics.alerts
+        if horizon_ms <= 0:
+            return {p: OFFSET_BEGINNING for p in ends}
+        try:
+            found = consumer.offsets_for_times(
+                [TopicPartition(topic, p, horizon_ms) for p in ends], timeout=METADATA_TIMEOUT_S
+            )
+        except Exception as exc:  # confluent_kafka.KafkaException: read it all instead
+            log.warning("could not look up offsets by time (%s); rebuilding from the start", exc)
+            return {p: OFFSET_BEGINNING for p in ends}
+        starts: dict[int, int] = {}
+        for tp in found:
+            if tp.error is not None:
+                starts[tp.partition] = OFFSET_BEGINNING
+            elif tp.offset < 0:  # no record that new: everything below the commit is older
+                starts[tp.partition] = ends[tp.partition]
+            else:
+                starts[tp.partition] = tp.offset
+        return starts
+
     def _rebuild(self, consumer: Any, committed: Mapping[int, int]) -> None:
         """Re-read each partition up to its committed offset into the groups, sending nothing."""
-        from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+        from confluent_kafka import KafkaError, TopicPartition
 
         ends = {p: offset for p, offset in committed.items() if offset > 0}
         if not ends or not self.grouper.destinations:
             return
         topic = self.settings.topics.alerts
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        starts = self._rebuild_starts(consumer, ends)
+        ends = {p: end for p, end in ends.items() if starts[p] < 0 or starts[p] < end}
+        if not ends:
+            return
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
         remaining = set(ends)
         now = self._mono_ms()
         while remaining and not self.stop.is_set():

@@ -569,3 +569,32 @@ def test_a_group_notice_that_keeps_failing_is_dead_lettered_with_its_last_record
     assert "STORMSECRET" not in dl["detail"]  # the webhook URL's secret path, echoed, is scrubbed
     # dead-lettered counts as done
     assert committed_total(settings, notify_group(settings)) == 5
+
+
+def test_the_rebuild_skips_records_written_before_any_group_it_could_hold(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert
+) -> None:
+    """A restart seeks past history older than forget_after_ms + a window + a day."""
+    settings = topics
+    codec = make_codec(settings)
+    old = [make_alert(trigger=f"old-{i}", release="1.0.0", notify=["sre"]) for i in range(5)]
+    new = [make_alert(trigger=f"new-{i}", release="2.0.0", notify=["sre"]) for i in range(5)]
+    producer = Producer(producer_config(settings))
+    ten_days_ago = int(time.time() * 1000) - 10 * 24 * 3_600_000
+    for alert in old:
+        producer.produce(
+            settings.topics.alerts,
+            key=alert["alert_id"].encode(),
+            value=codec.encode_alert(alert),
+            timestamp=ten_days_ago,
+        )
+    for alert in new:
+        producer.produce(
+            settings.topics.alerts, key=alert["alert_id"].encode(), value=codec.encode_alert(alert)
+        )
+    assert producer.flush(30) == 0
+    first = run_once(settings, storm_config(recorder))
+    assert first.records == 10 and first.groups_opened == 2  # two releases, one page each
+    again = run_once(settings, storm_config(recorder))
+    assert again.rebuilt_records == 5  # only the new ones were read back
+    assert again.deliveries == 0 and len(recorder.requests) == 2
