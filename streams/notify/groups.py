@@ -63,15 +63,18 @@ class GroupKey:
     release: str
     window_start_ms: int
     alert_id: str = ""
+    group_id: str = field(default="", compare=False, repr=False)
+    """32 hex chars of SHA-256 over the key; the ``alert_id`` itself when grouping is off."""
 
-    @property
-    def group_id(self) -> str:
-        """32 hex chars of SHA-256 over the key; the ``alert_id`` itself when grouping is off."""
+    def __post_init__(self) -> None:
+        if self.group_id:
+            return
         if self.alert_id:
-            return self.alert_id
+            object.__setattr__(self, "group_id", self.alert_id)
+            return
         parts = ("group", self.rule, self.service, self.environment, self.release)
         material = "\x1f".join((*parts, str(self.window_start_ms))).encode("utf-8")
-        return hashlib.sha256(material).hexdigest()[:32]
+        object.__setattr__(self, "group_id", hashlib.sha256(material).hexdigest()[:32])
 
 
 def group_key(

@@ -55,6 +55,7 @@ METADATA_TIMEOUT_S: Final = 15.0
 COORDINATOR_WAIT_S: Final = 60.0
 # how much older than a forgotten group's window a record may be written (late alerts)
 REBUILD_SLACK_MS: Final = 24 * 3_600_000
+COMMIT_EVERY_MS: Final = 200
 
 
 def _coordinator_not_ready_codes() -> frozenset[int]:
@@ -157,6 +158,10 @@ class NotifySink:
         self._per_alert = tuple(d for d in config.destinations if not d.grouped)
         self._next: dict[int, int] = {}
         self._committed: dict[int, int] = {}
+        # a record delivered or dead-lettered on its own is committed at once, so a crash
+        # resends only the one in flight; other positions are committed every COMMIT_EVERY_MS
+        self._must_commit = False
+        self._last_commit_ms = 0
 
     # -- Kafka clients -----------------------------------------------------
     def _clients(self) -> tuple[Any, Any]:
@@ -261,9 +266,12 @@ class NotifySink:
                 final = once and caught_up
                 if not self._flush(consumer, producer, final, caught_up):
                     break
-                self._commit(consumer)
+                now = self._mono_ms()
+                if self._must_commit or final or now - self._last_commit_ms >= COMMIT_EVERY_MS:
+                    self._commit(consumer)
                 if final:
                     break
+            self._commit(consumer)  # what was handled and told, as on every turn (also on a stop)
         finally:
             try:
                 consumer.close()
@@ -391,6 +399,7 @@ class NotifySink:
                         "%s: stopped while retrying; not committed, sent again next run", where
                     )
                     return False
+                self._must_commit = self._must_commit or bool(results)
                 for result in results:
                     self._account(result, f"alert {alert.get('alert_id')}", where)
                     if not result.outcome.ok:
@@ -402,6 +411,7 @@ class NotifySink:
                     self.grouper.apply(alert, ref, self._mono_ms())
         if dead_letters:
             self._produce_dead_letters(producer, dead_letters)
+            self._must_commit = True
         self._next[partition] = offset + 1
         return True
 
@@ -450,6 +460,8 @@ class NotifySink:
         from confluent_kafka import TopicPartition
 
         topic = self.settings.topics.alerts
+        self._must_commit = False
+        self._last_commit_ms = self._mono_ms()
         offsets = []
         for partition, next_offset in self._next.items():
             floor = self.grouper.commit_floor(partition)
