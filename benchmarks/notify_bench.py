@@ -161,7 +161,7 @@ def main() -> int:
         print(
             f"storm: {len(alerts):,} alerts in {a.reports} group(s): {took:.2f} s "
             f"({len(alerts) / took:,.0f} alerts/s), {len(recorder.requests)} HTTP requests "
-            f"({report.groups_opened} group notices), group join included"
+            f"({report.groups_opened} group notices), connection setup included"
         )
         print(report.line())
         took, report = run_once(settings, recorder)
