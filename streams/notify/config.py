@@ -304,7 +304,13 @@ def _from_env(e: Mapping[str, str], var: str, key: str, where: str) -> str:
 
 def _check_url(url: str, where: str, secret: bool) -> None:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        bad_port = True
+    else:
+        bad_port = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or bad_port:
         shown = "the URL from the environment" if secret else repr(safe_url(url))
         raise ConfigError(f"{where}: {shown} is not an http(s) URL")
 

@@ -151,3 +151,9 @@ def test_check_prints_no_credential_and_warns_about_it(tmp_path: Path) -> None:
     assert "warning: hook: its 'url' carries a credential" in shown
     assert "warning: chat: its 'url' carries a credential" in shown
     assert "grouping: by rule, service, environment, release in 3600000 ms windows" in shown
+
+
+def test_a_url_with_a_port_that_is_not_a_number_is_a_config_error_without_the_secret() -> None:
+    with pytest.raises(ConfigError, match="is not an http") as err:
+        parse_config(_config(f"https://relsec:{TOKEN}@hooks.example.com:80{TOKEN}/in"))
+    assert TOKEN not in str(err.value)
