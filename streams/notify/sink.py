@@ -56,6 +56,7 @@ COORDINATOR_WAIT_S: Final = 60.0
 # how much older than a forgotten group's window a record may be written (late alerts)
 REBUILD_SLACK_MS: Final = 24 * 3_600_000
 COMMIT_EVERY_MS: Final = 200
+MIN_POLL_S: Final = 0.02
 
 
 def _coordinator_not_ready_codes() -> frozenset[int]:
@@ -283,7 +284,8 @@ class NotifySink:
         due = self.grouper.next_due_ms()
         if due is None:
             return default_s
-        return min(default_s, max(0.0, (due - self._mono_ms()) / 1000))
+        # a group past its time waits for the reader to catch up: poll, but do not spin
+        return min(default_s, max(MIN_POLL_S, (due - self._mono_ms()) / 1000))
 
     def _rebuild_starts(self, consumer: Any, ends: Mapping[int, int]) -> dict[int, int]:
         """Where the rebuild starts reading each partition.
