@@ -72,6 +72,8 @@ def read_alerts(
                     continue
                 raise RelsecError(f"reading {topic}: {err}")
             p, offset = msg.partition(), msg.offset()
+            if p is None or offset is None:
+                raise RelsecError(f"reading {topic}: a record without partition or offset")
             if not follow and offset + 1 >= ends[p]:
                 remaining.discard(p)
             value = msg.value()

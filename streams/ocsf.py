@@ -15,9 +15,18 @@ models; the tests validate against it). Mapping decisions (docs/schemas.md):
   / ``last_seen_time`` span the evidence's event times.
 * ``finding_info.uid`` is the ``alert_id``, so a SIEM correlates a firing and
   its retraction; ``metadata.uid`` is unique per alert event (id + status).
-* resources: the service, with environment and release; evidences: one per
-  evidence event (in ``data``); remediation: the recommendation's text;
-  vulnerabilities: CVE ids named in the summary.
+* resources: the service, with environment and release; the release's other
+  names (SPEC §8 ``release_aliases``) as the resource's ``tags`` entry
+  ``release_aliases`` (a key/value object with ``values``) and in its ``data``;
+  evidences: one per evidence event (in ``data``); remediation: the
+  recommendation's text; vulnerabilities: CVE ids named in the summary.
+* ``finding_info.related_events_count``: how many events made the rule fire
+  (``evidence_count``, which may exceed the evidence listed).
+* ``unmapped.relsec`` keeps what OCSF has no attribute for: the rule, the
+  trigger, the audiences, the aliases and the evidence count as relsec names them.
+
+The output validates against OCSF 1.5.0's JSON Schema (``ocsf-json-schema``)
+and py-ocsf-models (tests/test_ocsf.py).
 """
 
 from __future__ import annotations
@@ -93,6 +102,8 @@ def alert_to_ocsf(alert: Mapping[str, Any], value: Alert | None = None) -> dict[
         )
         evidence_ms = [_ms(e["occurred_at"]) for e in evidence] or [_ms(alert["occurred_at"])]
     service, environment, release = alert["service"], alert["environment"], alert["release"]
+    aliases = [str(a) for a in alert.get("release_aliases") or ()]
+    evidence_count = max(int(alert.get("evidence_count") or 0), len(evidence))
 
     finding_info: dict[str, Any] = {
         "uid": alert["alert_id"],
@@ -104,8 +115,20 @@ def alert_to_ocsf(alert: Mapping[str, Any], value: Alert | None = None) -> dict[
         "first_seen_time": min(evidence_ms),
         "last_seen_time": max(evidence_ms),
         "related_events": [{"uid": e["event_id"], "type": e["type"]} for e in evidence],
+        "related_events_count": evidence_count,
         "data_sources": sorted({e["type"] for e in evidence}),
     }
+    resource: dict[str, Any] = {
+        "type": "service",
+        "name": service,
+        "uid": f"{service}/{environment}",
+        "version": release,
+        "labels": [f"environment:{environment}", f"release:{release}"],
+        "data": {"service": service, "environment": environment, "release": release},
+    }
+    if aliases:
+        resource["tags"] = [{"name": "release_aliases", "values": aliases}]
+        resource["data"]["release_aliases"] = aliases
     out: dict[str, Any] = {
         "activity_id": activity_id,
         "activity_name": _ACTIVITY_NAMES[activity_id],
@@ -133,16 +156,7 @@ def alert_to_ocsf(alert: Mapping[str, Any], value: Alert | None = None) -> dict[
             }
             for e in evidence
         ],
-        "resources": [
-            {
-                "type": "service",
-                "name": service,
-                "uid": f"{service}/{environment}",
-                "version": release,
-                "labels": [f"environment:{environment}", f"release:{release}"],
-                "data": {"service": service, "environment": environment, "release": release},
-            }
-        ],
+        "resources": [resource],
         "metadata": {
             "version": OCSF_VERSION,
             "uid": f"{alert['alert_id']}:{status}",
@@ -157,9 +171,12 @@ def alert_to_ocsf(alert: Mapping[str, Any], value: Alert | None = None) -> dict[
                 "trigger": alert.get("trigger", ""),
                 "occurred_at": alert["occurred_at"],
                 "notify": list(alert.get("notify") or ()),
+                "evidence_count": evidence_count,
             }
         },
     }
+    if aliases:
+        out["unmapped"]["relsec"]["release_aliases"] = aliases
     if retracted:
         out["status_detail"] = "retracted by relsec: a late event made the condition false"
     rec = alert.get("recommendation")

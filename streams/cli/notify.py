@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.notify.config import load_config
     from streams.notify.deliver import Notifier
     from streams.notify.sink import NotifySink, notify_group
+    from streams.notify.urls import has_credentials
     from streams.settings import Settings
 
     config = load_config(args.config)
@@ -64,7 +65,24 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print(f"config {args.config}: {len(config.destinations)} destination(s)")
         for dest in config.destinations:
-            print(f"  {dest.describe()}, min severity {dest.min_severity}")
+            mode = "one notice per alert group" if dest.grouped else "every alert"
+            spacing = f", {dest.min_interval_ms} ms apart" if dest.min_interval_ms else ""
+            print(f"  {dest.describe()}, min severity {dest.min_severity}, {mode}{spacing}")
+            if not dest.url_is_secret and has_credentials(dest.url):
+                print(
+                    f"  warning: {dest.name}: its 'url' carries a credential (user-info, a "
+                    "query string or a webhook secret path); move it to 'url_env'"
+                )
+        g = config.grouping
+        if g.enabled:
+            print(
+                f"grouping: by rule, service, environment, release in {g.window_ms} ms windows "
+                f"of event time; sent after {g.settle_ms} ms without change (at most "
+                f"{g.max_delay_ms} ms late), updates at most every {g.update_interval_ms} ms, "
+                f"forgotten {g.forget_after_ms} ms of event time after their window"
+            )
+        else:
+            print("grouping: off (window_ms = 0): every alert is its own group")
         r = config.retry
         print(
             f"retry: {r.max_attempts} attempts, backoff {r.initial_backoff_ms} ms x{r.multiplier} "

@@ -1,10 +1,11 @@
 """The ``relsec notify`` configuration file (TOML) and the values it becomes.
 
-A file lists destinations (``[[destination]]`` tables) and one optional
-``[retry]`` table. Secrets -- PagerDuty routing keys, Slack webhook URLs,
-HMAC secrets -- are never written in the file: the file names the environment
-variable that holds them (``routing_key_env``, ``url_env``, ``secret_env``), and
-they are read once when the file is loaded. Nothing here prints a secret:
+A file lists destinations (``[[destination]]`` tables), an optional
+``[retry]`` table and an optional ``[grouping]`` table. Secrets -- PagerDuty
+routing keys, Slack webhook URLs, HMAC secrets -- are never written in the
+file: the file names the environment variable that holds them
+(``routing_key_env``, ``url_env``, ``secret_env``), and they are read once when
+the file is loaded. Nothing here prints a secret:
 :meth:`Destination.describe` is what logs and ``--check`` show.
 
 See ``docs/notify.md`` for the reference and a full example.
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 
 from agents.errors import ConfigError
 from agents.model.alerts import SEVERITIES
+from streams.notify.urls import safe_origin, safe_url, url_secrets
 
 PAGERDUTY: Final = "pagerduty"
 SLACK: Final = "slack"
@@ -32,6 +34,10 @@ AUDIENCES: Final = ("sre", "security")
 DEFAULT_PAGERDUTY_URL: Final = "https://events.pagerduty.com"
 DEFAULT_SIGNATURE_HEADER: Final = "X-Relsec-Signature-256"
 LINK_FIELDS: Final = ("alert_id", "rule", "service", "environment", "release", "severity")
+
+# Spacing between two requests to one destination: PagerDuty's Events API takes
+# 120 events a minute per integration key, a Slack incoming webhook one message a second.
+DEFAULT_MIN_INTERVAL_MS: Final = {PAGERDUTY: 500, SLACK: 1000, WEBHOOK: 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,50 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupingPolicy:
+    """How alerts are grouped into one PagerDuty incident and one Slack thread of messages.
+
+    Alerts of one (rule, service, environment, release) whose ``occurred_at``
+    falls into the same tumbling window of ``window_ms`` event time (aligned to
+    the Unix epoch) form one group. ``window_ms = 0`` turns grouping off: every
+    alert is its own group, keyed by its ``alert_id``.
+
+    ``settle_ms``: a group's change is sent once no member joined or left for
+    this long (wall clock), so a burst read over a few seconds is one message;
+    ``max_delay_ms`` bounds that wait while members keep coming.
+    ``update_interval_ms``: after a group was announced, further changes of
+    its count go out at most this often per destination (a rise in severity
+    and the resolve go out at once).
+    ``forget_after_ms``: a group whose window ended this long ago in event time
+    (behind the newest alert read) is no longer tracked, so memory and the
+    restart's rebuild stay bounded; by default the duplicate window (7 days).
+    """
+
+    window_ms: int = 3_600_000
+    settle_ms: int = 2_000
+    max_delay_ms: int = 30_000
+    update_interval_ms: int = 300_000
+    forget_after_ms: int = 7 * 24 * 3_600_000
+
+    def __post_init__(self) -> None:
+        for name in (
+            "window_ms",
+            "settle_ms",
+            "max_delay_ms",
+            "update_interval_ms",
+            "forget_after_ms",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"grouping.{name} must not be negative")
+        if self.max_delay_ms < self.settle_ms:
+            raise ConfigError("grouping.max_delay_ms must be at least grouping.settle_ms")
+
+    @property
+    def enabled(self) -> bool:
+        return self.window_ms > 0
+
+
+@dataclass(frozen=True, slots=True)
 class Link:
     """A link attached to PagerDuty events; ``href`` and ``text`` may use alert fields.
 
@@ -100,14 +150,21 @@ class Destination:
     min_severity: str = "info"
     signature_header: str = DEFAULT_SIGNATURE_HEADER
     links: tuple[Link, ...] = ()
+    min_interval_ms: int = 0
+
+    @property
+    def grouped(self) -> bool:
+        """PagerDuty and Slack get one notification per alert group; webhooks every alert."""
+        return self.type in (PAGERDUTY, SLACK)
 
     def describe(self) -> str:
-        """A one-line description that is safe to log: no secret, no secret URL."""
-        if self.url_is_secret:
-            where = "url from environment"
-        else:
-            parts = urlsplit(self.url)
-            where = f"{parts.scheme}://{parts.netloc}"
+        """A one-line description that is safe to log: no secret, no secret URL.
+
+        A URL from the environment is shown as "url from environment" only; a URL
+        from the file as scheme and host, with user-info masked
+        (:func:`~streams.notify.urls.safe_origin`).
+        """
+        where = "url from environment" if self.url_is_secret else safe_origin(self.url)
         audiences = ",".join(sorted(self.audiences))
         extra = ""
         if self.type == WEBHOOK:
@@ -118,16 +175,22 @@ class Destination:
         """Every value that must never appear in a log line or dead-letter detail."""
         values = [self.secret] if self.secret else []
         if self.url_is_secret:
+            # the URL came from the environment because something in it is a credential;
+            # a receiver may echo any part of its path
             values.append(self.url)
-        return tuple(values)
+            path = urlsplit(self.url).path
+            values.extend(seg for seg in path.split("/") if len(seg) >= 8)
+        values.extend(url_secrets(self.url))
+        return tuple(dict.fromkeys(values))
 
 
 @dataclass(frozen=True, slots=True)
 class NotifyConfig:
-    """The whole file: destinations in file order and the retry policy."""
+    """The whole file: destinations in file order, the retry and grouping policies."""
 
     destinations: tuple[Destination, ...]
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    grouping: GroupingPolicy = field(default_factory=GroupingPolicy)
 
 
 _RETRY_KEYS: Final = {
@@ -138,6 +201,13 @@ _RETRY_KEYS: Final = {
     "jitter_ratio": float,
     "max_total_ms": int,
     "request_timeout_ms": int,
+}
+_GROUPING_KEYS: Final = {
+    "window_ms": int,
+    "settle_ms": int,
+    "max_delay_ms": int,
+    "update_interval_ms": int,
+    "forget_after_ms": int,
 }
 _DEST_KEYS: Final = frozenset(
     {
@@ -151,6 +221,7 @@ _DEST_KEYS: Final = frozenset(
         "min_severity",
         "signature_header",
         "links",
+        "min_interval_ms",
     }
 )
 
@@ -174,10 +245,13 @@ def parse_config(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
     e = os.environ if env is None else env
-    unknown = set(doc) - {"destination", "retry"}
+    unknown = set(doc) - {"destination", "retry", "grouping"}
     if unknown:
         raise ConfigError(f"{origin}: unknown table(s) {', '.join(sorted(unknown))}")
-    retry = _parse_retry(doc.get("retry", {}), origin)
+    retry = RetryPolicy(**_parse_numbers(doc.get("retry", {}), "retry", _RETRY_KEYS, origin))
+    grouping = GroupingPolicy(
+        **_parse_numbers(doc.get("grouping", {}), "grouping", _GROUPING_KEYS, origin)
+    )
     raw_dests = doc.get("destination", [])
     if not isinstance(raw_dests, list) or not raw_dests:
         raise ConfigError(f"{origin}: no [[destination]] tables")
@@ -188,26 +262,26 @@ def parse_config(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{origin}: destination names must be unique: {', '.join(dupes)}")
-    return NotifyConfig(destinations=tuple(dests), retry=retry)
+    return NotifyConfig(destinations=tuple(dests), retry=retry, grouping=grouping)
 
 
-def _parse_retry(raw: Any, origin: str) -> RetryPolicy:
+def _parse_numbers(raw: Any, table: str, keys: Mapping[str, type], origin: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}: [retry] must be a table")
-    unknown = set(raw) - set(_RETRY_KEYS)
+        raise ConfigError(f"{origin}: [{table}] must be a table")
+    unknown = set(raw) - set(keys)
     if unknown:
-        raise ConfigError(f"{origin}: [retry] unknown key(s) {', '.join(sorted(unknown))}")
+        raise ConfigError(f"{origin}: [{table}] unknown key(s) {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
-    for key, kind in _RETRY_KEYS.items():
+    for key, kind in keys.items():
         if key not in raw:
             continue
         value = raw[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{origin}: retry.{key} must be a number")
+            raise ConfigError(f"{origin}: {table}.{key} must be a number")
         if kind is int and not isinstance(value, int):
-            raise ConfigError(f"{origin}: retry.{key} must be a whole number")
+            raise ConfigError(f"{origin}: {table}.{key} must be a whole number")
         values[key] = kind(value)
-    return RetryPolicy(**values)
+    return values
 
 
 def _str(raw: dict[str, Any], key: str, where: str, required: bool = False) -> str | None:
@@ -230,8 +304,14 @@ def _from_env(e: Mapping[str, str], var: str, key: str, where: str) -> str:
 
 def _check_url(url: str, where: str, secret: bool) -> None:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        shown = "the URL from the environment" if secret else repr(url)
+    try:
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        bad_port = True
+    else:
+        bad_port = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or bad_port:
+        shown = "the URL from the environment" if secret else repr(safe_url(url))
         raise ConfigError(f"{where}: {shown} is not an http(s) URL")
 
 
@@ -293,6 +373,13 @@ def _parse_destination(raw: Any, e: Mapping[str, str], where: str) -> Destinatio
     _check_url(url, where, url_is_secret)
 
     signature_header = _str(raw, "signature_header", where) or DEFAULT_SIGNATURE_HEADER
+    min_interval_ms = raw.get("min_interval_ms", DEFAULT_MIN_INTERVAL_MS[kind])
+    if (
+        isinstance(min_interval_ms, bool)
+        or not isinstance(min_interval_ms, int)
+        or min_interval_ms < 0
+    ):
+        raise ConfigError(f"{where}: 'min_interval_ms' must be a whole number >= 0")
     links = _parse_links(raw.get("links", []), where)
     if links and kind != PAGERDUTY:
         raise ConfigError(f"{where}: 'links' is for pagerduty destinations")
@@ -306,6 +393,7 @@ def _parse_destination(raw: Any, e: Mapping[str, str], where: str) -> Destinatio
         min_severity=min_severity,
         signature_header=signature_header,
         links=links,
+        min_interval_ms=min_interval_ms,
     )
 
 

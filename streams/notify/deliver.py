@@ -2,9 +2,13 @@
 
 :func:`route` picks the destinations of an alert: those serving one of its
 audiences (the alert's ``notify`` list) at or above their ``min_severity``.
-:func:`build_request` renders the HTTP request for one destination.
-:class:`Notifier` sends an alert to all its destinations side by side (one
-thread per destination), each with :func:`~streams.notify.retry.deliver_with_retry`.
+:func:`build_request` renders the HTTP request about one alert for one
+destination, :func:`build_group_request` the one about a group
+(:mod:`streams.notify.groups`). :class:`Notifier` sends to several destinations
+side by side (one thread per destination), each with
+:func:`~streams.notify.retry.deliver_with_retry`, and keeps each destination's
+requests ``min_interval_ms`` apart (PagerDuty takes 120 events a minute per
+integration key, a Slack webhook one message a second).
 
 HTTP goes through a *transport*, a function from a request and a timeout to an
 :class:`~streams.notify.retry.AttemptResult`; the default uses urllib, does not
@@ -14,6 +18,7 @@ scrubbed of the destination's secrets before anyone sees them.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import random
 import socket
@@ -25,12 +30,16 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from agents.model.alerts import SEVERITIES
 from streams.notify.config import PAGERDUTY, SLACK, Destination, NotifyConfig
+from streams.notify.groups import GroupSnapshot, Notice
 from streams.notify.render import (
     pagerduty_event,
+    pagerduty_group_event,
     signature,
+    slack_group_message,
     slack_message,
     webhook_body,
 )
@@ -59,10 +68,11 @@ Transport = Callable[[OutboundRequest, int], AttemptResult]
 
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
-    """How the delivery of one alert to one destination ended."""
+    """How the delivery of one alert (or one group notice) to one destination ended."""
 
     destination: Destination
     outcome: DeliveryOutcome
+    notice: Notice | None = None
 
 
 def _severity_rank(severity: str) -> int:
@@ -86,24 +96,65 @@ def route(alert: Mapping[str, Any], destinations: tuple[Destination, ...]) -> li
     ]
 
 
+def split_credentials(url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``url`` without its user-info, and the Basic ``Authorization`` header it stood for.
+
+    ``https://user:token@hooks.example/x`` is posted to ``https://hooks.example/x``
+    with ``Authorization: Basic base64(user:token)``, as curl does; the
+    credential then never travels in a request line or a proxy log.
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, ()
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return bare, (("Authorization", f"Basic {token}"),)
+
+
+def _request(url: str, body: bytes, headers: list[tuple[str, str]]) -> OutboundRequest:
+    bare, auth = split_credentials(url)
+    return OutboundRequest(bare, body, (*headers, *auth))
+
+
+def _json_headers() -> list[tuple[str, str]]:
+    return [("Content-Type", "application/json"), ("User-Agent", USER_AGENT)]
+
+
 def build_request(dest: Destination, alert: Mapping[str, Any]) -> OutboundRequest:
     """The HTTP request that delivers ``alert`` to ``dest``."""
-    headers: list[tuple[str, str]] = [
-        ("Content-Type", "application/json"),
-        ("User-Agent", USER_AGENT),
-    ]
+    headers = _json_headers()
     if dest.type == PAGERDUTY:
         assert dest.secret is not None
         body = webhook_body(pagerduty_event(alert, dest.secret, dest.links))
-        return OutboundRequest(f"{dest.url}/v2/enqueue", body, tuple(headers))
+        return _request(f"{dest.url}/v2/enqueue", body, headers)
     if dest.type == SLACK:
-        return OutboundRequest(dest.url, webhook_body(slack_message(alert)), tuple(headers))
+        return _request(dest.url, webhook_body(slack_message(alert)), headers)
     body = webhook_body(alert)
     headers.append(("X-Relsec-Alert-Id", str(alert.get("alert_id"))))
     headers.append(("X-Relsec-Alert-Status", str(alert.get("status"))))
     if dest.secret:
         headers.append((dest.signature_header, signature(body, dest.secret)))
-    return OutboundRequest(dest.url, body, tuple(headers))
+    return _request(dest.url, body, headers)
+
+
+def build_group_request(
+    dest: Destination, snapshot: GroupSnapshot, notice: Notice
+) -> OutboundRequest:
+    """The HTTP request telling ``dest`` about a group (PagerDuty and Slack only)."""
+    headers = _json_headers()
+    if dest.type == PAGERDUTY:
+        assert dest.secret is not None
+        event = pagerduty_group_event(snapshot, notice.action, dest.secret, dest.links)
+        return _request(f"{dest.url}/v2/enqueue", webhook_body(event), headers)
+    if dest.type == SLACK:
+        message = slack_group_message(snapshot, notice.action, notice.previous_count)
+        return _request(dest.url, webhook_body(message), headers)
+    raise ValueError(f"destination {dest.name} ({dest.type}) takes single alerts, not groups")
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -182,17 +233,38 @@ class Notifier:
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, len(config.destinations)), thread_name_prefix="relsec-notify"
         )
+        # per destination: the earliest monotonic ms the next request may start
+        self._next_slot: dict[str, int] = {}
+        self._slot_lock = threading.Lock()
 
     def _sleep_ms(self, wait_ms: int) -> bool:
         return not self._stop.wait(wait_ms / 1000)
 
+    def _wait_for_slot(self, dest: Destination) -> bool:
+        """Keep ``dest``'s requests ``min_interval_ms`` apart; ``False`` when stopped meanwhile."""
+        if dest.min_interval_ms <= 0:
+            return True
+        with self._slot_lock:
+            now = self._clock_ms()
+            start = max(now, self._next_slot.get(dest.name, now))
+            self._next_slot[dest.name] = start + dest.min_interval_ms
+        wait = start - now
+        return wait <= 0 or self._sleep_ms(wait)
+
     def deliver_to(self, dest: Destination, alert: Mapping[str, Any]) -> DeliveryResult:
         """Deliver one alert to one destination, retrying per the policy."""
-        request = build_request(dest, alert)
+        return self.send(dest, build_request(dest, alert))
+
+    def send(
+        self, dest: Destination, request: OutboundRequest, notice: Notice | None = None
+    ) -> DeliveryResult:
+        """POST ``request`` to ``dest``, spaced and retried per the policy."""
         timeout_ms = self.config.retry.request_timeout_ms
         secrets = dest.secrets()
 
         def attempt() -> AttemptResult:
+            if not self._wait_for_slot(dest):
+                return AttemptResult(None, "stopped while waiting for a send slot")
             result = self._transport(request, timeout_ms)
             return AttemptResult(
                 result.status, redact(result.detail, secrets), result.retry_after_ms
@@ -205,14 +277,37 @@ class Notifier:
             sleep_ms=self._sleep_ms,
             rand=self._rand,
         )
-        return DeliveryResult(dest, outcome)
+        if self._stop.is_set() and not outcome.ok and not outcome.interrupted:
+            outcome = DeliveryOutcome(
+                False,
+                outcome.attempts,
+                outcome.status,
+                "stopped while delivering",
+                outcome.elapsed_ms,
+                outcome.waits_ms,
+                interrupted=True,
+            )
+        return DeliveryResult(dest, outcome, notice)
 
-    def deliver(self, alert: Mapping[str, Any]) -> list[DeliveryResult]:
-        """Deliver one alert to every destination :func:`route` picks, side by side."""
-        targets = route(alert, self.config.destinations)
+    def deliver(
+        self, alert: Mapping[str, Any], destinations: tuple[Destination, ...] | None = None
+    ) -> list[DeliveryResult]:
+        """Deliver one alert to every destination :func:`route` picks, side by side.
+
+        ``destinations``: route among these (default: all of the config).
+        """
+        targets = route(alert, self.config.destinations if destinations is None else destinations)
         if len(targets) <= 1:
             return [self.deliver_to(d, alert) for d in targets]
         futures = [self._pool.submit(self.deliver_to, d, alert) for d in targets]
+        return [f.result() for f in futures]
+
+    def deliver_group(self, snapshot: GroupSnapshot, notices: list[Notice]) -> list[DeliveryResult]:
+        """Send each notice about one group to its destination, side by side."""
+        requests = [(n, build_group_request(n.destination, snapshot, n)) for n in notices]
+        if len(requests) <= 1:
+            return [self.send(n.destination, r, n) for n, r in requests]
+        futures = [self._pool.submit(self.send, n.destination, r, n) for n, r in requests]
         return [f.result() for f in futures]
 
     def close(self) -> None:

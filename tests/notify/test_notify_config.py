@@ -13,6 +13,7 @@ from agents.errors import ConfigError
 from streams.notify.config import (
     DEFAULT_PAGERDUTY_URL,
     Destination,
+    GroupingPolicy,
     RetryPolicy,
     load_config,
     parse_config,
@@ -204,3 +205,56 @@ def test_link_templates_with_unknown_placeholders_are_rejected() -> None:
     )
     with pytest.raises(ConfigError, match=r"\{team\}.*placeholders"):
         parse_config(text, env=ENV)
+
+
+# -- grouping and request spacing ----------------------------------------------------
+
+ONE_PD = (
+    '[[destination]]\nname = "pd"\ntype = "pagerduty"\naudiences = ["sre"]\n'
+    'routing_key_env = "PD_SRE"\n'
+)
+
+
+def test_grouping_defaults_and_overrides() -> None:
+    config = parse_config(ONE_PD, env=ENV)
+    assert config.grouping == GroupingPolicy()
+    assert config.grouping.window_ms == 3_600_000 and config.grouping.enabled
+    custom = parse_config(
+        "[grouping]\nwindow_ms = 600000\nsettle_ms = 500\nmax_delay_ms = 10000\n"
+        "forget_after_ms = 1\nupdate_interval_ms = 60000\n" + ONE_PD,
+        env=ENV,
+    )
+    assert custom.grouping == GroupingPolicy(600_000, 500, 10_000, 60_000, 1)
+    off = parse_config("[grouping]\nwindow_ms = 0\n" + ONE_PD, env=ENV)
+    assert not off.grouping.enabled
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("[grouping]\nwindow = 3600\n", "unknown key"),
+        ("[grouping]\nwindow_ms = -1\n", "must not be negative"),
+        ("[grouping]\nwindow_ms = 1.5\n", "whole number"),
+        ("[grouping]\nsettle_ms = 5000\nmax_delay_ms = 1000\n", "max_delay_ms must be at least"),
+        ("grouping = 3\n", r"\[grouping\] must be a table"),
+    ],
+)
+def test_bad_grouping_is_rejected(table: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(table + ONE_PD, env=ENV)
+
+
+def test_request_spacing_defaults_per_type_and_can_be_set() -> None:
+    by_name = {d.name: d for d in parse_config(EXAMPLE, env=ENV).destinations}
+    assert {d.type: d.min_interval_ms for d in by_name.values()} == {
+        "pagerduty": 500,
+        "slack": 1000,
+        "webhook": 0,
+    }
+    (pd,) = parse_config(ONE_PD + "min_interval_ms = 0\n", env=ENV).destinations
+    assert pd.min_interval_ms == 0
+    with pytest.raises(ConfigError, match="min_interval_ms"):
+        parse_config(ONE_PD + "min_interval_ms = -5\n", env=ENV)
+    assert [d.grouped for d in by_name.values()] == [
+        d.type in ("pagerduty", "slack") for d in by_name.values()
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -247,3 +248,40 @@ def test_stop_interrupts_a_retry_wait(recorder: Recorder, make_alert: MakeAlert)
     assert time.monotonic() - started < 2.5
     hook = next(r for r in results if r.destination.name == "hook")
     assert hook.outcome.interrupted and not hook.outcome.ok
+
+
+def test_requests_to_one_destination_are_spaced_by_min_interval() -> None:
+    """PagerDuty takes 120 events a minute per key: a destination's requests keep apart."""
+    clock = [0]
+    slept: list[int] = []
+    sent_at: list[int] = []
+
+    def transport(req: OutboundRequest, timeout_ms: int) -> Any:
+        from streams.notify.retry import AttemptResult
+
+        sent_at.append(clock[0])
+        return AttemptResult(202, "HTTP 202")
+
+    config = parse_config(
+        '[[destination]]\nname = "pd"\ntype = "pagerduty"\naudiences = ["sre"]\n'
+        'routing_key_env = "K"\nmin_interval_ms = 500\n',
+        env={"K": "key"},
+    )
+    notifier = Notifier(config, transport=transport, clock_ms=lambda: clock[0])
+
+    def fake_sleep(wait_ms: int) -> bool:
+        slept.append(wait_ms)
+        clock[0] += wait_ms
+        return True
+
+    notifier._sleep_ms = fake_sleep  # type: ignore[method-assign]
+    try:
+        from notify_helpers import build_alert
+
+        for i in range(4):
+            notifier.deliver(build_alert(notify=["sre"], trigger=f"t{i}"))
+            clock[0] += 100  # the caller's own work between sends
+    finally:
+        notifier.close()
+    assert [b - a for a, b in itertools.pairwise(sent_at)] == [500, 500, 500]
+    assert slept == [400, 400, 400]

@@ -1,7 +1,10 @@
 """``relsec notify`` against a real Kafka broker and a local recording HTTP server.
 
 Alerts are produced to the alerts topic with the project codec; the sink
-delivers them, commits, and dead-letters what cannot be delivered.
+delivers them, commits, and dead-letters what cannot be delivered. The
+delivery-guarantee tests run with grouping off (``window_ms = 0``: every alert
+its own group, so each alert is one PagerDuty event as before); the storm
+tests at the end run with grouping on.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ HOOK_SECRET = "kafka-test-hook-secret"
 
 def config_text(rec: Recorder, initial_backoff_ms: int = 20) -> str:
     return f"""
+[grouping]
+window_ms = 0
+
 [retry]
 max_attempts = 3
 initial_backoff_ms = {initial_backoff_ms}
@@ -52,6 +58,7 @@ type = "pagerduty"
 audiences = ["sre"]
 url = "{rec.base_url}/pd"
 routing_key_env = "NOTIFY_TEST_PD_KEY"
+min_interval_ms = 0
 
 [[destination]]
 name = "hook-security"
@@ -377,3 +384,217 @@ def test_a_crash_between_delivery_and_commit_resends_only_the_record_in_flight(
     assert [k for k in set(keys) if keys.count(k) > 1] == [in_flight]  # only it was resent
     assert keys.count(in_flight) == 2 and len(keys) == 5
     assert committed_total(settings, notify_group(settings)) == 4
+
+
+# -- alert storms: grouping on ----------------------------------------------------------
+
+STORM = 3000
+SLACK_PATH = "/services/T0/B0/STORMSECRET"
+
+
+def storm_config_text(rec: Recorder, settle_ms: int = 300) -> str:
+    return f"""
+[grouping]
+window_ms = 3600000
+settle_ms = {settle_ms}
+max_delay_ms = 30000
+update_interval_ms = 300000
+
+[retry]
+max_attempts = 3
+initial_backoff_ms = 20
+max_backoff_ms = 100
+max_total_ms = 20000
+request_timeout_ms = 5000
+
+[[destination]]
+name = "pd-sre"
+type = "pagerduty"
+audiences = ["sre"]
+url = "{rec.base_url}/pd"
+routing_key_env = "NOTIFY_TEST_PD_KEY"
+
+[[destination]]
+name = "slack-security"
+type = "slack"
+audiences = ["security"]
+url_env = "NOTIFY_TEST_SLACK_URL"
+"""
+
+
+def storm_config(rec: Recorder, settle_ms: int = 300) -> NotifyConfig:
+    env = dict(ENV, NOTIFY_TEST_SLACK_URL=rec.url(SLACK_PATH))
+    return parse_config(storm_config_text(rec, settle_ms), env=env)
+
+
+def trivy_report(make_alert: MakeAlert, n: int, status: str = "firing") -> list[dict[str, Any]]:
+    """What the worker emits for a Trivy report of ``n`` findings on the running release."""
+    alerts = []
+    for i in range(n):
+        severity = "critical" if i % 500 == 3 else "high"
+        flag = f"CVE-2026-{20000 + i}"
+        alerts.append(
+            make_alert(
+                rule="flag-raised-on-running-release",
+                service="checkout",
+                environment="prod",
+                release="2.7.0",
+                trigger=flag,
+                severity=severity,
+                status=status,
+                summary=f"Security flagged checkout 2.7.0 ({flag}; {severity}), the release "
+                "running in prod.",
+                release_aliases=["ghcr.io/acme/checkout:2.7.0"],
+            )
+        )
+    return alerts
+
+
+def test_a_burst_of_3000_alerts_pages_once_and_posts_one_slack_message(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert
+) -> None:
+    from notify_schemas import pagerduty_errors, slack_errors
+
+    settings = topics
+    produce_alerts(settings, trivy_report(make_alert, STORM))
+    report = run_once(settings, storm_config(recorder))
+    assert report.records == STORM
+    assert (report.groups_opened, report.group_updates, report.group_resolves) == (2, 0, 0)
+    (pd,) = [r.json() for r in recorder.on("/pd/v2/enqueue")]
+    (slack,) = [r.json() for r in recorder.on(SLACK_PATH)]
+    assert pagerduty_errors(pd) == [] and slack_errors(slack) == []
+    assert pd["event_action"] == "trigger"
+    assert pd["payload"]["severity"] == "critical"
+    assert pd["payload"]["custom_details"]["alerts"] == STORM
+    assert pd["payload"]["custom_details"]["severity_counts"] == {"critical": 6, "high": 2994}
+    assert pd["payload"]["summary"].startswith(f"{STORM} alerts flag-raised-on-running-release")
+    assert f"{STORM} alerts" in slack["text"]
+    assert f"{STORM} active: 6 critical, 2994 high" in slack["blocks"][0]["text"]["text"]
+    group_id = pd["dedup_key"]
+    assert group_id in slack["blocks"][-1]["elements"][0]["text"]
+    assert committed_total(settings, notify_group(settings)) == STORM
+
+    # the scanner's findings are all withdrawn: one resolve, one Slack message
+    produce_alerts(settings, trivy_report(make_alert, STORM, status="retracted"))
+    report = run_once(settings, storm_config(recorder))
+    assert report.records == STORM and report.rebuilt_records == STORM
+    assert (report.groups_opened, report.group_updates, report.group_resolves) == (0, 0, 2)
+    events = [r.json() for r in recorder.on("/pd/v2/enqueue")]
+    assert [e["event_action"] for e in events] == ["trigger", "resolve"]
+    assert events[1] == {
+        "routing_key": ROUTING_KEY,
+        "event_action": "resolve",
+        "dedup_key": group_id,
+    }
+    assert pagerduty_errors(events[1]) == []
+    messages = [r.json() for r in recorder.on(SLACK_PATH)]
+    assert len(messages) == 2 and slack_errors(messages[1]) == []
+    assert messages[1]["text"].startswith("Resolved: flag-raised-on-running-release")
+    assert f"the {STORM} alert(s)" in messages[1]["blocks"][0]["text"]["text"]
+    assert committed_total(settings, notify_group(settings)) == 2 * STORM
+
+
+def test_a_restart_rebuilds_the_groups_and_a_new_member_is_an_update(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert
+) -> None:
+    settings = topics
+    report_alerts = trivy_report(make_alert, 50)
+    produce_alerts(settings, report_alerts[:40])
+    first = run_once(settings, storm_config(recorder))
+    assert first.groups_opened == 2
+
+    # a restart with nothing new: the group is rebuilt from the topic, nothing is sent
+    again = run_once(settings, storm_config(recorder))
+    assert again.records == 0 and again.rebuilt_records == 40
+    assert again.deliveries == 0 and len(recorder.requests) == 2
+
+    # ten more findings of the same report: the same incident hears of them, no new page
+    produce_alerts(settings, report_alerts[40:])
+    third = run_once(settings, storm_config(recorder))
+    assert (third.groups_opened, third.group_updates) == (0, 2)
+    events = [r.json() for r in recorder.on("/pd/v2/enqueue")]
+    assert len({e["dedup_key"] for e in events}) == 1
+    assert [e["payload"]["custom_details"]["alerts"] for e in events] == [40, 50]
+    update = recorder.on(SLACK_PATH)[-1].json()
+    assert update["text"].startswith("UPDATE CRITICAL: 50 alerts")
+    assert "now 50 active (was 40)" in update["blocks"][0]["text"]["text"]
+
+
+def test_a_burst_read_over_several_polls_waits_for_the_group_to_settle(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert
+) -> None:
+    """Following the topic, a storm that arrives in slices is still one page (settle_ms)."""
+    settings = topics
+    stop = threading.Event()
+    notifier = Notifier(storm_config(recorder, settle_ms=1500), stop=stop)
+    sink = NotifySink(settings, notifier, stop=stop)
+    reports: list[NotifyReport] = []
+    runner = threading.Thread(target=lambda: reports.append(sink.run()), daemon=True)
+    runner.start()
+    try:
+        alerts = trivy_report(make_alert, 600)
+        for i in range(0, 600, 200):  # the worker's checkpoints, 200 ms apart
+            produce_alerts(settings, alerts[i : i + 200])
+            time.sleep(0.2)
+        deadline = time.monotonic() + 60
+        while len(recorder.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.0)  # anything else would have come by now
+    finally:
+        stop.set()
+        runner.join(timeout=60)
+        notifier.close()
+    (pd,) = [r.json() for r in recorder.on("/pd/v2/enqueue")]
+    assert pd["payload"]["custom_details"]["alerts"] == 600
+    assert len(recorder.on(SLACK_PATH)) == 1
+    assert reports and reports[0].records == 600
+    assert committed_total(settings, notify_group(settings)) == 600
+
+
+def test_a_group_notice_that_keeps_failing_is_dead_lettered_with_its_last_record(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert
+) -> None:
+    settings = topics
+    recorder.script(SLACK_PATH, (400, {}, b"invalid_blocks STORMSECRET"))
+    alerts = trivy_report(make_alert, 5)
+    encoded = produce_alerts(settings, alerts)
+    report = run_once(settings, storm_config(recorder))
+    assert report.dead_lettered == 1 and report.groups_opened == 1  # PagerDuty took it
+    (dl_msg,) = read_topic(settings, settings.topics.dlq, expected=1)
+    dl = make_codec(settings).decode_dead_letter(dl_msg.value())
+    assert dl["reason"] == "delivery_failed"
+    assert dl["value"] in encoded and dl["key"] == dl_msg.key()
+    assert "slack-security (slack)" in dl["detail"] and "(open, 5 active alert(s))" in dl["detail"]
+    assert "400" in dl["detail"]
+    assert "STORMSECRET" not in dl["detail"]  # the webhook URL's secret path, echoed, is scrubbed
+    # dead-lettered counts as done
+    assert committed_total(settings, notify_group(settings)) == 5
+
+
+def test_the_rebuild_skips_records_written_before_any_group_it_could_hold(
+    topics: Settings, recorder: Recorder, make_alert: MakeAlert
+) -> None:
+    """A restart seeks past history older than forget_after_ms + a window + a day."""
+    settings = topics
+    codec = make_codec(settings)
+    old = [make_alert(trigger=f"old-{i}", release="1.0.0", notify=["sre"]) for i in range(5)]
+    new = [make_alert(trigger=f"new-{i}", release="2.0.0", notify=["sre"]) for i in range(5)]
+    producer = Producer(producer_config(settings))
+    ten_days_ago = int(time.time() * 1000) - 10 * 24 * 3_600_000
+    for alert in old:
+        producer.produce(
+            settings.topics.alerts,
+            key=alert["alert_id"].encode(),
+            value=codec.encode_alert(alert),
+            timestamp=ten_days_ago,
+        )
+    for alert in new:
+        producer.produce(
+            settings.topics.alerts, key=alert["alert_id"].encode(), value=codec.encode_alert(alert)
+        )
+    assert producer.flush(30) == 0
+    first = run_once(settings, storm_config(recorder))
+    assert first.records == 10 and first.groups_opened == 2  # two releases, one page each
+    again = run_once(settings, storm_config(recorder))
+    assert again.rebuilt_records == 5  # only the new ones were read back
+    assert again.deliveries == 0 and len(recorder.requests) == 2
