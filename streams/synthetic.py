@@ -123,7 +123,7 @@ def _deploy(
     status = "failed" if rng.random() < 0.05 else "succeeded"
     if status == "succeeded":
         w.running[env] = release
-    incident = w.open_incidents and next((i for i, e in w.open_incidents.items() if e == env), None)
+    incident: str | None = next((i for i, e in w.open_incidents.items() if e == env), None)
     return _event(
         "deploy",
         seq,
