@@ -434,6 +434,9 @@ def test_format_refuses_what_no_parser_produces() -> None:
         format_rfc3339_ms(MIN_MS - 1)
     with pytest.raises(ValueError, match="outside"):
         format_rfc3339_ms(MAX_MS + 1)
+    with pytest.raises(ValueError, match="an integer of 16610 bits") as info:
+        format_rfc3339_ms(10**5000)  # str() of it would itself raise
+    assert len(str(info.value)) < 200
 
 
 @settings(max_examples=500, deadline=None)

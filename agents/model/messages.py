@@ -179,6 +179,10 @@ def epoch_out_of_range(value: float, first: str, last: str) -> str:
     )
 
 
+def instant_out_of_range(ms: int, first: str, last: str) -> str:
+    return f"instant {_number_text(ms)} ms is outside {first} to {last}"
+
+
 # --- durations -----------------------------------------------------------------------
 
 def not_a_duration(text: str) -> str:

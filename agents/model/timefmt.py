@@ -178,9 +178,7 @@ def format_rfc3339_ms(ms: int) -> str:
     outside it a ``ValueError`` says so (a caller's bug, not bad input).
     """
     if ms < MIN_INSTANT_MS or ms > MAX_INSTANT_MS:
-        raise ValueError(
-            f"instant {ms} ms is outside {MIN_INSTANT_TEXT} to {MAX_INSTANT_TEXT}"
-        )
+        raise ValueError(messages.instant_out_of_range(ms, MIN_INSTANT_TEXT, MAX_INSTANT_TEXT))
     seconds, millis = divmod(ms, MS_PER_SECOND)
     dt = datetime.fromtimestamp(seconds, tz=UTC)
     # The year by hand: strftime does not pad years before 1000 to four digits.
