@@ -143,46 +143,97 @@ def read_lines(paths: Iterable[str]) -> Iterator[_Line]:
             yield from _lines_of(path, handle)
 
 
+READ_CHUNK: Final = 1 << 16
+
+
 def _lines_of(name: str, stream: IO[bytes]) -> Iterator[_Line]:
     """The records of one stream: lines without their terminator (LF or CRLF).
 
     A line of nothing but JSON whitespace is no record; a UTF-8 byte order mark
-    opening the stream is dropped (editors on Windows write one).
+    opening the stream is dropped (editors on Windows write one). Read in chunks and
+    split in C (twice as fast as a ``readline`` loop); a line longer than
+    :data:`MAX_LINE_BYTES` is never held whole: it becomes one ``_Line`` with its first
+    :data:`TOO_LONG_KEPT_BYTES` and its length.
     """
+    read = getattr(stream, "read1", stream.read)
     number = 0
-    readline = stream.readline
+    parts: list[bytes] = []  # the pieces of a line whose end is not read yet
+    pending = 0  # their length
+    skipped = -1  # while passing over an over-long line: its length so far
+    head = b""  # and its first bytes
+    last_cr = False  # the byte before the current chunk was a CR
+    max_bytes, make = MAX_LINE_BYTES, _Line  # locals: the loop is hot
     while True:
         try:
-            raw = readline(MAX_LINE_BYTES + 1)
+            chunk = read(READ_CHUNK)
         except OSError as exc:
             raise FileError(name, f"cannot read after line {number}: {exc.strerror}") from None
-        if not raw:
-            return
-        number += 1
-        if number == 1 and raw.startswith(_UTF8_BOM):
-            raw = raw[3:]
-        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            yield _Line(name, number, raw[:TOO_LONG_KEPT_BYTES], _skip_rest(name, stream, raw))
-            continue
-        if raw.endswith(b"\n"):
-            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-        if raw.strip(_JSON_BLANKS):
-            yield _Line(name, number, raw)
-
-
-def _skip_rest(name: str, stream: IO[bytes], head: bytes) -> int:
-    """Read past the rest of an over-long line; its total length without the terminator."""
-    size = len(head)
-    chunk = head
-    while not chunk.endswith(b"\n"):
-        try:
-            chunk = stream.readline(MAX_LINE_BYTES)
-        except OSError as exc:
-            raise FileError(name, f"cannot read: {exc.strerror}") from None
         if not chunk:
-            return size
-        size += len(chunk)
-    return size - (2 if chunk.endswith(b"\r\n") else 1)
+            break
+        if skipped >= 0:
+            end = chunk.find(b"\n")
+            if end < 0:
+                skipped += len(chunk)
+                last_cr = chunk.endswith(b"\r")
+                continue
+            cr = chunk[end - 1] == 0x0D if end else last_cr
+            number += 1
+            yield _too_long(name, number, head, skipped + end - cr)
+            skipped = -1
+            chunk = chunk[end + 1:]
+        if b"\n" in chunk:
+            data = b"".join((*parts, chunk)) if parts else chunk
+            has_cr = b"\r" in data
+            lines = data.split(b"\n")
+            tail = lines.pop()
+            for number, raw in enumerate(lines, number + 1):  # noqa: B020 - it goes on counting
+                if has_cr and raw.endswith(b"\r"):
+                    raw = raw[:-1]
+                # The fast path: a line that opens an object, not the first, not too long.
+                if raw and raw[0] == 0x7B and len(raw) <= max_bytes and number != 1:
+                    yield make(name, number, raw)
+                else:
+                    line = _unusual(name, number, raw)
+                    if line is not None:
+                        yield line
+            parts, pending = ([tail], len(tail)) if tail else ([], 0)
+        else:  # no line ends here: keep the piece, copy nothing (a long line is many chunks)
+            parts.append(chunk)
+            pending += len(chunk)
+        # One byte more than the limit may be the CR of a CRLF still to come, and three
+        # the BOM opening the stream.
+        if pending > max_bytes + 1 and not (
+            number == 0 and pending <= max_bytes + 4 and b"".join(parts).startswith(_UTF8_BOM)
+        ):
+            last_cr = parts[-1].endswith(b"\r")
+            skipped, head = pending, b"".join(parts)[: TOO_LONG_KEPT_BYTES + 3]
+            parts, pending = [], 0
+    tail = b"".join(parts)
+    number += 1
+    if skipped >= 0:
+        yield _too_long(name, number, head, skipped)
+        return
+    line = _unusual(name, number, tail)
+    if line is not None:
+        yield line
+
+
+def _unusual(name: str, number: int, raw: bytes) -> _Line | None:
+    """A line off the fast path: the first of a stream (a BOM?), an over-long one, the
+    last one (no terminator). None for a blank line."""
+    if number == 1 and raw.startswith(_UTF8_BOM):
+        raw = raw[3:]
+    if len(raw) > MAX_LINE_BYTES:
+        return _Line(name, number, raw[:TOO_LONG_KEPT_BYTES], len(raw))
+    return _Line(name, number, raw) if raw.strip(_JSON_BLANKS) else None
+
+
+def _too_long(name: str, number: int, head: bytes, size: int) -> _Line:
+    """An over-long line passed over in pieces: its first bytes (a BOM opening the stream
+    dropped) and its length."""
+    if number == 1 and head.startswith(_UTF8_BOM):
+        head, size = head[3:], size - 3
+    return _Line(name, number, head[:TOO_LONG_KEPT_BYTES], size)
 
 
 def decode_line(line: _Line) -> Event | DeadLetter:

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams import replay
 
@@ -483,3 +485,53 @@ def test_dead_letters_file_is_owner_only(tmp_path: Path) -> None:
         [record] = dead_letter_records(target)
         assert record["value"] == "garbage"
     assert relsec("replay", "--dead-letters", os.devnull, str(path)).returncode == 0
+
+
+def _reference_lines(data: bytes, max_bytes: int, kept: int) -> list[tuple[int, bytes, int]]:
+    """What _lines_of must give, from the whole input at once."""
+    out = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if raw.endswith(b"\r") and number <= data.count(b"\n"):
+            raw = raw[:-1]
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if len(raw) > max_bytes:
+            out.append((number, raw[:kept], len(raw)))
+        elif raw.strip(b" \t\r\n"):
+            out.append((number, raw, 0))
+    return out
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that hands out at most ``step`` bytes per read, like a pipe."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.pos, self.step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(self.step, len(buffer), len(self.data) - self.pos)
+        buffer[:n] = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    data=st.lists(
+        st.sampled_from([b"{}", b"x", b"\r", b"\n", b"\r\n", b" ", b"\xef\xbb\xbf", b"y" * 7,
+                         b"z" * 30, b"w" * 19, b"w" * 20, b"w" * 21, b"\t", b"\xff"]),
+        max_size=40,
+    ).map(b"".join),
+    chunk=st.integers(1, 64),
+)
+def test_chunked_reading_matches_the_whole_input_split(data: bytes, chunk: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(replay, "MAX_LINE_BYTES", 20)
+        patch.setattr(replay, "TOO_LONG_KEPT_BYTES", 5)
+        patch.setattr(replay, "READ_CHUNK", chunk)
+        stream = io.BufferedReader(_Trickle(data, chunk), buffer_size=max(chunk, 8))
+        got = [(line.number, line.raw, line.size) for line in replay._lines_of("t", stream)]
+    assert got == _reference_lines(data, 20, 5)
