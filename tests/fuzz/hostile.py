@@ -170,7 +170,9 @@ def _with_raw(event: dict[str, Any], field: str, raw_value: bytes) -> bytes:
 
 
 def _huge(c: Chooser, lo: int) -> str:
-    size = c.integer(lo, max(lo, c.max_string)) if c.integer(0, 3) else lo
+    """A string just over a limit, or (log-uniformly) up to ``c.max_string`` characters."""
+    hi = max(lo, c.max_string)
+    size = int(lo * (hi / lo) ** (c.integer(0, 1000) / 1000)) if c.integer(0, 3) else lo
     unit = c.pick(("x", "\u00e9", "\u4e2d", "\U0001f680", "ab", "\\", '"'))
     return (unit * (size // len(unit) + 1))[:size]
 

@@ -85,3 +85,4 @@ def test_hostile_lines_never_hold_a_line_feed() -> None:
     for serial in range(2_000):
         line = hostile_line(chooser, chooser.pick(valid), serial)
         assert b"\n" not in line.raw and line.raw.strip(b" \t\r")
+        assert not line.raw.endswith(b"\r")  # a CR before the LF would be read as CRLF
