@@ -25,7 +25,7 @@ import orjson
 from streams.cli import main
 from streams.synthetic import START_MS, SyntheticSpec, generate
 
-from .hostile import Chooser, HostileLine, format_instant, hostile_line
+from .hostile import Chooser, format_instant, hostile_line
 
 SUMMARY = re.compile(
     r"relsec replay: read=(?P<read>\d+) applied=(?P<applied>\d+) "
@@ -168,14 +168,15 @@ def write_mixed(
     """Write the valid lines in their order with hostile ones between them (never
     before the first), a few blank lines, mixed LF/CRLF ends, maybe a BOM opening the
     file. Returns the hostile lines by line number, the number of lines and of blanks."""
-    gaps: dict[int, list[HostileLine]] = {}
-    for serial in range(hostile_count):
+    gaps: dict[int, int] = {}  # how many hostile lines after each valid one
+    for _ in range(hostile_count):
         gap = c.integer(1, len(valid))
-        gaps.setdefault(gap, []).append(hostile_line(c, c.pick(valid), serial))
+        gaps[gap] = gaps.get(gap, 0) + 1
+    serials = iter(range(hostile_count))
     hostile: dict[int, Written] = {}
     number = blanks = 0
     # the file's last line may end without a terminator
-    final = (len(valid), len(gaps[len(valid)]) - 1) if len(valid) in gaps else (len(valid), -1)
+    final = (len(valid), gaps[len(valid)] - 1) if len(valid) in gaps else (len(valid), -1)
 
     def ending(at: tuple[int, int]) -> bytes:
         options = (b"\n", b"") if at == final else (b"\n", b"\n", b"\n", b"\r\n")
@@ -187,7 +188,9 @@ def write_mixed(
         for i, event in enumerate(valid, start=1):
             handle.write(orjson.dumps(event) + ending((i, -1)))
             number += 1
-            for j, h in enumerate(gaps.pop(i, ())):
+            for j in range(gaps.get(i, 0)):
+                # made when written: a campaign's hostile lines are hundreds of MB
+                h = hostile_line(c, c.pick(valid), next(serials))
                 if c.integer(0, 15) == 0:
                     handle.write(c.pick((b"", b"   ", b"\t", b"\r")) + b"\n")
                     number += 1
