@@ -61,13 +61,15 @@ def payload_campaign(args: argparse.Namespace) -> int:
     rng = random.Random(f"{args.seed}/payloads")
     chooser = RandomChooser(rng, max_string=70_000)
     crashes: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    by_pass: collections.Counter[str] = collections.Counter()
     example: dict[tuple[str, str, str], str] = {}
     per_source: collections.Counter[str] = collections.Counter()
     started = time.monotonic()
 
-    def record(crash: Crash | None, where: str) -> None:
+    def record(crash: Crash | None, where: str, phase: str) -> None:
         if crash is not None:
             crashes[crash.signature] += 1
+            by_pass[phase] += 1
             example.setdefault(crash.signature, f"{crash.exception} <- {where}")
 
     for _ in range(args.payloads):
@@ -79,7 +81,7 @@ def payload_campaign(args: argparse.Namespace) -> int:
                 received_at_ms=RECEIVED_MS, previous=mutate_payload(chooser, payload.value)
             )
         per_source[payload.source] += 1
-        record(call_adapter(payload.source, mutated, options), payload.name)
+        record(call_adapter(payload.source, mutated, options), payload.name, "mutated")
     mutated_s = time.monotonic() - started
     sweep = 0
     for payload in payloads:
@@ -92,12 +94,13 @@ def payload_campaign(args: argparse.Namespace) -> int:
                         payload.source, set_at(orjson.loads(text), path, value),
                         options_for(choice),
                     )
-                    record(crash, f"{payload.name}: {path} = {str(value)[:40]!r}")
+                    record(crash, f"{payload.name}: {path} = {str(value)[:40]!r}", "sweep")
     total_s = time.monotonic() - started
     print(
         f"[payloads] {args.payloads} mutated payloads from {len(payloads)} files "
         f"({dict(sorted(per_source.items()))}) in {mutated_s:.1f} s; leaf sweep "
-        f"{sweep} calls; {total_s:.1f} s in all"
+        f"{sweep} calls; {total_s:.1f} s in all; crashes: {by_pass['mutated']} of the "
+        f"mutated payloads, {by_pass['sweep']} in the sweep"
     )
     unknown = 0
     for signature, count in crashes.most_common():
