@@ -50,6 +50,18 @@ class DecodeError(RelsecError):
         super().__init__(f"{prefix}{detail}")
 
 
+class FileError(RelsecError):
+    """A file, standard input or standard output could not be opened, read or written.
+
+    ``path`` names it (``<stdin>``, ``<stdout>`` for the streams); ``detail`` says what failed.
+    """
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"{path}: {detail}")
+
+
 class StateError(RelsecError):
     """Serialized engine state could not be restored."""
 

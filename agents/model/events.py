@@ -4,23 +4,30 @@
 same field names) into a frozen value, or raises :class:`ValidationError`
 naming the field and the reason. ``event_to_dict`` is its inverse.
 
-Decisions where the SPEC is silent (see docs/decisions.md):
+Decisions where the SPEC is silent (see docs/decisions.md, "Input"):
 
-* nullable fields may be omitted (read as null); ``vulnerabilities`` may be
-  omitted (read as empty); ``status`` of a deploy defaults to ``succeeded``;
+* nullable fields may be omitted (read as null), and an empty string in one reads
+  as null too (``fixed_in: ""`` is no fix); ``vulnerabilities`` may be omitted
+  (read as empty); ``status`` of a deploy defaults to ``succeeded``;
 * identifiers and names are limited to 200 characters (``environment`` to
   100, as the SPEC says), free text (``title``, ``reason``, ``actor``) to
   4096 characters, ``vulnerabilities`` to 1000 entries;
+* names (every identity field, list entries included) hold no control, format or
+  separator characters; free text may hold tab, LF and CR but no other control;
 * extra fields are ignored by the rules and not carried through.
+
+Every reason word and detail text comes from :mod:`agents.model.messages`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 
 from agents.errors import ValidationError
+from agents.model import messages
 from agents.model.timefmt import TimestampError, format_rfc3339_ms, parse_rfc3339_ms
 
 EventType = Literal["deploy", "incident", "security_flag"]
@@ -123,35 +130,136 @@ def order_key(event: Event) -> tuple[int, int, str]:
 
 _MISSING: Final = object()
 
+# Characters no name may hold (SPEC §1: "no control characters"): Unicode categories
+# Cc (controls), Cf (invisible format characters: bidi overrides, zero-width space,
+# BOM), Cs (lone surrogates, which cannot be written as UTF-8) and Zl / Zp (line and
+# paragraph separators), as of Unicode 15.1, written out so that the set does not move
+# with the Python version's Unicode database (tests/test_model.py checks it against
+# unicodedata). Names are identities: a name with an invisible character looks like
+# another name, and U+001F is the separator inside alert ids.
+NAME_FORBIDDEN_RANGES: Final = (
+    (0x0000, 0x001F), (0x007F, 0x009F), (0x00AD, 0x00AD), (0x0600, 0x0605),
+    (0x061C, 0x061C), (0x06DD, 0x06DD), (0x070F, 0x070F), (0x0890, 0x0891),
+    (0x08E2, 0x08E2), (0x180E, 0x180E), (0x200B, 0x200F), (0x2028, 0x202E),
+    (0x2060, 0x2064), (0x2066, 0x206F), (0xD800, 0xDFFF), (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+)
+# Free text (title, reason, actor) may hold tab, line feed and carriage return (a
+# multi-line reason is normal); other controls (NUL, ESC, DEL, C1) and lone
+# surrogates are refused. Format characters and separators are fine in prose.
+TEXT_FORBIDDEN_RANGES: Final = (
+    (0x0000, 0x0008), (0x000B, 0x000C), (0x000E, 0x001F), (0x007F, 0x009F),
+    (0xD800, 0xDFFF),
+)
+
+
+def _char_class(ranges: tuple[tuple[int, int], ...]) -> re.Pattern[str]:
+    parts = (
+        re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}"
+        for lo, hi in ranges
+    )
+    return re.compile("[" + "".join(parts) + "]")
+
+
+_NAME_FORBIDDEN: Final = _char_class(NAME_FORBIDDEN_RANGES)
+_TEXT_FORBIDDEN: Final = _char_class(TEXT_FORBIDDEN_RANGES)
+
 
 def _fail(field: str, reason: str, detail: str) -> ValidationError:
     return ValidationError(field, reason, detail)
 
 
-def _str(
-    obj: Mapping[str, Any], field: str, *, min_len: int = 1, max_len: int = MAX_ID_CHARS
-) -> str:
-    value = obj.get(field, _MISSING)
-    if value is _MISSING or value is None:
-        raise _fail(field, "missing", "is required")
-    if type(value) is not str:
-        raise _fail(field, "wrong_type", f"must be a string, got {type(value).__name__}")
+def _check_name(value: str, field: str) -> None:
+    # str.isprintable() is False for every forbidden character (and for a few allowed
+    # ones: non-ASCII spaces, private use, unassigned), so the common case costs one
+    # C call and only the rest meets the regex.
+    if not value.isprintable():
+        bad = _NAME_FORBIDDEN.search(value)
+        if bad is not None:
+            raise _fail(
+                field,
+                messages.CONTROL_CHARACTER,
+                messages.control_character_in_name(bad.start(), bad.group()),
+            )
+
+
+def _check_text(value: str, field: str) -> None:
+    if not value.isprintable():
+        bad = _TEXT_FORBIDDEN.search(value)
+        if bad is not None:
+            raise _fail(
+                field,
+                messages.CONTROL_CHARACTER,
+                messages.control_character_in_text(bad.start(), bad.group()),
+            )
+
+
+def _length(value: str, field: str, min_len: int, max_len: int) -> None:
     n = len(value)
     if n < min_len:
-        raise _fail(field, "too_short", f"must have at least {min_len} character(s)")
+        raise _fail(field, messages.TOO_SHORT, messages.too_short(min_len))
     if n > max_len:
-        raise _fail(field, "too_long", f"has {n} characters, at most {max_len} allowed")
+        raise _fail(field, messages.TOO_LONG, messages.too_long(n, max_len))
+
+
+# Each check below starts with one condition that is true for nearly every real value
+# (a short printable string) and returns it; the slow path names what is wrong.
+
+
+def _name(obj: Mapping[str, Any], field: str, max_len: int = MAX_ID_CHARS) -> str:
+    """A required name (an identity part): 1..max_len characters, none forbidden."""
+    value = obj.get(field, _MISSING)
+    if type(value) is str and 0 < len(value) <= max_len and value.isprintable():
+        return value
+    if value is _MISSING or value is None:
+        raise _fail(field, messages.MISSING, messages.missing())
+    if type(value) is not str:
+        raise _fail(field, messages.WRONG_TYPE, messages.must_be_string(value))
+    _length(value, field, 1, max_len)
+    _check_name(value, field)
     return value
 
 
-def _opt_str(obj: Mapping[str, Any], field: str, *, max_len: int = MAX_ID_CHARS) -> str | None:
+def _opt_name(obj: Mapping[str, Any], field: str) -> str | None:
+    """An optional name; ``""`` reads as null (what a tool sending an empty string means)."""
     value = obj.get(field)
-    if value is None:
+    if type(value) is str and 0 < len(value) <= MAX_ID_CHARS and value.isprintable():
+        return value
+    if value is None or value == "":
         return None
     if type(value) is not str:
-        raise _fail(field, "wrong_type", f"must be a string or null, got {type(value).__name__}")
-    if len(value) > max_len:
-        raise _fail(field, "too_long", f"has {len(value)} characters, at most {max_len} allowed")
+        raise _fail(field, messages.WRONG_TYPE, messages.must_be_string_or_null(value))
+    _length(value, field, 1, MAX_ID_CHARS)
+    _check_name(value, field)
+    return value
+
+
+def _text(obj: Mapping[str, Any], field: str) -> str:
+    """Required free text; may be empty."""
+    value = obj.get(field, _MISSING)
+    if type(value) is str and len(value) <= MAX_TEXT_CHARS and value.isprintable():
+        return value
+    if value is _MISSING or value is None:
+        raise _fail(field, messages.MISSING, messages.missing())
+    if type(value) is not str:
+        raise _fail(field, messages.WRONG_TYPE, messages.must_be_string(value))
+    _length(value, field, 0, MAX_TEXT_CHARS)
+    _check_text(value, field)
+    return value
+
+
+def _opt_text(obj: Mapping[str, Any], field: str) -> str | None:
+    """Optional free text; ``""`` reads as null."""
+    value = obj.get(field)
+    if type(value) is str and 0 < len(value) <= MAX_TEXT_CHARS and value.isprintable():
+        return value
+    if value is None or value == "":
+        return None
+    if type(value) is not str:
+        raise _fail(field, messages.WRONG_TYPE, messages.must_be_string_or_null(value))
+    _length(value, field, 0, MAX_TEXT_CHARS)
+    _check_text(value, field)
     return value
 
 
@@ -162,18 +270,18 @@ def _enum(
     if value is _MISSING or value is None:
         if default is not None:
             return default
-        raise _fail(field, "missing", f"is required (one of {', '.join(sorted(allowed))})")
+        raise _fail(field, messages.MISSING, messages.missing_one_of(allowed))
     if type(value) is not str:
-        raise _fail(field, "wrong_type", f"must be a string, got {type(value).__name__}")
+        raise _fail(field, messages.WRONG_TYPE, messages.must_be_string(value))
     if value not in allowed:
-        raise _fail(
-            field, "unknown_enum", f"{value!r} is not one of {', '.join(sorted(allowed))}"
-        )
+        raise _fail(field, messages.UNKNOWN_ENUM, messages.unknown_enum(value, allowed))
     return value
 
 
 def _opt_enum(obj: Mapping[str, Any], field: str, allowed: frozenset[str]) -> str | None:
-    if obj.get(field) is None:
+    """An optional enum; ``""`` reads as null, like the optional names."""
+    value = obj.get(field)
+    if value is None or value == "":
         return None
     return _enum(obj, field, allowed)
 
@@ -181,91 +289,90 @@ def _opt_enum(obj: Mapping[str, Any], field: str, allowed: frozenset[str]) -> st
 def _timestamp(obj: Mapping[str, Any], field: str) -> int:
     value = obj.get(field, _MISSING)
     if value is _MISSING or value is None:
-        raise _fail(field, "missing", "is required")
+        raise _fail(field, messages.MISSING, messages.missing())
     if type(value) is not str:
-        raise _fail(field, "wrong_type", f"must be an RFC 3339 string, got {type(value).__name__}")
+        raise _fail(field, messages.WRONG_TYPE, messages.must_be_timestamp_string(value))
     try:
         return parse_rfc3339_ms(value)
     except TimestampError as exc:
-        raise _fail(field, "bad_timestamp", str(exc)) from None
+        raise _fail(field, messages.BAD_TIMESTAMP, str(exc)) from None
 
 
-def _str_list(
+def _name_list(
     obj: Mapping[str, Any], field: str, max_entries: int = MAX_VULNERABILITIES
 ) -> tuple[str, ...]:
+    """A list of names (vulnerability ids, release aliases); null or absent is empty."""
     value = obj.get(field)
     if value is None:
         return ()
     if not isinstance(value, list | tuple):
-        raise _fail(field, "wrong_type", f"must be a list of strings, got {type(value).__name__}")
+        raise _fail(field, messages.WRONG_TYPE, messages.must_be_string_list(value))
     if len(value) > max_entries:
-        raise _fail(field, "too_long", f"has {len(value)} entries, at most {max_entries}")
+        raise _fail(field, messages.TOO_LONG, messages.too_many_entries(len(value), max_entries))
     for i, item in enumerate(value):
+        if type(item) is str and 0 < len(item) <= MAX_ID_CHARS and item.isprintable():
+            continue
+        entry = f"{field}[{i}]"
         if type(item) is not str:
-            raise _fail(f"{field}[{i}]", "wrong_type", "must be a string")
-        if not item:
-            raise _fail(f"{field}[{i}]", "too_short", "must have at least 1 character")
-        if len(item) > MAX_ID_CHARS:
-            raise _fail(
-                f"{field}[{i}]", "too_long",
-                f"has {len(item)} characters, at most {MAX_ID_CHARS} allowed",
-            )
+            raise _fail(entry, messages.WRONG_TYPE, messages.entry_must_be_string())
+        _length(item, entry, 1, MAX_ID_CHARS)
+        _check_name(item, entry)
     return tuple(value)
 
 
 def _aliases(obj: Mapping[str, Any]) -> tuple[str, ...]:
     """``release_aliases``: distinct names, in the order given."""
-    return tuple(dict.fromkeys(_str_list(obj, "release_aliases", MAX_RELEASE_ALIASES)))
+    return tuple(dict.fromkeys(_name_list(obj, "release_aliases", MAX_RELEASE_ALIASES)))
 
 
 def _deploy(obj: Mapping[str, Any]) -> Deploy:
     return Deploy(
-        event_id=_str(obj, "event_id"),
+        event_id=_name(obj, "event_id"),
         occurred_at_ms=_timestamp(obj, "occurred_at"),
-        source=_str(obj, "source"),
-        service=_str(obj, "service"),
-        environment=_str(obj, "environment", max_len=MAX_ENVIRONMENT_CHARS),
-        release=_str(obj, "release"),
-        previous_release=_opt_str(obj, "previous_release"),
+        source=_name(obj, "source"),
+        service=_name(obj, "service"),
+        environment=_name(obj, "environment", MAX_ENVIRONMENT_CHARS),
+        release=_name(obj, "release"),
+        previous_release=_opt_name(obj, "previous_release"),
         action=_enum(obj, "action", DEPLOY_ACTIONS),
         status=_enum(obj, "status", DEPLOY_STATUSES, default="succeeded"),
         team=_opt_enum(obj, "team", TEAMS),
-        actor=_opt_str(obj, "actor", max_len=MAX_TEXT_CHARS),
-        reason=_opt_str(obj, "reason", max_len=MAX_TEXT_CHARS),
-        incident_id=_opt_str(obj, "incident_id"),
+        actor=_opt_text(obj, "actor"),
+        reason=_opt_text(obj, "reason"),
+        incident_id=_opt_name(obj, "incident_id"),
         release_aliases=_aliases(obj),
     )
 
 
 def _incident(obj: Mapping[str, Any]) -> Incident:
     return Incident(
-        event_id=_str(obj, "event_id"),
+        event_id=_name(obj, "event_id"),
         occurred_at_ms=_timestamp(obj, "occurred_at"),
-        source=_str(obj, "source"),
-        service=_str(obj, "service"),
-        environment=_str(obj, "environment", max_len=MAX_ENVIRONMENT_CHARS),
-        incident_id=_str(obj, "incident_id"),
+        source=_name(obj, "source"),
+        service=_name(obj, "service"),
+        environment=_name(obj, "environment", MAX_ENVIRONMENT_CHARS),
+        incident_id=_name(obj, "incident_id"),
         status=_enum(obj, "status", INCIDENT_STATUSES),
         severity=_enum(obj, "severity", INCIDENT_SEVERITIES),
-        title=_str(obj, "title", min_len=0, max_len=MAX_TEXT_CHARS),
-        suspected_release=_opt_str(obj, "suspected_release"),
+        title=_text(obj, "title"),
+        suspected_release=_opt_name(obj, "suspected_release"),
         release_aliases=_aliases(obj),
     )
 
 
 def _security_flag(obj: Mapping[str, Any]) -> SecurityFlag:
     return SecurityFlag(
-        event_id=_str(obj, "event_id"),
+        event_id=_name(obj, "event_id"),
         occurred_at_ms=_timestamp(obj, "occurred_at"),
-        source=_str(obj, "source"),
-        service=_str(obj, "service"),
-        flag_id=_str(obj, "flag_id"),
-        release=_str(obj, "release"),
+        source=_name(obj, "source"),
+        service=_name(obj, "service"),
+        flag_id=_name(obj, "flag_id"),
+        release=_name(obj, "release"),
         status=_enum(obj, "status", FLAG_STATUSES),
         severity=_enum(obj, "severity", FLAG_SEVERITIES),
-        title=_str(obj, "title", min_len=0, max_len=MAX_TEXT_CHARS),
-        vulnerabilities=_str_list(obj, "vulnerabilities"),
-        fixed_in=_opt_str(obj, "fixed_in"),
+        title=_text(obj, "title"),
+        vulnerabilities=_name_list(obj, "vulnerabilities"),
+        fixed_in=_opt_name(obj, "fixed_in"),
         release_aliases=_aliases(obj),
     )
 
@@ -285,19 +392,20 @@ def parse_event(obj: Any, expected_type: str | None = None) -> Event:
     field, if present, must agree with it. Without it, ``type`` is required.
     """
     if not isinstance(obj, Mapping):
-        raise _fail("$", "wrong_type", f"an event must be a JSON object, got {type(obj).__name__}")
+        raise _fail("$", messages.WRONG_TYPE, messages.must_be_object(obj))
     declared = obj.get("type")
     if declared is not None and type(declared) is not str:
-        raise _fail("type", "wrong_type", f"must be a string, got {type(declared).__name__}")
+        raise _fail("type", messages.WRONG_TYPE, messages.must_be_string(declared))
     if declared is not None and declared not in _PARSERS:
-        allowed = ", ".join(sorted(_PARSERS))
-        raise _fail("type", "unknown_enum", f"{declared!r} is not one of {allowed}")
+        raise _fail("type", messages.UNKNOWN_ENUM, messages.unknown_enum(declared, _PARSERS))
     if expected_type is not None:
         if declared is not None and declared != expected_type:
-            raise _fail("type", "unknown_enum", f"{declared!r} on a {expected_type} topic")
+            raise _fail(
+                "type", messages.UNKNOWN_ENUM, messages.type_on_wrong_topic(declared, expected_type)
+            )
         kind = expected_type
     elif declared is None:
-        raise _fail("type", "missing", "is required (deploy, incident or security_flag)")
+        raise _fail("type", messages.MISSING, messages.type_required())
     else:
         kind = declared
     parser: Callable[[Mapping[str, Any]], Event] = _PARSERS[kind]

@@ -3,67 +3,182 @@
 Inside relsec every instant is an ``int`` of UTC epoch milliseconds; text is
 parsed once at the edge. Sub-millisecond digits are truncated: two events less
 than a millisecond apart are ordered by type rank and ``event_id``.
+
+What the parser accepts (docs/decisions.md, "Input"):
+
+* the RFC 3339 ``date-time`` grammar with ASCII digits only: ``YYYY-MM-DD``, ``T``
+  (or ``t`` or a space, as RFC 3339 §5.6 allows), ``HH:MM:SS``, an optional
+  fraction of 1 to 9 digits, and ``Z`` / ``z`` or an offset ``±hh:mm`` with hours
+  00-23 and minutes 00-59; nothing before or after it (not even a newline);
+* a leap second ``:60`` in any minute, read as ``:59.999`` of that minute;
+* only instants :func:`format_rfc3339_ms` can write back:
+  :data:`MIN_INSTANT_MS` (``0001-01-01T00:00:00Z``) to :data:`MAX_INSTANT_MS`
+  (``9999-12-31T23:59:59.999Z``) in UTC. ``0001-01-01T00:00:00+01:00`` is in year 0
+  in UTC and is refused, so nothing downstream meets an instant it cannot format.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
+from typing import Final
 
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+from agents.model import messages
+
+MS_PER_SECOND: Final = 1_000
+MS_PER_MINUTE: Final = 60 * MS_PER_SECOND
+MS_PER_HOUR: Final = 60 * MS_PER_MINUTE
+MS_PER_DAY: Final = 24 * MS_PER_HOUR
+
+MIN_INSTANT_MS: Final = -62_135_596_800_000
+"""``0001-01-01T00:00:00Z``: the first instant relsec parses and formats."""
+MAX_INSTANT_MS: Final = 253_402_300_799_999
+"""``9999-12-31T23:59:59.999Z``: the last instant relsec parses and formats."""
+MIN_INSTANT_TEXT: Final = "0001-01-01T00:00:00Z"
+MAX_INSTANT_TEXT: Final = "9999-12-31T23:59:59.999Z"
+
+# [0-9], not \d (which matches every Unicode digit), and \Z, not $ (which matches
+# before a final newline).
+_RFC3339: Final = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
+_RFC3339_WHOLE: Final = re.compile(_RFC3339.pattern + r"\Z")
+_NO_OFFSET: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?\Z"
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS: Final = timedelta(milliseconds=1)
 
-MS_PER_SECOND = 1_000
-MS_PER_MINUTE = 60 * MS_PER_SECOND
-MS_PER_HOUR = 60 * MS_PER_MINUTE
-MS_PER_DAY = 24 * MS_PER_HOUR
+_day_start_cache: dict[str, int] = {}
+_DAY_CACHE_LIMIT: Final = 65_536
 
 
 class TimestampError(ValueError):
-    """Text is not an RFC 3339 timestamp with an offset."""
+    """Text is not an RFC 3339 timestamp with an offset, or not an instant relsec can hold."""
+
+
+def _day_start_ms(text: str) -> int:
+    """UTC ms at 00:00 of the date ``text[:10]`` (already shaped ``YYYY-MM-DD``)."""
+    date = text[:10]
+    cached = _day_start_cache.get(date)
+    if cached is not None:
+        return cached
+    try:
+        day = datetime(int(date[0:4]), int(date[5:7]), int(date[8:10]), tzinfo=UTC)
+    except ValueError as exc:  # month 13, February 30, year 0
+        raise TimestampError(messages.timestamp_bad_field(text, str(exc))) from None
+    start = (day - _EPOCH).days * MS_PER_DAY
+    if len(_day_start_cache) >= _DAY_CACHE_LIMIT:
+        _day_start_cache.clear()
+    _day_start_cache[date] = start
+    return start
 
 
 def parse_rfc3339_ms(text: str) -> int:
-    """Parse an RFC 3339 timestamp that carries an offset into UTC epoch ms."""
+    """Parse an RFC 3339 timestamp that carries an offset into UTC epoch ms.
+
+    Raises :class:`TimestampError` naming what is wrong; the result is always in
+    ``[MIN_INSTANT_MS, MAX_INSTANT_MS]``.
+    """
+    m = _RFC3339_WHOLE.match(text)
+    if m is not None:
+        offset_h = m[9]
+        # Fast path: the grammar is checked above (and the offset and leap second,
+        # which fromisoformat takes differently); the C parser does the calendar.
+        if m[6] != "60" and (offset_h is None or (offset_h < "24" and m[10] < "60")):
+            try:
+                ms = (datetime.fromisoformat(text) - _EPOCH) // _ONE_MS
+            except ValueError:
+                pass  # ``t``/``z``, hour 24, February 30: the slow path words it
+            else:
+                if MIN_INSTANT_MS <= ms <= MAX_INSTANT_MS:
+                    return ms
+    return _parse_slow(text)
+
+
+def _parse_slow(text: str) -> int:
+    """:func:`parse_rfc3339_ms` by hand: every spelling the grammar allows, every error."""
     m = _RFC3339.match(text)
-    if m is not None and m.group(6) != "60":
-        # Fast path: the shape is checked above; the C parser does the arithmetic.
-        try:
-            return (datetime.fromisoformat(text) - _EPOCH) // _ONE_MS
-        except ValueError:
-            pass  # the slow path below names what is wrong
-    if m is None:
-        if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?$", text):
-            raise TimestampError(f"timestamp {text!r} has no offset (add 'Z' or '+hh:mm')")
-        raise TimestampError(f"{text!r} is not an RFC 3339 timestamp")
-    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    frac = m.group(7) or ""
-    millis = int((frac + "000")[:3]) if frac else 0
-    if m.group(8):
-        offset_min = 0
-    else:
-        oh, om = int(m.group(10)), int(m.group(11))
-        if oh > 23 or om > 59:
-            raise TimestampError(f"timestamp {text!r} has an invalid offset")
-        offset_min = (oh * 60 + om) * (-1 if m.group(9) == "-" else 1)
+    if m is None or m.end() != len(text):
+        raise TimestampError(_diagnose(text, m))
+    _, _, _, hour_s, minute_s, second_s, fraction, sign, offset_h, offset_m = m.groups()
+    hour, minute, second = int(hour_s), int(minute_s), int(second_s)
+    if hour > 23:
+        raise TimestampError(messages.timestamp_bad_field(text, "hour must be in 0..23"))
+    if minute > 59:
+        raise TimestampError(messages.timestamp_bad_field(text, "minute must be in 0..59"))
+    if second > 60:
+        raise TimestampError(messages.timestamp_bad_field(text, "second must be in 0..60"))
+    millis = int((fraction + "00")[:3]) if fraction else 0
     if second == 60:  # a leap second is read as the last millisecond of its minute
         second, millis = 59, 999
-    try:
-        local = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-    except ValueError as exc:
-        raise TimestampError(f"timestamp {text!r}: {exc}") from None
-    seconds = int((local - _EPOCH).total_seconds())
-    return (seconds - offset_min * 60) * MS_PER_SECOND + millis
+    ms = (
+        _day_start_ms(text)
+        + hour * MS_PER_HOUR
+        + minute * MS_PER_MINUTE
+        + second * MS_PER_SECOND
+        + millis
+    )
+    if sign is not None:
+        oh, om = int(offset_h), int(offset_m)
+        if oh > 23 or om > 59:
+            raise TimestampError(messages.timestamp_bad_offset(text))
+        offset_ms = oh * MS_PER_HOUR + om * MS_PER_MINUTE
+        ms = ms - offset_ms if sign == "+" else ms + offset_ms
+    if ms < MIN_INSTANT_MS or ms > MAX_INSTANT_MS:
+        raise TimestampError(
+            messages.timestamp_out_of_range(text, MIN_INSTANT_TEXT, MAX_INSTANT_TEXT)
+        )
+    return ms
+
+
+def _diagnose(text: str, prefix: re.Match[str] | None) -> str:
+    """The most useful thing to say about text the grammar refuses."""
+    if not text.isascii():
+        index, char = next((i, c) for i, c in enumerate(text) if ord(c) > 127)
+        return messages.timestamp_non_ascii(text, index, char)
+    if prefix is not None:
+        return messages.timestamp_bad_field(
+            text, f"unexpected characters after index {prefix.end() - 1}"
+        )
+    if _NO_OFFSET.match(text):
+        return messages.timestamp_without_offset(text)
+    return messages.not_rfc3339(text)
+
+
+def instant_from_epoch_ms(value: object) -> int:
+    """UTC epoch milliseconds given as a JSON number, checked to be an instant relsec can hold.
+
+    For tools that send epoch numbers (Opsgenie's ``createdAt``): a float is floored
+    to whole milliseconds; a boolean, NaN, an infinity or anything outside
+    ``[MIN_INSTANT_MS, MAX_INSTANT_MS]`` raises :class:`TimestampError`.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TimestampError(messages.epoch_not_a_number(value))
+    if isinstance(value, float):
+        if not math.isfinite(value) or not MIN_INSTANT_MS <= value < MAX_INSTANT_MS + 1:
+            raise TimestampError(
+                messages.epoch_out_of_range(value, MIN_INSTANT_TEXT, MAX_INSTANT_TEXT)
+            )
+        return math.floor(value)
+    if value < MIN_INSTANT_MS or value > MAX_INSTANT_MS:
+        raise TimestampError(messages.epoch_out_of_range(value, MIN_INSTANT_TEXT, MAX_INSTANT_TEXT))
+    return value
 
 
 @lru_cache(maxsize=65_536)
 def format_rfc3339_ms(ms: int) -> str:
-    """Format UTC epoch ms as RFC 3339 with ``Z``; milliseconds only when not zero."""
+    """Format UTC epoch ms as RFC 3339 with ``Z``; milliseconds only when not zero.
+
+    Defined for ``[MIN_INSTANT_MS, MAX_INSTANT_MS]``, every value the parsers return;
+    outside it a ``ValueError`` says so (a caller's bug, not bad input).
+    """
+    if ms < MIN_INSTANT_MS or ms > MAX_INSTANT_MS:
+        raise ValueError(messages.instant_out_of_range(ms, MIN_INSTANT_TEXT, MAX_INSTANT_TEXT))
     seconds, millis = divmod(ms, MS_PER_SECOND)
     dt = datetime.fromtimestamp(seconds, tz=UTC)
     # The year by hand: strftime does not pad years before 1000 to four digits.
@@ -71,8 +186,10 @@ def format_rfc3339_ms(ms: int) -> str:
     return f"{base}.{millis:03d}Z" if millis else f"{base}Z"
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_MS = {
+# ASCII digits and blanks only: \d and \s would take Arabic-Indic digits and
+# Unicode spaces, and float() would read them.
+_DURATION: Final = re.compile(r"[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*(ms|s|m|h|d|w)?[ \t]*\Z")
+_UNIT_MS: Final = {
     "ms": 1,
     "s": MS_PER_SECOND,
     "m": MS_PER_MINUTE,
@@ -80,13 +197,22 @@ _UNIT_MS = {
     "d": MS_PER_DAY,
     "w": 7 * MS_PER_DAY,
 }
+MAX_DURATION_MS: Final = 366 * MS_PER_DAY
+"""The longest duration :func:`parse_duration_ms` takes: a year (and a leap day) of event
+time, longer than any lateness or window worth keeping state for."""
 
 
 def parse_duration_ms(text: str) -> int:
-    """Parse ``24h``, ``90m``, ``7d``, ``1500ms`` or a bare number of seconds into ms."""
+    """Parse ``24h``, ``90m``, ``7d``, ``1500ms`` or a bare number of seconds into ms.
+
+    Exact decimal arithmetic, truncated to whole milliseconds; at most
+    :data:`MAX_DURATION_MS`. Raises ``ValueError`` naming the text otherwise.
+    """
     m = _DURATION.match(text)
     if m is None:
-        raise ValueError(f"{text!r} is not a duration (examples: 24h, 90m, 7d, 30s, 1500ms)")
-    value = float(m.group(1))
+        raise ValueError(messages.not_a_duration(text))
     unit = m.group(2) or "s"
-    return int(value * _UNIT_MS[unit])
+    ms = int(Decimal(m.group(1)) * _UNIT_MS[unit])
+    if ms > MAX_DURATION_MS:
+        raise ValueError(messages.duration_too_long(text, f"{MAX_DURATION_MS // MS_PER_DAY}d"))
+    return ms

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import stat
 import sys
 import time
+from collections.abc import Sequence
+from typing import IO
 
 import orjson
 
-from agents.errors import ConfigError
+from agents.errors import ConfigError, FileError
 from agents.model.alerts import Alert
 from agents.model.timefmt import parse_duration_ms
 from streams.replay import (
@@ -57,25 +62,107 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+class _Output:
+    """A binary output whose write failures (a full disk) end the run with a clear error."""
+
+    def __init__(self, name: str, stream: IO[bytes], what: str) -> None:
+        self.name = name
+        self.stream = stream
+        self.what = what
+
+    def _failed(self, exc: OSError) -> FileError:
+        if self.stream is sys.stdout.buffer:
+            # What is still buffered would fail again when the interpreter exits, and
+            # turn exit status 2 into 120 with a second message: let it go to /dev/null.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return FileError(self.name, f"cannot write {self.what}: {exc.strerror or exc}")
+
+    def write_line(self, data: bytes) -> None:
+        try:
+            self.stream.write(data)
+            self.stream.write(b"\n")
+        except BrokenPipeError:
+            raise  # the reader went away: main() handles it
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def open_dead_letters(path: str, inputs: Sequence[str]) -> _Output:
+    """Open ``--dead-letters PATH`` for writing, owner-only (it holds raw input).
+
+    Refused, before anything is truncated, when PATH is one of the input files (by
+    device and inode, so a symlink or hard link to an input is caught too) or the
+    file standard output goes to. An existing regular file is truncated and made
+    0600; a device (``/dev/null``) is written as it is.
+    """
+    option = f"--dead-letters {path}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except IsADirectoryError:
+        raise FileError(option, "is a directory; name a file to write dead letters to") from None
+    except OSError as exc:
+        raise FileError(option, f"cannot open for writing: {exc.strerror}") from None
+    try:
+        target = os.fstat(fd)
+        if not stat.S_ISCHR(target.st_mode):
+            for name in inputs:
+                try:
+                    source = os.fstat(sys.stdin.fileno()) if name == "-" else os.stat(name)
+                except (OSError, ValueError):
+                    continue  # an unreadable input is reported when it is read
+                if _same_file(source, target):
+                    shown = "standard input" if name == "-" else f"the input file {name}"
+                    raise ConfigError(
+                        f"{option}: is {shown}; writing dead letters there would destroy it"
+                    )
+            try:
+                if _same_file(os.fstat(sys.stdout.fileno()), target):
+                    raise ConfigError(f"{option}: is where standard output (the alerts) goes")
+            except (OSError, ValueError):
+                pass  # no real standard output (a test harness): nothing to compare
+        if stat.S_ISREG(target.st_mode):
+            os.ftruncate(fd, 0)
+            if target.st_uid == os.geteuid():
+                os.fchmod(fd, 0o600)
+    except OSError as exc:
+        os.close(fd)
+        raise FileError(option, f"cannot prepare for writing: {exc.strerror}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return _Output(path, os.fdopen(fd, "wb"), "dead letters")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         lateness_ms = parse_duration_ms(args.allowed_lateness)
     except ValueError as exc:
         raise ConfigError(f"--allowed-lateness: {exc}") from None
-    out = sys.stdout.buffer
     err = sys.stderr
-    dl_out = open(args.dead_letters, "wb") if args.dead_letters else None  # noqa: SIM115
+    out = _Output("<stdout>", sys.stdout.buffer, "alerts")
+    dl_out = open_dead_letters(args.dead_letters, args.files) if args.dead_letters else None
 
     def on_alert(alert: Alert) -> None:
-        out.write(orjson.dumps(alert.to_dict()))
-        out.write(b"\n")
+        out.write_line(orjson.dumps(alert.to_dict()))
 
     def on_dead_letter(dl: DeadLetter) -> None:
         if not args.quiet:
             print(f"relsec replay: {dl.message()}", file=err)
         if dl_out is not None:
-            dl_out.write(orjson.dumps(dl.to_dict(wall_clock_ms())))
-            dl_out.write(b"\n")
+            dl_out.write_line(orjson.dumps(dl.to_dict(wall_clock_ms())))
 
     replayer = Replayer(
         make_engine(args.as_arrived, lateness_ms), wall_clock_ms, on_alert, on_dead_letter
@@ -86,10 +173,13 @@ def run(args: argparse.Namespace) -> int:
             report = replay_as_arrived(lines, replayer)
         else:
             report = replay_sorted(lines, replayer)
-    finally:
         out.flush()
         if dl_out is not None:
-            dl_out.close()
+            dl_out.flush()
+    finally:
+        if dl_out is not None:
+            with contextlib.suppress(OSError):  # a failed flush was reported above
+                dl_out.stream.close()
     print(report.summary_line(), file=err)
     if args.strict and report.dead_lettered:
         return 1

@@ -1,0 +1,1 @@
+"""The project's own fuzz suite: hostile event lines and tool payloads (see hostile.py)."""
