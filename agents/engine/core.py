@@ -556,7 +556,12 @@ class ServiceEngine:
         }
         if self._fired_shared:
             obj["fired_shared"] = self._fired_shared
-        ids = self._seen.to_obj(self.max_seen_ms, logged)
+        frontier = (
+            lateness_frontier(self.max_seen_ms, self.config.allowed_lateness_ms)
+            if self.max_seen_ms is not None
+            else None
+        )
+        ids = self._seen.to_obj(self.max_seen_ms, logged, settled_before_ms=frontier)
         if ids:
             obj["ids"] = ids
         if self._last_key is not None:
@@ -609,16 +614,23 @@ class ServiceEngine:
 
 IDLE_SWEEP_EVERY_EVENTS: Final = 4096
 """How often (in events processed) :class:`Engine` looks for idle services."""
+MAX_LIVE_SERVICES: Final = 20_000
+"""Live services :class:`Engine` keeps before it compacts the recently idle ones too
+(about 10 KB each live, 1-2 KB as bytes)."""
 
 
 class Engine:
     """The engine over many services: routes each event to its service's engine.
 
-    A service whose newest event is more than ``idle_after_ms`` of event time behind the
-    newest event the engine has taken is *idle*: with ``compact_idle`` it is kept as its
-    compact bytes (:meth:`ServiceEngine.to_bytes`, about a tenth of its live size) and
-    re-inflated by its next event. ``idle_after_ms`` defaults to the duplicate window in
-    effect. Compaction changes no outcome: the bytes restore the same engine.
+    A service is *idle* when its newest event is far behind the newest event the engine
+    has taken; with ``compact_idle`` an idle service is kept as its compact bytes
+    (:meth:`ServiceEngine.to_bytes`) and re-inflated by its next event. Compaction
+    changes no outcome (the bytes restore the same engine); it costs a restore when the
+    service is heard from again. Idle means:
+
+    * more than ``idle_after_ms`` behind (default: the duplicate window in effect), always;
+    * more than the allowed lateness behind, once more than ``max_live_services`` are
+      live (bounded memory for inputs over very many services, at the cost of restores).
     """
 
     def __init__(
@@ -627,6 +639,7 @@ class Engine:
         *,
         compact_idle: bool = True,
         idle_after_ms: int | None = None,
+        max_live_services: int = MAX_LIVE_SERVICES,
     ) -> None:
         self.config = config or EngineConfig()
         self.services: dict[str, ServiceEngine] = {}
@@ -635,7 +648,9 @@ class Engine:
         """Idle services as their compact bytes."""
         if idle_after_ms is None:
             idle_after_ms = self.config.effective_duplicate_window_ms
-        self.idle_after_ms: int | None = idle_after_ms if compact_idle else None
+        self.compact_idle = compact_idle
+        self.idle_after_ms = idle_after_ms
+        self.max_live_services = max_live_services
         self.newest_ms: int | None = None
         self.reinflated = 0
         """How many times an idle service was brought back (a cost measure)."""
@@ -688,9 +703,12 @@ class Engine:
 
     def compact_idle_services(self) -> int:
         """Keep the idle services as bytes; how many were compacted."""
-        if self.idle_after_ms is None or self.newest_ms is None:
+        if not self.compact_idle or self.newest_ms is None:
             return 0
-        edge = self.newest_ms - self.idle_after_ms
+        behind_ms = self.idle_after_ms
+        if len(self.services) > self.max_live_services:
+            behind_ms = min(behind_ms, self.config.allowed_lateness_ms)
+        edge = self.newest_ms - behind_ms
         idle = [
             name
             for name, engine in self.services.items()

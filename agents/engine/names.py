@@ -117,8 +117,10 @@ class ReleaseNames:
         return self._root.get(name, name)
 
     def same(self, a: str, b: str) -> bool:
+        if a == b:
+            return True
         root = self._root
-        return a == b or root.get(a, a) == root.get(b, b)
+        return bool(root) and root.get(a, a) == root.get(b, b)
 
     def members(self, name: str) -> tuple[str, ...]:
         """The names of ``name``'s class in the order they joined, the root first."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from agents.engine.state import ServiceState
-from agents.engine.windows import REDEPLOY_WINDOW_MS, within_before
+from agents.engine.windows import REDEPLOY_WINDOW_MS
 from agents.model.alerts import Recommendation
 
 
@@ -50,22 +50,18 @@ def recommend(
 ) -> Recommendation:
     names = state.names
     env = state.peek_env(environment)
-    recently_rolled_back = (
-        {
-            names.find(r.from_release)
-            for r in env.linked_rollbacks
-            if within_before(r.ms, trigger_ms, REDEPLOY_WINDOW_MS)
-        }
-        if env is not None
-        else set()
-    )
+    since_ms = trigger_ms - REDEPLOY_WINDOW_MS  # "within the last 7 days", edge included
     judged = {names.find(release)}
     for candidate in candidates(state, release, max_releases):
         root = names.find(candidate)
         if root in judged:
             continue
         judged.add(root)
-        if root in recently_rolled_back or state.has_active_flag(candidate):
+        if state.has_active_flag(candidate):
+            continue
+        if env is not None and env.linked_rollbacks and env.rolled_back_from_since(
+            names.members(candidate), since_ms
+        ):
             continue
         return _move_to(service, environment, state.display_name(candidate, max_releases))
     return _no_release(service)

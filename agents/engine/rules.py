@@ -24,12 +24,7 @@ from typing import ClassVar, Final
 
 from agents.engine.state import IncidentRecord, ReleaseFlags, ServiceState
 from agents.engine.transitions import is_reversal
-from agents.engine.windows import (
-    FLIP_FLOP_WINDOW_MS,
-    REDEPLOY_WINDOW_MS,
-    in_half_open_window,
-    within_before,
-)
+from agents.engine.windows import FLIP_FLOP_WINDOW_MS, REDEPLOY_WINDOW_MS, in_half_open_window
 from agents.model.alerts import Evidence
 from agents.model.events import Deploy, Event, Incident, SecurityFlag
 from agents.model.timefmt import format_rfc3339_ms
@@ -231,13 +226,11 @@ class RedeployOfRolledBackRelease(Rule):
         env = state.peek_env(event.environment)
         if env is None:
             return []
-        same = state.same_release
-        rollbacks = [
-            r
-            for r in env.linked_rollbacks
-            if within_before(r.ms, event.occurred_at_ms, REDEPLOY_WINDOW_MS)
-            and same(r.from_release, event.release)
-        ]
+        if not env.linked_rollbacks:
+            return []
+        rollbacks = env.rollbacks_from(
+            state.names.members(event.release), event.occurred_at_ms - REDEPLOY_WINDOW_MS
+        )
         if not rollbacks:
             return []
         last = rollbacks[-1]

@@ -16,7 +16,7 @@ Flags are kept per release *class* (all names of one release, keyed by the class
 A flag's order is its last event's order key (``occurred_at``, ``event_id``: flags share
 one type rank), so when a link joins two classes each flag keeps the later of its two
 last events. That needs the end of a flag (cleared, risk accepted) remembered while
-another class holds the same flag active: a *tombstone*.
+another class may hold the same flag active: a *tombstone*.
 
 Records are immutable. :meth:`ServiceState.copy` copies the per-environment containers
 and shares the per-release flag sets and the names copy-on-write. :meth:`prune` drops
@@ -26,6 +26,7 @@ give a JSON-able form for snapshots (and read the version 1 form).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -89,15 +90,33 @@ class FlagRecord:
 
 _NO_INCIDENTS: Final[dict[str, IncidentRecord]] = {}
 _NO_ROLLBACKS: Final[list[RollbackRecord]] = []
+_NO_ROLLED_BACK: Final[dict[str, list[RollbackRecord]]] = {}
+
+
+def _rollback_ms(record: RollbackRecord) -> int:
+    return record.ms
+
+
+def _rollback_order(record: RollbackRecord) -> tuple[int, str]:
+    return (record.ms, record.ref.event_id)
 
 
 class EnvState:
     """What the rules need about one (service, environment).
 
     ``open_incidents`` and ``linked_rollbacks`` start as shared empty containers (most
-    environments have neither): change them through the methods only."""
+    environments have neither): change them through the methods only. Rollbacks are
+    also indexed by the release they rolled back from (``rolled_back``, each list in
+    time order), so "rolled back from R" costs a lookup per name of R, not a scan."""
 
-    __slots__ = ("deploys", "linked_rollbacks", "open_incidents", "running", "running_ref")
+    __slots__ = (
+        "deploys",
+        "linked_rollbacks",
+        "open_incidents",
+        "rolled_back",
+        "running",
+        "running_ref",
+    )
 
     def __init__(self) -> None:
         self.running: str | None = None
@@ -105,6 +124,7 @@ class EnvState:
         self.deploys: list[DeployRecord] = []
         self.open_incidents: dict[str, IncidentRecord] = _NO_INCIDENTS
         self.linked_rollbacks: list[RollbackRecord] = _NO_ROLLBACKS
+        self.rolled_back: dict[str, list[RollbackRecord]] = _NO_ROLLED_BACK
 
     def copy(self) -> EnvState:
         new = EnvState()
@@ -115,7 +135,30 @@ class EnvState:
             new.open_incidents = dict(self.open_incidents)
         if self.linked_rollbacks:
             new.linked_rollbacks = list(self.linked_rollbacks)
+            new.rolled_back = {name: list(rs) for name, rs in self.rolled_back.items()}
         return new
+
+    def rollbacks_from(self, names: tuple[str, ...], since_ms: int) -> list[RollbackRecord]:
+        """The incident-linked rollbacks from any of ``names`` at or after ``since_ms``,
+        in time order."""
+        found: list[RollbackRecord] = []
+        for name in names:
+            records = self.rolled_back.get(name)
+            if records:
+                start = bisect.bisect_left(records, since_ms, key=_rollback_ms)
+                found.extend(records[start:])
+        if len(names) > 1:
+            found.sort(key=_rollback_order)
+        return found
+
+    def rolled_back_from_since(self, names: tuple[str, ...], since_ms: int) -> bool:
+        """Whether any incident-linked rollback from one of ``names`` is at or after
+        ``since_ms``."""
+        for name in names:
+            records = self.rolled_back.get(name)
+            if records and records[-1].ms >= since_ms:
+                return True
+        return False
 
     def open_incident(self, record: IncidentRecord) -> None:
         if self.open_incidents is _NO_INCIDENTS:
@@ -130,13 +173,19 @@ class EnvState:
         return True
 
     def add_rollback(self, record: RollbackRecord) -> None:
+        """Record a rollback (they come in time order)."""
         if self.linked_rollbacks is _NO_ROLLBACKS:
             self.linked_rollbacks = []
+            self.rolled_back = {}
         self.linked_rollbacks.append(record)
+        self.rolled_back.setdefault(record.from_release, []).append(record)
 
     def drop_rollbacks_before(self, edge_ms: int) -> None:
         kept = [r for r in self.linked_rollbacks if r.ms >= edge_ms]
-        self.linked_rollbacks = kept if kept else _NO_ROLLBACKS
+        self.linked_rollbacks = _NO_ROLLBACKS
+        self.rolled_back = _NO_ROLLED_BACK
+        for record in kept:
+            self.add_rollback(record)
 
     def is_empty(self) -> bool:
         return (
@@ -284,7 +333,7 @@ def _order_of(entry: FlagRecord | FlagOrder) -> FlagOrder:
 class ServiceState:
     """The summary state of one service."""
 
-    __slots__ = ("_token", "envs", "flags", "names", "releases")
+    __slots__ = ("_token", "envs", "flags", "names", "releases", "tombstones_kept")
 
     def __init__(self) -> None:
         self.envs: dict[str, EnvState] = {}
@@ -292,6 +341,7 @@ class ServiceState:
         self.releases: dict[str, int] = {}  # release name -> time of its last succeeded deploy
         self.names = ReleaseNames()
         self._token = object()  # owner of the ReleaseFlags this state may change in place
+        self.tombstones_kept = 0  # after the last pruning of tombstones
 
     # -- queries -------------------------------------------------------------
 
@@ -365,11 +415,6 @@ class ServiceState:
         if flags is not None and flags.is_empty():
             del self.flags[root]
 
-    def active_elsewhere(self, root: str, flag_id: str) -> bool:
-        """Whether another class than ``root`` holds ``flag_id`` active."""
-        return any(
-            flag_id in flags.active for other, flags in self.flags.items() if other != root
-        )
 
     def link(self, a: str, b: str) -> None:
         """Link two release names; on a merge the two classes' flags are merged."""
@@ -391,6 +436,7 @@ class ServiceState:
         new.flags = dict(self.flags)
         new.releases = dict(self.releases)
         new.names = self.names.copy()
+        new.tombstones_kept = self.tombstones_kept
         self._token = object()  # both sides now clone a flag set before changing it
         return new
 
@@ -401,8 +447,8 @@ class ServiceState:
           before the first one in it (a reversal looks two deploys back however old);
         * incident-linked rollbacks older than 7 days before the frontier;
         * environments left with nothing;
-        * tombstones of flags no other class holds active (every later event of a flag
-          is newer than the tombstone, so it could never win a merge);
+        * tombstones of flags no class holds active (now and then, see
+          :meth:`_prune_tombstones`);
         * recommendation candidates beyond the ``max_releases`` most recent.
 
         Release name links are never pruned (see :mod:`agents.engine.names`).
@@ -422,17 +468,30 @@ class ServiceState:
                 env.drop_rollbacks_before(rollback_edge)
             if env.is_empty():
                 del self.envs[name]
+        self._prune_tombstones()
+        if len(self.releases) > max_releases:
+            keep = list(self.releases)[-max_releases:]  # oldest first, as the dict keeps them
+            self.releases = {r: self.releases[r] for r in keep}
+
+    def _prune_tombstones(self) -> None:
+        """Drop the tombstones of flags no class holds active: every later event of such a
+        flag is newer, so the tombstone could never win a merge. Costs O(flags), so it
+        runs only when the tombstones doubled since the last time (amortized O(1) per
+        ended flag)."""
+        tombstones = sum(len(f.cleared) for f in self.flags.values())
+        if tombstones <= max(64, 2 * self.tombstones_kept):
+            return
+        active: set[str] = set()
+        for flags in self.flags.values():
+            active.update(flags.active)
         for root in [r for r, f in self.flags.items() if f.cleared]:
-            flags = self.flags[root]
-            stale = [fid for fid in flags.cleared if not self.active_elsewhere(root, fid)]
+            stale = [fid for fid in self.flags[root].cleared if fid not in active]
             if stale:
                 flags = self.own_flags(root)
                 for fid in stale:
                     del flags.cleared[fid]
                 self.drop_flags_if_empty(root)
-        if len(self.releases) > max_releases:
-            keep = list(self.releases)[-max_releases:]  # oldest first, as the dict keeps them
-            self.releases = {r: self.releases[r] for r in keep}
+        self.tombstones_kept = sum(len(f.cleared) for f in self.flags.values())
 
     # -- serialization ---------------------------------------------------------
 

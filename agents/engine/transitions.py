@@ -138,13 +138,6 @@ def _apply_flag(state: ServiceState, f: SecurityFlag, ref: Evidence) -> None:
             FlagRecord(f.flag_id, f.severity, f.vulnerabilities, f.fixed_in, ref)
         )
         return
-    tombstone = state.active_elsewhere(root, f.flag_id)
-    current = state.flags.get(root)
-    if current is None and not tombstone:
-        return
-    if current is not None and f.flag_id not in current.active and (
-        not tombstone and f.flag_id not in current.cleared
-    ):
-        return
-    state.own_flags(root).end_flag(f.flag_id, (f.occurred_at_ms, f.event_id), tombstone)
-    state.drop_flags_if_empty(root)
+    # The end is kept as a tombstone: once linked with another name on which the flag is
+    # active, the later of the two last events decides (pruning drops useless ones).
+    state.own_flags(root).end_flag(f.flag_id, (f.occurred_at_ms, f.event_id), True)

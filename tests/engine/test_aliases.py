@@ -286,7 +286,7 @@ def test_generated_sets_exercise_the_links() -> None:
 
     seen = {"changed": 0, "shown_differs": 0, "aliases": 0}
 
-    @settings(max_examples=150, deadline=None, database=None)
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
     @given(event_sets())
     def collect(events: list[Event]) -> None:
         got = sorted_run(events)

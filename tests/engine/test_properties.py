@@ -481,7 +481,7 @@ def test_generated_sets_reach_every_rule() -> None:
 
     seen: set[str] = set()
 
-    @settings(max_examples=150, deadline=None, database=None)
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
     @given(event_sets())
     def collect(events: list[Event]) -> None:
         seen.update(a.rule for a in sorted_run(events).values())
