@@ -81,24 +81,16 @@ def flag_severity(flags: ReleaseFlags) -> str:
     return "critical" if flags.worst_severity() == "critical" else "high"
 
 
-def name_list(names: Iterable[str], total: int | None = None) -> str:
-    """At most :data:`SUMMARY_NAMES` distinct names, then how many more (when ``total``,
-    the number of distinct names, is known) or that there are more."""
+def name_list(names: Iterable[str], count: int) -> str:
+    """At most :data:`SUMMARY_NAMES` distinct names of the ``count`` given, then how many
+    more are listed after them. Costs what it shows, not ``count``."""
     shown: dict[str, None] = {}
-    more = False
-    for name in names:
-        if name in shown:
-            continue
-        if len(shown) == SUMMARY_NAMES:
-            more = True
-            break
-        shown[name] = None
-    text = ", ".join(shown)
-    if not more:
-        return text
-    if total is not None:
-        return f"{text} and {total - len(shown):,} more"
-    return f"{text} and more"
+    for read, name in enumerate(names):
+        if name not in shown:
+            if len(shown) == SUMMARY_NAMES:
+                return f"{', '.join(shown)} and {count - read:,} more"
+            shown[name] = None
+    return ", ".join(shown)
 
 
 def describe_flags(flags: ReleaseFlags) -> str:
@@ -280,8 +272,9 @@ class FlagRaisedOnRunningRelease(Rule):
             if env.running is None or not same(env.running, event.release):
                 continue
             if names is None:
-                ids = (event.flag_id, *event.vulnerabilities)
-                names = name_list(ids, len(set(ids)))
+                names = name_list(
+                    chain((event.flag_id,), event.vulnerabilities), 1 + len(event.vulnerabilities)
+                )
             incidents = list(env.open_incidents.values())
             severity = _BUMP[event.severity] if incidents else event.severity
             # Evidence: the trigger, the deploy that made R run, the open incidents.
