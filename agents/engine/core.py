@@ -546,7 +546,6 @@ class ServiceEngine:
             and self.config.prune_every_events is not None
         ):
             self.prune(lateness_frontier(self.max_seen_ms, self.config.allowed_lateness_ms))
-        logged = {entry.event.event_id for entry in self._log}
         obj: dict[str, Any] = {
             "v": STATE_FORMAT_VERSION,
             "service": self.service,
@@ -561,7 +560,7 @@ class ServiceEngine:
             if self.max_seen_ms is not None
             else None
         )
-        ids = self._seen.to_obj(self.max_seen_ms, logged, settled_before_ms=frontier)
+        ids = self._seen.to_obj(self.max_seen_ms, frontier)  # the later ones are logged
         if ids:
             obj["ids"] = ids
         if self._last_key is not None:

@@ -107,55 +107,47 @@ class DuplicateWindow:
 
     # -- serialization ---------------------------------------------------------
 
-    def _groups(
-        self, hour: int, edge_ms: int, skip: set[str] | frozenset[str]
-    ) -> list[list[Any]]:
-        """The hour's remembered ids as ``[[ms, id, id, …], …]`` by time."""
+    def _groups(self, hour: int, edge_ms: int, before_ms: int) -> list[list[Any]]:
+        """The hour's remembered ids in ``[edge_ms, before_ms)`` as ``[[ms, id, …], …]``."""
         first_ms = self._first_ms
         by_ms: dict[int, list[Any]] = {}
         assert self._by_hour is not None
         for event_id in dict.fromkeys(self._by_hour[hour]):
             ms = first_ms.get(event_id)
-            if ms is None or ms // BUCKET_MS != hour or ms < edge_ms or event_id in skip:
+            if ms is None or ms // BUCKET_MS != hour or not edge_ms <= ms < before_ms:
                 continue
             by_ms.setdefault(ms, [ms]).append(event_id)
         return [by_ms[ms] for ms in sorted(by_ms)]
 
-    def to_obj(
-        self,
-        newest_ms: int | None,
-        skip: set[str] | frozenset[str] = frozenset(),
-        settled_before_ms: int | None = None,
-    ) -> list[Any]:
-        """Remembered ids as hour buckets, oldest first, each ``[[ms, id, …], …]``; ids in
-        ``skip`` (stored otherwise by the caller, with the same time) left out.
+    def to_obj(self, newest_ms: int | None, before_ms: int | None) -> list[Any]:
+        """The ids remembered with a time before ``before_ms``, as hour buckets oldest
+        first, each ``[[ms, id, …], …]``.
 
-        Hours wholly before ``settled_before_ms`` (the caller's frontier: no id before it
-        can be added, nor one of ``skip``) and after the window's edge are rendered once
-        and reused."""
+        The caller stores the rest otherwise: ``before_ms`` is its frontier, and every id
+        at or after it is an event of its lateness log. An hour wholly before it can no
+        longer change (no event behind the frontier is ever taken) and, unless it holds
+        the window's edge, is rendered once and reused."""
         if self._by_hour is None:
             raise ValueError("this duplicate window is not stored")
+        if newest_ms is None or before_ms is None:
+            return []
         self.prune(newest_ms)
-        edge_ms = newest_ms - self.window_ms if newest_ms is not None else None
-        edge_hour = edge_ms // BUCKET_MS if edge_ms is not None else None
+        edge_ms = newest_ms - self.window_ms
+        edge_hour = edge_ms // BUCKET_MS
         out: list[Any] = []
         for hour in sorted(self._by_hour):
-            settled = (
-                settled_before_ms is not None
-                and edge_hour is not None
-                and hour > edge_hour
-                and (hour + 1) * BUCKET_MS <= settled_before_ms
-            )
-            if settled:
+            if hour * BUCKET_MS >= before_ms:
+                break
+            if hour > edge_hour and (hour + 1) * BUCKET_MS <= before_ms:
                 rendered = self._rendered.get(hour)
                 if rendered is None:
-                    groups = self._groups(hour, edge_ms or 0, frozenset())
+                    groups = self._groups(hour, edge_ms, before_ms)
                     rendered = self._rendered[hour] = orjson.Fragment(
                         orjson.dumps(groups).decode()
                     )
                 out.append(rendered)
             else:
-                groups = self._groups(hour, edge_ms if edge_ms is not None else -(2**62), skip)
+                groups = self._groups(hour, edge_ms, before_ms)
                 if groups:
                     out.append(groups)
         return out
