@@ -62,7 +62,7 @@ def run_cli(path: Path, as_arrived: bool) -> tuple[float, int, str]:
 
 
 def engine_only(events: list, config: EngineConfig) -> tuple[float, Engine]:
-    engine = Engine(config)
+    engine = Engine(config, compact_idle=False)  # every service live: its state is measured
     process = engine.process
     start = time.perf_counter()
     for event in events:

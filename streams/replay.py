@@ -8,7 +8,13 @@ Two modes:
   ``spill_events`` and beyond that sorted in runs spilled to temporary files
   and merged, so memory stays bounded (see docs/replay.md).
 * **as-arrived**: lines are fed in file order, as a stream would see them:
-  alerts fire and may be retracted, too-late events are dead-lettered.
+  alerts fire and may be retracted, too-late events are dead-lettered. A service's
+  consecutive events at one instant (a scanner report: thousands of findings of one
+  scan) go to the engine as one batch (``Engine.process_batch``: each event is judged
+  as if alone, the log is re-evaluated once per batch), up to ``chunk_lines``.
+
+Both modes judge duplicates by the same rule, the engine's duplicate window
+(``agents.engine.dedup``): sorted mode in file order before it sorts.
 
 Every line is accounted for: ``read = applied + duplicates + dead_lettered``.
 """
@@ -26,7 +32,7 @@ from typing import IO, Any, Final
 
 import orjson
 
-from agents.engine import Engine, EngineConfig
+from agents.engine import DuplicateFilter, Engine, EngineConfig, Outcome, future_outcome
 from agents.errors import FileError, ValidationError
 from agents.model.alerts import FIRING, Alert
 from agents.model.events import Event, order_key, parse_event
@@ -280,7 +286,46 @@ class Replayer:
         self.on_dead_letter(dl)
 
     def feed(self, event: Event, line: _Line) -> None:
-        outcome = self.engine.process(event, self.clock())
+        self.account(self.engine.process(event, self.clock()), line)
+
+    def feed_chunk(self, items: list[tuple[Event | DeadLetter, _Line]]) -> None:
+        """Lines in file order. Each service's consecutive events with one ``occurred_at``
+        go to the engine as one batch, the others one by one (services are independent,
+        so only each service's own order matters); outcomes and dead letters are
+        reported in file order."""
+        events = [None if isinstance(item, DeadLetter) else item for item, _ in items]
+        runs: dict[str, list[int]] = {}  # service -> positions of its current run
+        run_ms: dict[str, int] = {}  # service -> occurred_at of its current run
+        outcomes: list[Outcome | None] = [None] * len(items)
+        now_ms = self.clock()
+
+        def flush(positions: list[int]) -> None:
+            batch = [e for e in (events[i] for i in positions) if e is not None]
+            results = self.engine.process_batch(batch, now_ms)
+            for i, outcome in zip(positions, results, strict=True):
+                outcomes[i] = outcome
+
+        for position, event in enumerate(events):
+            if event is None:
+                continue
+            run = runs.get(event.service)
+            if run is not None and run_ms[event.service] == event.occurred_at_ms:
+                run.append(position)
+                continue
+            if run is not None:
+                flush(run)
+            runs[event.service] = [position]
+            run_ms[event.service] = event.occurred_at_ms
+        for run in runs.values():
+            flush(run)
+        for (item, line), outcome in zip(items, outcomes, strict=True):
+            if isinstance(item, DeadLetter):
+                self.dead_letter(item)
+            elif outcome is not None:
+                self.account(outcome, line)
+
+    def account(self, outcome: Outcome, line: _Line) -> None:
+        """Count one event's outcome and pass on its alerts (or its dead letter)."""
         disposition = outcome.disposition
         if disposition == "applied":
             self.report.applied += 1
@@ -299,14 +344,25 @@ class Replayer:
             self.on_alert(alert)
 
 
-def replay_as_arrived(lines: Iterable[_Line], replayer: Replayer) -> ReplayReport:
+AS_ARRIVED_CHUNK_LINES = 10_000
+"""Lines read before they are fed: the largest batch of one instant (a scanner report
+of this many findings costs about what sorted replay costs, docs/perf.d/engine.md),
+and a chunk's lines and events stay a few MB."""
+
+
+def replay_as_arrived(
+    lines: Iterable[_Line], replayer: Replayer, chunk_lines: int = AS_ARRIVED_CHUNK_LINES
+) -> ReplayReport:
+    """Feed the lines in file order, read in chunks of up to ``chunk_lines``."""
+    chunk: list[tuple[Event | DeadLetter, _Line]] = []
     for line in lines:
         replayer.report.read += 1
-        decoded = decode_line(line)
-        if isinstance(decoded, DeadLetter):
-            replayer.dead_letter(decoded)
-        else:
-            replayer.feed(decoded, line)
+        chunk.append((decode_line(line), line))
+        if len(chunk) >= chunk_lines:
+            replayer.feed_chunk(chunk)
+            chunk = []
+    if chunk:
+        replayer.feed_chunk(chunk)
     return replayer.report
 
 
@@ -315,9 +371,12 @@ def replay_sorted(
 ) -> ReplayReport:
     """Validate and dedupe in file order, then feed in order-key order.
 
-    The first line with an ``event_id`` wins; later ones are duplicates.
+    In file order, as as-arrived replay and the worker judge them: a line too far in the
+    future is dead-lettered (and registers nothing), then a repeated ``event_id`` of a
+    service is a duplicate while the engine's duplicate window remembers the first.
     """
-    seen: set[str] = set()
+    config = replayer.engine.config
+    dedup = DuplicateFilter(config.effective_duplicate_window_ms)
     batch: list[tuple[tuple[int, int, str], int, Event, _Line]] = []
     runs: list[str] = []
     sequence = 0
@@ -328,10 +387,15 @@ def replay_sorted(
             if isinstance(decoded, DeadLetter):
                 replayer.dead_letter(decoded)
                 continue
-            if decoded.event_id in seen:
+            future = future_outcome(decoded.occurred_at_ms, replayer.clock(), config)
+            if future is not None:
+                replayer.dead_letter(
+                    DeadLetter(line.file, line.number, "future", future.detail, line.raw)
+                )
+                continue
+            if not dedup.take(decoded):
                 replayer.report.duplicates += 1
                 continue
-            seen.add(decoded.event_id)
             batch.append((order_key(decoded), sequence, decoded, line))
             sequence += 1
             if len(batch) >= spill_events:
@@ -372,7 +436,7 @@ def _read_run(path: str) -> Iterator[tuple[tuple[int, int, str], int, Event, _Li
 
 
 def make_engine(as_arrived: bool, allowed_lateness_ms: int) -> Engine:
-    """Sorted input never arrives late, so sorted mode keeps no lateness log."""
-    if as_arrived:
-        return Engine(EngineConfig(allowed_lateness_ms=allowed_lateness_ms))
-    return Engine(EngineConfig(allowed_lateness_ms=0, in_order=True))
+    """Sorted input never arrives late, so sorted mode keeps no lateness log; its config
+    still carries the lateness, which sets the duplicate window in effect."""
+    config = EngineConfig(allowed_lateness_ms=allowed_lateness_ms, in_order=not as_arrived)
+    return Engine(config)

@@ -84,9 +84,9 @@ def _diff(got: Counter[Row], want: Counter[Row]) -> str:
     return f"missing: {missing}\nunexpected: {unexpected}"
 
 
-def _replay(scenario: Path, *, as_arrived: bool, spill_events: int = 500_000) -> tuple[
-    list[Alert], list[DeadLetter], Replayer
-]:
+def _replay(
+    scenario: Path, *, as_arrived: bool, spill_events: int = 500_000, chunk_lines: int = 10_000
+) -> tuple[list[Alert], list[DeadLetter], Replayer]:
     alerts: list[Alert] = []
     dead: list[DeadLetter] = []
     replayer = Replayer(
@@ -94,7 +94,7 @@ def _replay(scenario: Path, *, as_arrived: bool, spill_events: int = 500_000) ->
     )
     lines = read_lines([str(scenario)])
     if as_arrived:
-        replay_as_arrived(lines, replayer)
+        replay_as_arrived(lines, replayer, chunk_lines=chunk_lines)
     else:
         replay_sorted(lines, replayer, spill_events=spill_events)
     return alerts, dead, replayer
@@ -137,6 +137,41 @@ def test_as_arrived(scenario: Path) -> None:
     assert got == want, _diff(got, want)
     r = replayer.report
     assert r.read == r.applied + r.duplicates + r.dead_lettered
+
+
+@pytest.mark.parametrize("chunk_lines", [1, 3, 7])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+def test_as_arrived_in_small_chunks(scenario: Path, chunk_lines: int) -> None:
+    """Chunk boundaries cut batches of one instant anywhere: the same final set."""
+    alerts, _, _ = _replay(scenario, as_arrived=True, chunk_lines=chunk_lines)
+    got = _final_active(a.to_dict() for a in alerts)
+    assert got == _expected(scenario), _diff(got, _expected(scenario))
+
+
+def test_a_scanner_report_as_arrived_ends_with_the_sorted_alerts(tmp_path: Path) -> None:
+    """One deploy, then 3 000 raises on its release at one instant in hashed-id order:
+    as-arrived replay batches them (no fire-then-retract churn) and ends as sorted."""
+    import hashlib
+
+    rows = [{"type": "deploy", "event_id": "d", "occurred_at": "2026-03-04T09:00:00Z",
+             "source": "argocd", "service": "checkout", "environment": "production",
+             "release": "1.0.0", "action": "deploy"}]
+    for n in range(3000):
+        rows.append({
+            "type": "security_flag", "event_id": hashlib.sha256(b"%d" % n).hexdigest()[:20],
+            "occurred_at": "2026-03-04T10:00:00Z", "source": "trivy", "service": "checkout",
+            "flag_id": f"CVE-2026-{n:05d}", "release": "1.0.0", "status": "raised",
+            "severity": "high", "title": "t",
+        })
+    path = tmp_path / "burst.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows))
+    sorted_alerts, _, _ = _replay(path, as_arrived=False)
+    arrived_alerts, _, replayer = _replay(path, as_arrived=True, chunk_lines=1000)
+    assert _final_active(a.to_dict() for a in arrived_alerts) == _final_active(
+        a.to_dict() for a in sorted_alerts)
+    assert len(sorted_alerts) == 3000
+    assert replayer.report.retracted == 0
+    assert replayer.report.applied == 3001
 
 
 def _relsec() -> list[str]:

@@ -1,8 +1,10 @@
 """The pure correlation engine: no Kafka, no Faust, no Avro, no wall clock.
 
-:class:`~agents.engine.core.Engine` takes validated events one at a time (with
-the caller's clock reading) and returns what became of each: applied, a
+:class:`~agents.engine.core.Engine` takes validated events one at a time or in batches
+(with the caller's clock reading) and returns what became of each: applied, a
 duplicate, or a dead letter (late, future), plus the alert events to emit.
+:class:`~agents.engine.dedup.DuplicateFilter` is the duplicate window for input read in
+arrival order outside an engine (sorted replay).
 """
 
 from agents.engine.core import (
@@ -11,6 +13,16 @@ from agents.engine.core import (
     EngineConfig,
     Outcome,
     ServiceEngine,
+    future_outcome,
 )
+from agents.engine.dedup import DuplicateFilter
 
-__all__ = ["Disposition", "Engine", "EngineConfig", "Outcome", "ServiceEngine"]
+__all__ = [
+    "Disposition",
+    "DuplicateFilter",
+    "Engine",
+    "EngineConfig",
+    "Outcome",
+    "ServiceEngine",
+    "future_outcome",
+]

@@ -1,32 +1,46 @@
 """The eight rules of SPEC §3, each a small named unit.
 
-A rule reads the service state *before* its triggering event and returns
-:class:`Finding` values: where the alert lands (environment, release), its
-trigger (which fixes the alert's identity), severity, evidence and summary.
-The engine turns findings into alerts, adding identity, audience and, for the
-rules that recommend, a recommendation judged *after* the trigger.
+A rule reads the service state *before* its triggering event (with the event's own
+release links made, SPEC §8) and returns :class:`Finding` values: where the alert lands
+(environment, release), its trigger (which fixes the alert's identity), severity,
+evidence and summary. The engine turns findings into alerts, adding identity, audience
+and, for the rules that recommend, a recommendation judged *after* the trigger.
+
+Releases are compared as SPEC §8 says: two names are equal when they are the same
+release at the event (``state.same_release``).
+
+Every rule's cost is bounded whatever the state holds: ``evidence`` lists the trigger
+and at most :data:`MAX_EVIDENCE` entries in all (``evidence_count`` says how many events
+made the rule fire), and a summary names at most :data:`SUMMARY_NAMES` flag or
+vulnerability ids and :data:`SUMMARY_INCIDENTS` incidents, then says how many more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain, islice
 from typing import ClassVar, Final
 
-from agents.engine.state import FlagRecord, IncidentRecord, ServiceState
-from agents.engine.transitions import evidence_of, is_reversal
-from agents.engine.windows import (
-    FLIP_FLOP_WINDOW_MS,
-    REDEPLOY_WINDOW_MS,
-    in_half_open_window,
-    within_before,
-)
+from agents.engine.state import IncidentRecord, ReleaseFlags, ServiceState
+from agents.engine.transitions import is_reversal
+from agents.engine.windows import FLIP_FLOP_WINDOW_MS, REDEPLOY_WINDOW_MS, in_half_open_window
 from agents.model.alerts import Evidence
 from agents.model.events import Deploy, Event, Incident, SecurityFlag
 from agents.model.timefmt import format_rfc3339_ms
 
 SRE_AND_SECURITY: Final = ("security", "sre")
 _BUMP: Final = {"low": "medium", "medium": "high", "high": "critical", "critical": "critical"}
+
+MAX_EVIDENCE: Final = 20
+"""Evidence entries of one alert, the trigger included: the most relevant first (see each
+rule). A deploy onto a release with 50 000 active flags is a 20-entry alert that says
+``evidence_count: 50001``."""
+
+SUMMARY_NAMES: Final = 5
+SUMMARY_INCIDENTS: Final = 3
+FLIP_FLOP_PATH: Final = 8
+"""Releases of a flip-flop path named in its summary (the newest ones)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +54,15 @@ class Finding:
     severity: str
     evidence: tuple[Evidence, ...]
     summary: str
+    evidence_count: int = 0
+    """How many events made the rule fire (``len(evidence)`` when 0)."""
 
 
 class Rule:
-    """A SPEC §3 rule: an id, the event type it fires at, its audience."""
+    """A SPEC §3 rule: an id, the event type it fires at, its audience.
+
+    ``evaluate(state, event, ref)``: ``ref`` is the event's evidence reference (one
+    object per event, shared by every record and alert that cites it)."""
 
     rule_id: ClassVar[str]
     fires_at: ClassVar[str]
@@ -53,29 +72,61 @@ class Rule:
     """True when the trigger is not the event's own id, so several events may
     produce the same alert identity (flag_id or incident_id triggers)."""
 
-    def evaluate(self, state: ServiceState, event: Event) -> list[Finding]:
+    def evaluate(self, state: ServiceState, event: Event, ref: Evidence) -> list[Finding]:
         raise NotImplementedError
 
 
-def flag_severity(flags: Sequence[FlagRecord]) -> str:
+def flag_severity(flags: ReleaseFlags) -> str:
     """``critical`` if any active flag is critical, else ``high``."""
-    return "critical" if any(f.severity == "critical" for f in flags) else "high"
+    return "critical" if flags.worst_severity() == "critical" else "high"
 
 
-def describe_flags(flags: Sequence[FlagRecord]) -> str:
-    """``CVE-1, CVE-2 (critical)``: the flags' ids and vulnerability ids, worst severity."""
-    names: list[str] = []
-    for f in flags:
-        for name in (f.flag_id, *f.vulnerabilities):
-            if name not in names:
-                names.append(name)
-    order = ("low", "medium", "high", "critical")
-    worst = max((f.severity for f in flags), key=order.index)
-    return f"{', '.join(names)}; {worst}"
+def name_list(names: Iterable[str], count: int) -> str:
+    """At most :data:`SUMMARY_NAMES` distinct names of the ``count`` given, then how many
+    more are listed after them. Costs what it shows, not ``count``."""
+    shown: dict[str, None] = {}
+    for read, name in enumerate(names):
+        if name not in shown:
+            if len(shown) == SUMMARY_NAMES:
+                return f"{', '.join(shown)} and {count - read:,} more"
+            shown[name] = None
+    return ", ".join(shown)
+
+
+def describe_flags(flags: ReleaseFlags) -> str:
+    """``CVE-1, CVE-2; critical``: the ids of the most relevant flags and their
+    vulnerability ids, then the worst severity; past :data:`SUMMARY_NAMES` names,
+    ``…and more; 3,000 flags, worst critical``. Costs O(names shown), not O(flags)."""
+    names: dict[str, None] = {}
+    complete = True
+    for record in islice(flags.most_relevant(), SUMMARY_NAMES + 1):
+        for name in chain((record.flag_id,), record.vulnerabilities):
+            if name in names:
+                continue
+            if len(names) == SUMMARY_NAMES:
+                complete = False
+                break
+            names[name] = None
+        if not complete:
+            break
+    else:
+        complete = len(flags) <= SUMMARY_NAMES + 1
+    worst = flags.worst_severity()
+    text = ", ".join(names)
+    if complete:
+        return f"{text}; {worst}"
+    return f"{text} and more; {len(flags):,} flags, worst {worst}"
 
 
 def describe_incidents(incidents: Sequence[IncidentRecord]) -> str:
-    return ", ".join(f"{i.incident_id} ({i.severity})" for i in incidents)
+    shown = ", ".join(f"{i.incident_id} ({i.severity})" for i in incidents[:SUMMARY_INCIDENTS])
+    if len(incidents) > SUMMARY_INCIDENTS:
+        return f"{shown} and {len(incidents) - SUMMARY_INCIDENTS:,} more"
+    return shown
+
+
+def _capped(refs: Iterable[Evidence], room: int) -> list[Evidence]:
+    return list(islice(refs, max(0, room)))
 
 
 class _ChangeToFlaggedRelease(Rule):
@@ -86,18 +137,21 @@ class _ChangeToFlaggedRelease(Rule):
     def describe(self, state: ServiceState, deploy: Deploy) -> str:
         raise NotImplementedError
 
-    def evaluate(self, state: ServiceState, event: Event) -> list[Finding]:
+    def evaluate(self, state: ServiceState, event: Event, ref: Evidence) -> list[Finding]:
         if not isinstance(event, Deploy) or event.status != "succeeded":
             return []
         if event.action != self.action:
             return []
-        flags = state.active_flags(event.release)
-        if not flags:
+        flags = state.flags_of(event.release)
+        if flags is None:
             return []
         summary = (
             f"{event.service} {event.environment} {self.describe(state, event)}, "
             f"a release security has flagged ({describe_flags(flags)})."
         )
+        # Evidence: the trigger, then the flags most severe first, newest first.
+        evidence = [ref]
+        evidence.extend(_capped((f.ref for f in flags.most_relevant()), MAX_EVIDENCE - 1))
         return [
             Finding(
                 self.rule_id,
@@ -105,8 +159,9 @@ class _ChangeToFlaggedRelease(Rule):
                 event.release,
                 event.event_id,
                 flag_severity(flags),
-                (evidence_of(event), *(f.ref for f in flags)),
+                tuple(evidence),
                 summary,
+                1 + len(flags),
             )
         ]
 
@@ -155,7 +210,7 @@ class RedeployOfRolledBackRelease(Rule):
     rule_id = "redeploy-of-rolled-back-release"
     fires_at = "deploy"
 
-    def evaluate(self, state: ServiceState, event: Event) -> list[Finding]:
+    def evaluate(self, state: ServiceState, event: Event, ref: Evidence) -> list[Finding]:
         if not isinstance(event, Deploy) or event.status != "succeeded":
             return []
         if event.action != "deploy":
@@ -163,12 +218,11 @@ class RedeployOfRolledBackRelease(Rule):
         env = state.peek_env(event.environment)
         if env is None:
             return []
-        rollbacks = [
-            r
-            for r in env.linked_rollbacks
-            if r.from_release == event.release
-            and within_before(r.ms, event.occurred_at_ms, REDEPLOY_WINDOW_MS)
-        ]
+        if not env.linked_rollbacks:
+            return []
+        rollbacks = env.rollbacks_from(
+            state.names.members(event.release), event.occurred_at_ms - REDEPLOY_WINDOW_MS
+        )
         if not rollbacks:
             return []
         last = rollbacks[-1]
@@ -177,6 +231,8 @@ class RedeployOfRolledBackRelease(Rule):
             f"{event.service} {event.environment} was redeployed to {event.release}, which was "
             f"rolled back{incident} at {format_rfc3339_ms(last.ms)}."
         )
+        # Evidence: the trigger, then the newest rollbacks (in time order).
+        kept = rollbacks[-(MAX_EVIDENCE - 1):]
         return [
             Finding(
                 self.rule_id,
@@ -184,8 +240,9 @@ class RedeployOfRolledBackRelease(Rule):
                 event.release,
                 event.event_id,
                 "high",
-                (evidence_of(event), *(r.ref for r in rollbacks)),
+                (ref, *(r.ref for r in kept)),
                 summary,
+                1 + len(rollbacks),
             )
         ]
 
@@ -202,24 +259,29 @@ class FlagRaisedOnRunningRelease(Rule):
     fires_at = "security_flag"
     shared_identity = True
 
-    def evaluate(self, state: ServiceState, event: Event) -> list[Finding]:
+    def evaluate(self, state: ServiceState, event: Event, ref: Evidence) -> list[Finding]:
         if not isinstance(event, SecurityFlag) or event.status != "raised":
             return []
-        active = state.flags.get(event.release)
-        if active and event.flag_id in active:
+        if state.is_flag_active(event.release, event.flag_id):
             return []
         findings: list[Finding] = []
-        names = ", ".join(dict.fromkeys((event.flag_id, *event.vulnerabilities)))
+        names: str | None = None
+        same = state.same_release
         for name in sorted(state.envs):
             env = state.envs[name]
-            if env.running != event.release:
+            if env.running is None or not same(env.running, event.release):
                 continue
+            if names is None:
+                names = name_list(
+                    chain((event.flag_id,), event.vulnerabilities), 1 + len(event.vulnerabilities)
+                )
             incidents = list(env.open_incidents.values())
             severity = _BUMP[event.severity] if incidents else event.severity
-            evidence = [evidence_of(event)]
+            # Evidence: the trigger, the deploy that made R run, the open incidents.
+            evidence = [ref]
             if env.running_ref is not None:
                 evidence.append(env.running_ref)
-            evidence.extend(i.ref for i in incidents)
+            evidence.extend(_capped((i.ref for i in incidents), MAX_EVIDENCE - len(evidence)))
             during = f" while incident {describe_incidents(incidents)} is open" if incidents else ""
             summary = (
                 f"Security flagged {event.release} ({names}; {event.severity}), the release "
@@ -234,6 +296,7 @@ class FlagRaisedOnRunningRelease(Rule):
                     severity,
                     tuple(evidence),
                     summary,
+                    1 + (env.running_ref is not None) + len(incidents),
                 )
             )
         return findings
@@ -251,12 +314,15 @@ class RollbackPerformed(Rule):
     notify = ("security",)
     recommends = False
 
-    def evaluate(self, state: ServiceState, event: Event) -> list[Finding]:
+    def evaluate(self, state: ServiceState, event: Event, ref: Evidence) -> list[Finding]:
         if not isinstance(event, Deploy) or event.status != "succeeded":
             return []
         if event.action != "rollback" or state.has_active_flag(event.release):
             return []
-        source = f" from {event.previous_release}" if event.previous_release else ""
+        previous = event.previous_release
+        if previous is not None and state.same_release(previous, event.release):
+            previous = None  # "rolled back from R to R" reads as a typo to a person
+        source = f" from {previous}" if previous else ""
         reason = f" ({event.reason})" if event.reason else ""
         summary = (
             f"{event.service} {event.environment} was rolled back{source} to "
@@ -269,7 +335,7 @@ class RollbackPerformed(Rule):
                 event.release,
                 event.event_id,
                 "info",
-                (evidence_of(event),),
+                (ref,),
                 summary,
             )
         ]
@@ -285,24 +351,38 @@ class ReleaseFlipFlop(Rule):
     rule_id = "release-flip-flop"
     fires_at = "deploy"
 
-    def evaluate(self, state: ServiceState, event: Event) -> list[Finding]:
+    def evaluate(self, state: ServiceState, event: Event, ref: Evidence) -> list[Finding]:
         if not isinstance(event, Deploy) or event.status != "succeeded":
             return []
         env = state.peek_env(event.environment)
-        if env is None or not is_reversal(env, event.release):
+        if env is None:
             return []
-        window = [
-            x
-            for x in env.deploys
-            if in_half_open_window(x.ms, event.occurred_at_ms, FLIP_FLOP_WINDOW_MS)
-        ]
-        if sum(1 for x in window if x.reversal) + 1 != 2:
+        deploys = env.deploys
+        end = len(deploys)
+        if not is_reversal(state, deploys, end, event.release):
             return []
-        path = " → ".join([x.release for x in window] + [event.release])
+        start = end
+        while start > 0 and in_half_open_window(
+            deploys[start - 1].ms, event.occurred_at_ms, FLIP_FLOP_WINDOW_MS
+        ):
+            start -= 1
+        reversals = 0
+        for at in range(start, end):
+            if is_reversal(state, deploys, at, deploys[at].release):
+                reversals += 1
+                if reversals > 1:
+                    return []
+        if reversals != 1:
+            return []
+        window = deploys[start:end]
+        hops = [x.release for x in window[-FLIP_FLOP_PATH:]] + [event.release]
+        path = ("… → " if len(window) > FLIP_FLOP_PATH else "") + " → ".join(hops)
         summary = (
             f"{event.service} {event.environment} flip-flopped within 24 hours: {path}; "
             "SRE and security are reversing each other's changes."
         )
+        # Evidence: the deploys of the window in time order (the newest ones), the trigger.
+        kept = window[-(MAX_EVIDENCE - 1):]
         return [
             Finding(
                 self.rule_id,
@@ -310,8 +390,9 @@ class ReleaseFlipFlop(Rule):
                 event.release,
                 event.event_id,
                 "high",
-                (*(x.ref for x in window), evidence_of(event)),
+                (*(x.ref for x in kept), ref),
                 summary,
+                len(window) + 1,
             )
         ]
 
@@ -327,19 +408,22 @@ class IncidentOnFlaggedRelease(Rule):
     fires_at = "incident"
     shared_identity = True
 
-    def evaluate(self, state: ServiceState, event: Event) -> list[Finding]:
+    def evaluate(self, state: ServiceState, event: Event, ref: Evidence) -> list[Finding]:
         if not isinstance(event, Incident) or event.status != "opened":
             return []
         env = state.peek_env(event.environment)
         if env is None or env.running is None:
             return []
-        flags = state.active_flags(env.running)
-        if not flags:
+        flags = state.flags_of(env.running)
+        if flags is None:
             return []
-        evidence = [evidence_of(event)]
+        # Evidence: the trigger, the deploy that made R run, the flags most severe first.
+        evidence = [ref]
         if env.running_ref is not None:
             evidence.append(env.running_ref)
-        evidence.extend(f.ref for f in flags)
+        evidence.extend(
+            _capped((f.ref for f in flags.most_relevant()), MAX_EVIDENCE - len(evidence))
+        )
         summary = (
             f"Incident {event.incident_id} ({event.severity}: {event.title}) opened on "
             f"{event.service} {event.environment}, running {env.running}, a release security "
@@ -354,6 +438,7 @@ class IncidentOnFlaggedRelease(Rule):
                 "high",
                 tuple(evidence),
                 summary,
+                1 + (env.running_ref is not None) + len(flags),
             )
         ]
 
@@ -370,7 +455,7 @@ class SecurityChangeDuringIncident(Rule):
     notify = ("sre",)
     recommends = False
 
-    def evaluate(self, state: ServiceState, event: Event) -> list[Finding]:
+    def evaluate(self, state: ServiceState, event: Event, ref: Evidence) -> list[Finding]:
         if not isinstance(event, Deploy) or event.status != "succeeded":
             return []
         if event.team != "security":
@@ -384,6 +469,8 @@ class SecurityChangeDuringIncident(Rule):
             f"Security {verb} {event.service} {event.environment} to {event.release} while "
             f"incident {describe_incidents(incidents)} is open; SRE on call should know."
         )
+        # Evidence: the trigger, then the open incidents.
+        kept = _capped((i.ref for i in incidents), MAX_EVIDENCE - 1)
         return [
             Finding(
                 self.rule_id,
@@ -391,8 +478,9 @@ class SecurityChangeDuringIncident(Rule):
                 event.release,
                 event.event_id,
                 "medium",
-                (evidence_of(event), *(i.ref for i in incidents)),
+                (ref, *kept),
                 summary,
+                1 + len(incidents),
             )
         ]
 

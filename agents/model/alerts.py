@@ -87,7 +87,23 @@ class Alert:
 
     def same_content(self, other: Alert) -> bool:
         """Equal in everything but ``detected_at``."""
-        return replace(self, detected_at_ms=other.detected_at_ms) == other
+        return (
+            self.alert_id == other.alert_id
+            and self.status == other.status
+            and self.severity == other.severity
+            and self.release == other.release
+            and self.occurred_at_ms == other.occurred_at_ms
+            and self.summary == other.summary
+            and self.evidence == other.evidence
+            and self.recommendation == other.recommendation
+            and self.evidence_count == other.evidence_count
+            and self.release_aliases == other.release_aliases
+            and self.rule == other.rule
+            and self.service == other.service
+            and self.environment == other.environment
+            and self.trigger == other.trigger
+            and self.notify == other.notify
+        )
 
     def with_status(self, status: str, detected_at_ms: int) -> Alert:
         return replace(self, status=status, detected_at_ms=detected_at_ms)

@@ -119,7 +119,7 @@ def hypothetical_deploy(request: CheckRequest, engine: ServiceEngine | None, at_
 
 
 def _flags_by_event(state: ServiceState) -> dict[str, FlagRecord]:
-    return {f.ref.event_id: f for flags in state.flags.values() for f in flags.values()}
+    return {f.ref.event_id: f for flags in state.flags.values() for f in flags.active.values()}
 
 
 def _worst_severity(flags: Sequence[FlagRecord]) -> str | None:
@@ -166,7 +166,7 @@ def reason_for(
         "severity": alert.severity,
         "policy_key": keyed_by,
         "summary": alert.summary,
-        "flags": [flag_obj(f) for f in flags[:FLAGS_PER_REASON]],
+        "flags": [flag_obj(f, alert.release) for f in flags[:FLAGS_PER_REASON]],
         "flag_count": len(flags),
         "vulnerabilities": cves[:FLAGS_PER_REASON],
         "rollbacks": rollbacks,

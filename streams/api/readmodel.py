@@ -17,13 +17,13 @@ Fed by :mod:`streams.api.source` (one consumer thread), read by the HTTP handler
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from agents.engine import EngineConfig, ServiceEngine
 from agents.engine.recommend import recommend
-from agents.engine.state import EnvState, FlagRecord, ServiceState
+from agents.engine.state import DeployRecord, EnvState, FlagRecord, ServiceState
 from agents.engine.windows import REDEPLOY_WINDOW_MS, within_before
 from agents.errors import StateError
 from agents.model.alerts import SEVERITIES
@@ -286,10 +286,12 @@ def evaluation_time(engine: ServiceEngine | None, now_ms: int) -> int:
     return max(now_ms, newest) if newest is not None else now_ms
 
 
-def flag_obj(flag: FlagRecord) -> dict[str, Any]:
+def flag_obj(flag: FlagRecord, release: str) -> dict[str, Any]:
+    """A flag as the API shows it; ``release`` is the name it is shown under (flags are
+    kept per release, whichever of the release's names they were raised on, SPEC §8)."""
     return {
         "flag_id": flag.flag_id,
-        "release": flag.release,
+        "release": release,
         "severity": flag.severity,
         "vulnerabilities": list(flag.vulnerabilities),
         "fixed_in": flag.fixed_in,
@@ -298,9 +300,22 @@ def flag_obj(flag: FlagRecord) -> dict[str, Any]:
     }
 
 
+def _reversals(state: ServiceState, deploys: Sequence[DeployRecord]) -> list[bool]:
+    """Per deploy, whether it was a reversal (A → B → A, SPEC §3), names compared as the
+    same release now."""
+    same = state.same_release
+    return [
+        i >= 2
+        and same(d.release, deploys[i - 2].release)
+        and not same(d.release, deploys[i - 1].release)
+        for i, d in enumerate(deploys)
+    ]
+
+
 def flags_summary(state: ServiceState, release: str) -> dict[str, Any]:
     """Active flags of a release: counts by severity and the list (worst first, capped)."""
-    flags = state.active_flags(release)
+    release_flags = state.flags_of(release)
+    flags = list(release_flags.active.values()) if release_flags is not None else []
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
     flags.sort(key=lambda f: (order.get(f.severity, 9), f.flag_id))
     counts: dict[str, int] = {}
@@ -309,7 +324,7 @@ def flags_summary(state: ServiceState, release: str) -> dict[str, Any]:
     return {
         "count": len(flags),
         "by_severity": counts,
-        "flags": [flag_obj(f) for f in flags[:FLAGS_LISTED_PER_RELEASE]],
+        "flags": [flag_obj(f, release) for f in flags[:FLAGS_LISTED_PER_RELEASE]],
         "truncated": len(flags) > FLAGS_LISTED_PER_RELEASE,
     }
 
@@ -350,7 +365,8 @@ def environment_status(
     state = engine.head
     running = env.running
     deploys = []
-    for d in reversed(env.deploys):
+    reversals = _reversals(state, env.deploys)
+    for d, reversal in zip(reversed(env.deploys), reversed(reversals), strict=True):
         known = model.history.deploy(engine.service, d.ref.event_id)
         deploys.append(
             {
@@ -359,7 +375,7 @@ def environment_status(
                 "release": d.release,
                 "action": known.action if known else None,
                 "team": known.team if known else None,
-                "reversal": d.reversal,
+                "reversal": reversal,
             }
         )
     rollbacks = linked_rollbacks(env, at_ms)
@@ -367,7 +383,9 @@ def environment_status(
         state, engine.service, name, running or "", at_ms, model.config.max_release_candidates
     )
     running_flags = state.has_active_flag(running) if running else False
-    rolled_back_from = any(r["from_release"] == running for r in rollbacks)
+    rolled_back_from = running is not None and any(
+        state.same_release(r["from_release"], running) for r in rollbacks
+    )
     return {
         "running": (
             {

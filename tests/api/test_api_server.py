@@ -227,7 +227,8 @@ async def test_a_scanner_report_of_thousands_of_findings_stays_a_small_answer() 
     assert len(status["active_alerts"]) == 200
     flagged = next(a for a in status["active_alerts"] if a["rule"] == "flagged-release-deployed")
     assert len(flagged["evidence"]) == 10 and flagged["evidence_count"] == 2001
-    assert len(flagged["summary"]) <= 1000 and flagged["summary"].endswith("…")
+    # The engine bounds the summary itself (names a few ids, then the count).
+    assert len(flagged["summary"]) <= 1000 and "2,000 flags" in flagged["summary"]
     assert status["active_flags"]["2.0"]["count"] == 2000
     assert len(status["active_flags"]["2.0"]["flags"]) == 100
     assert status["active_flags"]["2.0"]["truncated"] is True

@@ -56,9 +56,11 @@ def deploy(
     service: str = SERVICE,
     env: str = ENV,
     event_id: str | None = None,
+    aliases: Sequence[str] = (),
     **extra: Any,
 ) -> Event:
     obj: dict[str, Any] = {
+        "release_aliases": list(aliases),
         "type": "deploy",
         "event_id": _eid(event_id, "dep"),
         "occurred_at": _when(when),
@@ -91,6 +93,8 @@ def incident(
     service: str = SERVICE,
     env: str = ENV,
     event_id: str | None = None,
+    suspected: str | None = None,
+    aliases: Sequence[str] = (),
 ) -> Event:
     return parse_event(
         {
@@ -104,7 +108,8 @@ def incident(
             "status": status,
             "severity": severity,
             "title": "checkout errors",
-            "suspected_release": None,
+            "suspected_release": suspected,
+            "release_aliases": list(aliases),
         }
     )
 
@@ -120,10 +125,12 @@ def flag(
     vulnerabilities: Sequence[str] = (),
     service: str = SERVICE,
     event_id: str | None = None,
+    aliases: Sequence[str] = (),
 ) -> Event:
     return parse_event(
         {
             "type": "security_flag",
+            "release_aliases": list(aliases),
             "event_id": _eid(event_id, "flg"),
             "occurred_at": _when(when),
             "source": "trivy",
@@ -145,14 +152,18 @@ def clock_for(events: Iterable[Event]) -> int:
 
 
 def run(
-    events: Iterable[Event], *, allowed_lateness_ms: int = 0, in_order: bool = True
+    events: Iterable[Event],
+    *,
+    allowed_lateness_ms: int = 0,
+    in_order: bool = True,
+    config: EngineConfig | None = None,
 ) -> list[Alert]:
     """Process events (sorted by order key unless ``in_order`` is False) and return the
     final active alerts, in the order they were last emitted."""
     events = list(events)
     now_ms = clock_for(events)
     feed = sorted(events, key=order_key) if in_order else events
-    engine = Engine(EngineConfig(allowed_lateness_ms=allowed_lateness_ms))
+    engine = Engine(config or EngineConfig(allowed_lateness_ms=allowed_lateness_ms))
     latest: dict[str, Alert] = {}
     for event in feed:
         for alert in engine.process(event, now_ms).alerts:

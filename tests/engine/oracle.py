@@ -1,14 +1,19 @@
-"""A brute-force reading of SPEC §2 and §3, written from the SPEC text, for comparison.
+"""A brute-force reading of SPEC §2, §3 and §8, written from the SPEC text, for comparison.
 
 Nothing incremental: at each event the oracle looks at the whole prefix of the
 sorted event list (the events whose order key is smaller) and asks each rule's
-condition literally. Quadratic and slow, and meant to be: it shares no code
-with the engine except the event model and the alert id.
+condition literally. Release names are compared as §8 says: two names are the same
+release at the event being evaluated when a chain of events up to and including it
+links them, mutable names never linking. Quadratic and slow, and meant to be: it
+shares no code with the engine except the event model and the alert id.
+
+Where the SPEC is silent it follows docs/decisions.d/engine.md: the recommendation and
+the alert show a release by the name its newest deploy used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agents.model.alerts import alert_id_for
@@ -20,6 +25,10 @@ DAY_MS = 24 * MS_PER_HOUR
 BUMP = {"low": "medium", "medium": "high", "high": "critical", "critical": "critical"}
 SHARED = ("flag-raised-on-running-release", "incident-on-flagged-release")
 NO_RECOMMENDATION = ("rollback-performed", "security-change-during-incident")
+MUTABLE_TAGS = ("latest", "stable", "main", "master", "nightly")
+"""The moving words of the engine's default mutable patterns that the tests' names use."""
+
+Same = Callable[[str, str], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,42 @@ class Expected:
     occurred_at_ms: int
     notify: tuple[str, ...]
     recommendation_release: str | None
+    release_aliases: tuple[str, ...]
+
+
+# --- §8: which names are the same release at an event --------------------------------
+
+
+def is_mutable(name: str) -> bool:
+    tag = name.rsplit(":", 1)[-1]
+    return not name.startswith("sha256:") and tag in MUTABLE_TAGS
+
+
+def name_classes(upto: Sequence[Event], service: str) -> dict[str, frozenset[str]]:
+    """Every linked name of the service -> its class, from the links of ``upto``."""
+    classes: dict[str, frozenset[str]] = {}
+    for e in upto:
+        if e.service != service or not e.release_aliases:
+            continue
+        named = e.suspected_release if isinstance(e, Incident) else e.release
+        names = [n for n in ((named,) if named else ()) + e.release_aliases if not is_mutable(n)]
+        for a in names[1:]:
+            joined = classes.get(names[0], frozenset({names[0]})) | classes.get(a, frozenset({a}))
+            for n in joined:
+                classes[n] = joined
+    return classes
+
+
+def same_at(upto: Sequence[Event], service: str) -> Same:
+    classes = name_classes(upto, service)
+
+    def same(a: str, b: str) -> bool:
+        return a == b or b in classes.get(a, ())
+
+    return same
+
+
+# --- §2 ----------------------------------------------------------------------------------
 
 
 def _succeeded(events: Sequence[Event], service: str, env: str) -> list[Deploy]:
@@ -49,11 +94,13 @@ def running(events: Sequence[Event], service: str, env: str) -> str | None:
     return deploys[-1].release if deploys else None
 
 
-def active_flags(events: Sequence[Event], service: str, release: str) -> list[SecurityFlag]:
+def active_flags(
+    events: Sequence[Event], service: str, release: str, same: Same
+) -> list[SecurityFlag]:
     """The last event of each active flag on (service, release), newest raise first."""
     last: dict[str, SecurityFlag] = {}
     for e in events:
-        if isinstance(e, SecurityFlag) and e.service == service and e.release == release:
+        if isinstance(e, SecurityFlag) and e.service == service and same(e.release, release):
             last[e.flag_id] = e
     active = [f for f in last.values() if f.status == "raised"]
     return sorted(active, key=order_key, reverse=True)
@@ -67,8 +114,11 @@ def incident_open(events: Sequence[Event], service: str, env: str) -> bool:
     return any(i.environment == env and i.status != "resolved" for i in last.values())
 
 
-def linked_rollbacks(events: Sequence[Event], service: str, env: str) -> list[tuple[int, str]]:
-    """(time, rolled back from) of every incident-linked rollback on (service, env)."""
+def linked_rollbacks(
+    events: Sequence[Event], service: str, env: str, same: Same
+) -> list[tuple[int, str]]:
+    """(time, rolled back from) of every incident-linked rollback on (service, env) that
+    rolled back from something."""
     out = []
     for n, e in enumerate(events):
         if not (isinstance(e, Deploy) and e.service == service and e.environment == env):
@@ -84,17 +134,30 @@ def linked_rollbacks(events: Sequence[Event], service: str, env: str) -> list[tu
     return out
 
 
-def is_reversal(events: Sequence[Event], d: Deploy) -> bool:
+def is_reversal(events: Sequence[Event], d: Deploy, same: Same) -> bool:
     """``events`` is the prefix before d."""
     prior = _succeeded(events, d.service, d.environment)
-    return len(prior) >= 2 and prior[-2].release == d.release and prior[-1].release != d.release
+    return (
+        len(prior) >= 2
+        and same(prior[-2].release, d.release)
+        and not same(prior[-1].release, d.release)
+    )
+
+
+def shown_name(upto: Sequence[Event], service: str, release: str, same: Same) -> str:
+    """The name the newest succeeded deploy of ``release`` used, else ``release``."""
+    for e in reversed(upto):
+        if (isinstance(e, Deploy) and e.service == service and e.status == "succeeded"
+                and same(e.release, release)):
+            return e.release
+    return release
 
 
 def recommend(
-    upto: Sequence[Event], service: str, env: str, release: str, at_ms: int
+    upto: Sequence[Event], service: str, env: str, release: str, at_ms: int, same: Same
 ) -> str | None:
     ordered: list[str] = []
-    for f in active_flags(upto, service, release):
+    for f in active_flags(upto, service, release, same):
         if f.fixed_in is not None and f.fixed_in not in ordered:
             ordered.append(f.fixed_in)
     last_deploy: dict[str, tuple[int, int, str]] = {}
@@ -104,12 +167,15 @@ def recommend(
     for r in sorted(last_deploy, key=last_deploy.__getitem__, reverse=True):
         if r not in ordered:
             ordered.append(r)
-    excluded = {
-        src for t, src in linked_rollbacks(upto, service, env) if at_ms - SEVEN_DAYS_MS <= t
-    }
+    excluded = [
+        src for t, src in linked_rollbacks(upto, service, env, same) if at_ms - SEVEN_DAYS_MS <= t
+    ]
     for c in ordered:
-        if c != release and not active_flags(upto, service, c) and c not in excluded:
-            return c
+        if same(c, release) or active_flags(upto, service, c, same):
+            continue
+        if any(same(c, x) for x in excluded):
+            continue
+        return shown_name(upto, service, c, same)
     return None
 
 
@@ -120,9 +186,10 @@ def expected_alerts(events: Sequence[Event]) -> list[Expected]:
     for n, e in enumerate(ordered):
         before = ordered[:n]
         upto = ordered[: n + 1]
+        same = same_at(upto, e.service)  # the links of the events before e and of e itself
         hits: list[tuple[str, str, str, str, str]] = []  # rule, env, release, trigger, sev
         if isinstance(e, Deploy) and e.status == "succeeded":
-            flags = active_flags(before, e.service, e.release)
+            flags = active_flags(before, e.service, e.release, same)
             sev = "critical" if any(f.severity == "critical" for f in flags) else "high"
             if e.action == "rollback":
                 if flags:
@@ -135,17 +202,17 @@ def expected_alerts(events: Sequence[Event]) -> list[Expected]:
                 if flags:
                     hits.append(("flagged-release-deployed", e.environment, e.release,
                                  e.event_id, sev))
-                if any(src == e.release and e.occurred_at_ms - SEVEN_DAYS_MS <= t
-                       for t, src in linked_rollbacks(before, e.service, e.environment)):
+                if any(same(src, e.release) and e.occurred_at_ms - SEVEN_DAYS_MS <= t
+                       for t, src in linked_rollbacks(before, e.service, e.environment, same)):
                     hits.append(("redeploy-of-rolled-back-release", e.environment, e.release,
                                  e.event_id, "high"))
-            if is_reversal(before, e):
+            if is_reversal(before, e, same):
                 reversals = 1
                 for m, x in enumerate(before):
                     if (isinstance(x, Deploy) and x.service == e.service
                             and x.environment == e.environment and x.status == "succeeded"
                             and e.occurred_at_ms - DAY_MS < x.occurred_at_ms
-                            and is_reversal(ordered[:m], x)):
+                            and is_reversal(ordered[:m], x, same)):
                         reversals += 1
                 if reversals == 2:
                     hits.append(("release-flip-flop", e.environment, e.release,
@@ -155,21 +222,23 @@ def expected_alerts(events: Sequence[Event]) -> list[Expected]:
                              e.event_id, "medium"))
         elif isinstance(e, SecurityFlag) and e.status == "raised":
             already = any(f.flag_id == e.flag_id
-                          for f in active_flags(before, e.service, e.release))
+                          for f in active_flags(before, e.service, e.release, same))
             if not already:
                 envs = sorted({x.environment for x in before
                                if isinstance(x, Deploy) and x.service == e.service})
                 for env in envs:
-                    if running(before, e.service, env) == e.release:
+                    r = running(before, e.service, env)
+                    if r is not None and same(r, e.release):
                         sev = (BUMP[e.severity] if incident_open(before, e.service, env)
                                else e.severity)
                         hits.append(("flag-raised-on-running-release", env, e.release,
                                      e.flag_id, sev))
         elif isinstance(e, Incident) and e.status == "opened":
             r = running(before, e.service, e.environment)
-            if r is not None and active_flags(before, e.service, r):
+            if r is not None and active_flags(before, e.service, r, same):
                 hits.append(("incident-on-flagged-release", e.environment, r,
                              e.incident_id, "high"))
+        classes = name_classes(upto, e.service)
         for rule, env, release, trigger, sev in hits:
             alert_id = alert_id_for(rule, e.service, env, release, trigger)
             if rule in SHARED and alert_id in found:
@@ -177,7 +246,9 @@ def expected_alerts(events: Sequence[Event]) -> list[Expected]:
             notify = ("security",) if rule == "rollback-performed" else (
                 ("sre",) if rule == "security-change-during-incident" else ("security", "sre"))
             rec = (None if rule in NO_RECOMMENDATION
-                   else recommend(upto, e.service, env, release, e.occurred_at_ms))
-            found[alert_id] = Expected(alert_id, rule, e.service, env, release, trigger, sev,
-                                       e.occurred_at_ms, notify, rec)
+                   else recommend(upto, e.service, env, release, e.occurred_at_ms, same))
+            shown = shown_name(upto, e.service, release, same)
+            aliases = tuple(sorted(classes.get(release, frozenset()) - {shown}))
+            found[alert_id] = Expected(alert_id, rule, e.service, env, shown, trigger, sev,
+                                       e.occurred_at_ms, notify, rec, aliases)
     return list(found.values())

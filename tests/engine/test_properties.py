@@ -30,6 +30,9 @@ from .oracle import expected_alerts
 SERVICES = ("svc-a", "svc-b")
 ENVS = ("prod", "stage")
 RELEASES = ("r1", "r2", "r3", "r4")
+NAMES = {r: (r, f"img:{r}", f"sha256:{i:04x}") for i, r in enumerate(RELEASES)}
+"""SPEC §8: each release also goes by an image tag and a digest; tools pick one name."""
+MUTABLE = ("latest", "img:latest")
 FLAGS = ("F1", "F2")
 INCIDENTS = ("I1", "I2")
 GRIDS_MS = (15 * MS_PER_MINUTE, 105 * MS_PER_MINUTE)
@@ -47,16 +50,37 @@ PROPS = settings(
 _opt_release = st.one_of(st.none(), st.sampled_from(RELEASES))
 
 
+def _name(draw: st.DrawFn, release: str) -> str:
+    """The name a tool gives ``release``: mostly the version, else its tag or digest,
+    now and then a mutable tag."""
+    return draw(st.sampled_from([release] * 4 + list(NAMES[release][1:]) + [MUTABLE[0]]))
+
+
+def _aliases(draw: st.DrawFn, release: str) -> list[str]:
+    """Most events carry no aliases; some carry other names of their release, a mutable
+    tag, or now and then a name of another release (a tool that got it wrong)."""
+    kind = draw(st.sampled_from(["none", "none", "none", "own", "own", "mutable", "stray"]))
+    if kind == "none":
+        return []
+    logical = next((r for r, names in NAMES.items() if release in names), None)
+    if kind == "stray" or logical is None:
+        return [draw(st.sampled_from([n for names in NAMES.values() for n in names]))]
+    picks = draw(st.lists(st.sampled_from(NAMES[logical]), min_size=1, max_size=2, unique=True))
+    return picks + (list(MUTABLE) if kind == "mutable" else [])
+
+
 def _deploy_obj(
     draw: st.DrawFn, slot: int, service: str, env: str, release: str
 ) -> dict[str, Any]:
+    name = _name(draw, release)
     return {
         "type": "deploy",
         "occurred_at": slot,  # grid slots; event_sets turns them into time
         "source": "gen",
         "service": service,
         "environment": env,
-        "release": release,
+        "release": name,
+        "release_aliases": _aliases(draw, name),
         "previous_release": draw(_opt_release),
         "action": draw(st.sampled_from(["deploy", "deploy", "rollback"])),
         "status": draw(st.sampled_from(["succeeded"] * 5 + ["failed"])),
@@ -79,19 +103,30 @@ def _incident_obj(
         or draw(st.sampled_from(["opened", "opened", "acknowledged", "resolved"])),
         "severity": draw(st.sampled_from(["sev1", "sev3"])),
         "title": "t",
+        **_suspected(draw),
     }
+
+
+def _suspected(draw: st.DrawFn) -> dict[str, Any]:
+    """An incident's suspected release links its aliases too (SPEC §8)."""
+    if draw(st.integers(0, 3)) != 0:
+        return {}
+    name = _name(draw, draw(st.sampled_from(RELEASES)))
+    return {"suspected_release": name, "release_aliases": _aliases(draw, name)}
 
 
 def _flag_obj(
     draw: st.DrawFn, slot: int, service: str, release: str, status: str | None = None
 ) -> dict[str, Any]:
+    name = _name(draw, release)
     return {
         "type": "security_flag",
         "occurred_at": slot,  # grid slots; event_sets turns them into time
         "source": "gen",
         "service": service,
         "flag_id": draw(st.sampled_from(FLAGS)),
-        "release": release,
+        "release": name,
+        "release_aliases": _aliases(draw, name),
         "status": status
         or draw(st.sampled_from(["raised", "raised", "cleared", "risk_accepted"])),
         "severity": draw(st.sampled_from(["critical", "high", "low"])),
@@ -446,7 +481,7 @@ def test_generated_sets_reach_every_rule() -> None:
 
     seen: set[str] = set()
 
-    @settings(max_examples=150, deadline=None, database=None)
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
     @given(event_sets())
     def collect(events: list[Event]) -> None:
         seen.update(a.rule for a in sorted_run(events).values())
@@ -466,12 +501,12 @@ def test_engine_agrees_with_a_brute_force_reading_of_the_spec(events: list[Event
     got_rows = {
         k: (a.rule, a.service, a.environment, a.release, a.trigger, a.severity,
             a.occurred_at_ms, tuple(sorted(a.notify)),
-            a.recommendation.release if a.recommendation else None)
+            a.recommendation.release if a.recommendation else None, a.release_aliases)
         for k, a in got.items()
     }
     want_rows = {
         k: (x.rule, x.service, x.environment, x.release, x.trigger, x.severity,
-            x.occurred_at_ms, x.notify, x.recommendation_release)
+            x.occurred_at_ms, x.notify, x.recommendation_release, x.release_aliases)
         for k, x in want.items()
     }
     assert got_rows == want_rows
