@@ -10,9 +10,7 @@ catalog (``catalog/payments.yaml``) names them one service, ``checkout-api``, in
 second A -> B -> A -> B reversal is seen (``release-flip-flop``).
 
 The four alerts need the engine to link release names (SPEC §8, the engine's part of
-issue 11): where the engine in this checkout does not (a probe asks it), the tests stop
-at that point as ``xfail`` after checking everything else, and they count all four once
-it does.
+issue 11).
 """
 
 from __future__ import annotations
@@ -58,36 +56,6 @@ def _lines(text: str) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def engine_links_release_aliases(tmp: Path) -> bool:
-    """Whether this checkout's engine links release names (SPEC §8): a deploy of a digest
-    whose alias is a flagged tag is a flagged release deployed."""
-    path = tmp / "probe.jsonl"
-    events = [
-        {"type": "security_flag", "event_id": "p-f", "occurred_at": "2026-01-01T00:00:00Z",
-         "source": "probe", "service": "s", "flag_id": "CVE-1", "release": "1.0",
-         "status": "raised", "severity": "high", "title": "t"},
-        {"type": "deploy", "event_id": "p-d", "occurred_at": "2026-01-01T01:00:00Z",
-         "source": "probe", "service": "s", "environment": "e", "release": "sha256:" + "1" * 64,
-         "release_aliases": ["1.0"], "previous_release": None, "action": "deploy"},
-    ]  # fmt: skip
-    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "replay", str(path)],
-        capture_output=True, text=True, cwd=REPO, timeout=120, check=True,
-    )  # fmt: skip
-    return any(a["rule"] == "flagged-release-deployed" for a in _lines(done.stdout))
-
-
-@pytest.fixture(scope="module")
-def links(tmp_path_factory: pytest.TempPathFactory) -> bool:
-    return engine_links_release_aliases(tmp_path_factory.mktemp("probe"))
-
-
-def _require_linking(links: bool) -> None:
-    if not links:
-        pytest.xfail("the engine of this checkout does not link release aliases (SPEC §8) yet")
-
-
 def _convert_all(capsys: pytest.CaptureFixture[str], *catalog: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for name, source in DELIVERIES:
@@ -123,7 +91,7 @@ def test_the_tools_name_one_service_five_ways_and_the_catalog_makes_it_one(
 
 
 def test_ingest_convert_then_replay_gives_the_seed_storys_four_alerts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], links: bool
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     events = _convert_all(capsys, "--catalog", str(CATALOG))
     path = tmp_path / "events.jsonl"
@@ -132,9 +100,6 @@ def test_ingest_convert_then_replay_gives_the_seed_storys_four_alerts(
     alerts = _lines(capsys.readouterr().out)
     assert {(a["service"], a["environment"]) for a in alerts} == {("checkout-api", "production")}
     found = {(a["rule"], a["release"], a["severity"]) for a in alerts}
-    # without linking, the flip-flop (sha256:b8… then 2.8.0) is not seen; the rest is
-    assert found >= SEED_RULES - {("release-flip-flop", "2.8.0", "high")}, found
-    _require_linking(links)
     assert found == SEED_RULES, found
     flip = next(a for a in alerts if a["rule"] == "release-flip-flop")
     assert "ghcr.io/acme/checkout:2.8.0" in flip["release_aliases"]
@@ -215,7 +180,7 @@ class Gateway:
 
 @pytest.mark.kafka
 def test_through_the_gateway_a_worker_and_the_alerts_topic(
-    kafka_settings: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], links: bool
+    kafka_settings: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from streams.kafka.topics import create_topics
     from tests.pipeline.harness import (
@@ -242,7 +207,6 @@ def test_through_the_gateway_a_worker_and_the_alerts_topic(
         assert comparable(active) == comparable(expected), worker.log_tail()
         found = {(a["rule"], a["release"], a["severity"]) for a in active.values()}
         assert {a["service"] for a in active.values()} == {"checkout-api"}
-        _require_linking(links)
         assert found == SEED_RULES, found
     finally:
         worker.stop()
