@@ -31,7 +31,7 @@ from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings, Topics
 from streams.synthetic import SyntheticSpec, generate
-from tests.pipeline.harness import (
+from tests.worker.harness import (
     WorkerProcess,
     comparable,
     diff_summary,
@@ -76,7 +76,7 @@ def one_run(bootstrap: str, tmp: Path, n_events: int, seed: int, runtime: str) -
             print(input_offsets(settings))
             import collections
 
-            from tests.pipeline.harness import dead_letters
+            from tests.worker.harness import dead_letters
 
             dl = dead_letters(settings)
             where = collections.Counter((d["topic"], d["partition"]) for d in dl)

@@ -19,7 +19,7 @@ from streams.codecs import make_codec
 from streams.kafka.clients import producer_config
 from streams.kafka.topics import create_topics
 from streams.settings import Settings
-from tests.pipeline.harness import (
+from tests.worker.harness import (
     SHARED_SCENARIOS,
     WorkerProcess,
     comparable,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.pipeline.merge import CAUGHT_UP, LAGGING, UNKNOWN, PartitionMerge
+from streams.worker.merge import CAUGHT_UP, LAGGING, UNKNOWN, MergePolicy, PartitionMerge
 
 TOPICS = ("d", "i", "f")
 
@@ -23,7 +23,14 @@ def released(
     lagging_max_ms: int = 60_000,
     limit: int | None = None,
 ) -> list[str]:
-    return [item for _, item in merge.release(lag, now_ms, idle_ms, lagging_max_ms, limit)]
+    policy = MergePolicy(idle_ms, lagging_max_ms)
+    return [item for _, item in merge.release(lag, now_ms, policy, limit)]
+
+
+def release(merge: PartitionMerge, lag, now_ms: int, confirm_caught_up=None, **policy) -> list[str]:
+    """One release with the worker's idle and lagging limits and the given waits."""
+    full = MergePolicy(**{"idle_ms": 2_000, "lagging_max_ms": 60_000, **policy})
+    return [x for _, x in merge.release(lag, now_ms, full, confirm_caught_up=confirm_caught_up)]
 
 
 def test_releases_in_order_key_order_across_topics_when_all_have_data() -> None:
@@ -101,11 +108,11 @@ def test_caught_up_empty_topic_holds_a_record_for_the_grace_only() -> None:
     m: PartitionMerge[str] = PartitionMerge(TOPICS)
     m.add("f", key(500), 1_000, "f500")
     caught_up = states(d=CAUGHT_UP, i=CAUGHT_UP)
-    assert [i for _, i in m.release(caught_up, 1_050, 2_000, 60_000, caught_up_grace_ms=100)] == []
+    assert release(m, caught_up, 1_050, caught_up_grace_ms=100) == []
     # A deploy of an earlier moment arrives within the grace: it goes first.
     m.add("d", key(100), 1_060, "d100")
-    assert [i for _, i in m.release(caught_up, 1_100, 2_000, 60_000, caught_up_grace_ms=100)] == []
-    out = [i for _, i in m.release(caught_up, 1_160, 2_000, 60_000, caught_up_grace_ms=100)]
+    assert release(m, caught_up, 1_100, caught_up_grace_ms=100) == []
+    out = release(m, caught_up, 1_160, caught_up_grace_ms=100)
     assert out == ["d100", "f500"]
 
 
@@ -114,7 +121,7 @@ def test_grace_does_not_delay_a_record_when_every_topic_has_data() -> None:
     m.add("d", key(1), 1_000, "d1")
     m.add("i", key(2), 1_000, "i2")
     m.add("f", key(3), 1_000, "f3")
-    out = [i for _, i in m.release(states(), 1_000, 2_000, 60_000, caught_up_grace_ms=100)]
+    out = release(m, states(), 1_000, caught_up_grace_ms=100)
     assert out == ["d1"]
 
 
@@ -123,17 +130,17 @@ def test_a_record_far_ahead_of_a_caught_up_topic_waits_the_longer_grace() -> Non
     m.add("d", key(1_000), 0, "d1000")
     caught_up = states(d=CAUGHT_UP, i=CAUGHT_UP, f=CAUGHT_UP)
     opts = {"caught_up_grace_ms": 10, "far_ahead_ms": 50_000, "far_ahead_grace_ms": 250}
-    assert [x for _, x in m.release(caught_up, 0, 2_000, 60_000, **opts)] == []
-    assert [x for _, x in m.release(caught_up, 20, 2_000, 60_000, **opts)] == ["d1000"]
+    assert release(m, caught_up, 0, **opts) == []
+    assert release(m, caught_up, 20, **opts) == ["d1000"]
     # Deploys last showed t=1000; an incident a day later (a burst) waits the long grace.
     m.add("i", key(90_000), 100, "i90000")
-    assert [x for _, x in m.release(caught_up, 120, 2_000, 60_000, **opts)] == []
-    assert [x for _, x in m.release(caught_up, 300, 2_000, 60_000, **opts)] == []
-    assert [x for _, x in m.release(caught_up, 350, 2_000, 60_000, **opts)] == ["i90000"]
+    assert release(m, caught_up, 120, **opts) == []
+    assert release(m, caught_up, 300, **opts) == []
+    assert release(m, caught_up, 350, **opts) == ["i90000"]
     # Near in event time: the short grace only.
     m.add("i", key(95_000), 400, "i95000")
     m.add("d", key(94_000), 400, "d94000")
-    assert [x for _, x in m.release(caught_up, 412, 2_000, 60_000, **opts)] == [
+    assert release(m, caught_up, 412, **opts) == [
         "d94000",
         "i95000",
     ]
@@ -143,7 +150,7 @@ def test_a_far_ahead_record_waits_while_the_broker_shows_the_topic_behind() -> N
     m: PartitionMerge[str] = PartitionMerge(TOPICS)
     m.add("d", key(1_000), 0, "d1000")
     caught_up = states(d=CAUGHT_UP, i=CAUGHT_UP, f=CAUGHT_UP)
-    assert [x for _, x in m.release(caught_up, 20, 2_000, 60_000)] == ["d1000"]
+    assert release(m, caught_up, 20) == ["d1000"]
     m.add("i", key(90_000), 100, "i90000")
     behind = {"d": True}
     opts = {
@@ -152,10 +159,10 @@ def test_a_far_ahead_record_waits_while_the_broker_shows_the_topic_behind() -> N
         "confirm_caught_up": lambda topic, since: not behind.get(topic, False),
     }
     # The broker has deploys not fetched yet: wait, well past the grace.
-    assert [x for _, x in m.release(caught_up, 5_000, 2_000, 60_000, **opts)] == []
+    assert release(m, caught_up, 5_000, **opts) == []
     m.add("d", key(2_000), 5_010, "d2000")
     behind["d"] = False
-    assert [x for _, x in m.release(caught_up, 5_400, 2_000, 60_000, **opts)] == [
+    assert release(m, caught_up, 5_400, **opts) == [
         "d2000",
         "i90000",
     ]
@@ -174,16 +181,16 @@ def test_after_the_grace_the_broker_is_asked_about_a_caught_up_topic() -> None:
     opts = {"caught_up_grace_ms": 10, "confirm_caught_up": confirm}
     m.add("d", key(1_000), 100, "d1000")
     # Within the grace nobody is asked.
-    assert [x for _, x in m.release(caught_up, 105, 2_000, 60_000, **opts)] == []
+    assert release(m, caught_up, 105, **opts) == []
     assert asked == []
     # After it: the broker has incidents the last fetch did not show; they are waited for
     # (as a lagging topic: far past the grace), and asked about since the record arrived.
-    assert [x for _, x in m.release(caught_up, 115, 2_000, 60_000, **opts)] == []
+    assert release(m, caught_up, 115, **opts) == []
     assert ("i", 100) in asked
-    assert [x for _, x in m.release(caught_up, 5_000, 2_000, 60_000, **opts)] == []
+    assert release(m, caught_up, 5_000, **opts) == []
     m.add("i", key(900), 5_001, "i900")
     behind["i"] = False
     # The incident waits its own grace (for feeds), then both go, in event-time order.
-    assert [x for _, x in m.release(caught_up, 5_002, 2_000, 60_000, **opts)] == []
-    out = [x for _, x in m.release(caught_up, 5_020, 2_000, 60_000, **opts)]
+    assert release(m, caught_up, 5_002, **opts) == []
+    out = release(m, caught_up, 5_020, **opts)
     assert out == ["i900", "d1000"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.pipeline.acks import OffsetOrderedAcks
+from streams.worker.acks import OffsetOrderedAcks
 
 # Per record: its partition (0-2), the offsets skipped before it (markers), and when
 # it finishes relative to the others (a rank: the merge reorders across topics).

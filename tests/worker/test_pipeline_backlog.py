@@ -11,7 +11,7 @@ from agents.model.events import order_key
 from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings
-from tests.pipeline.harness import (
+from tests.worker.harness import (
     WorkerProcess,
     comparable,
     dead_letters,
@@ -19,7 +19,7 @@ from tests.pipeline.harness import (
     replay_expected,
     wait_for_alerts,
 )
-from tests.pipeline.test_pipeline_crash import synthetic_events
+from tests.worker.test_pipeline_crash import synthetic_events
 
 pytestmark = pytest.mark.kafka
 

@@ -15,7 +15,7 @@ from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings
 from streams.synthetic import SyntheticSpec, generate
-from tests.pipeline.harness import (
+from tests.worker.harness import (
     WorkerProcess,
     comparable,
     dead_letters,

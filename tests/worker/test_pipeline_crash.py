@@ -14,7 +14,7 @@ from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings
 from streams.synthetic import SyntheticSpec, generate
-from tests.pipeline.harness import WorkerProcess, comparable, replay_expected, wait_for_alerts
+from tests.worker.harness import WorkerProcess, comparable, replay_expected, wait_for_alerts
 
 pytestmark = pytest.mark.kafka
 

@@ -10,16 +10,17 @@ from agents.model.events import order_key
 from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings
-from tests.pipeline.harness import (
+from tests.worker.harness import (
     WorkerProcess,
     comparable,
     dead_letters,
     diff_summary,
+    pipeline_report,
     replay_expected,
     wait_for_alerts,
     wait_until_committed,
 )
-from tests.pipeline.test_pipeline_crash import synthetic_events
+from tests.worker.test_pipeline_crash import synthetic_events
 
 pytestmark = pytest.mark.kafka
 
@@ -38,7 +39,10 @@ def test_switching_runtime_across_a_restart_continues_from_the_stored_state(
     worker = WorkerProcess(kafka_settings, tmp_path, "--runtime", before, name=before)
     try:
         expected_first = replay_expected(first)
-        wait_for_alerts(kafka_settings, expected_first, timeout_s=120, workers=[worker])
+        active = wait_for_alerts(kafka_settings, expected_first, timeout_s=120, workers=[worker])
+        assert comparable(active) == comparable(expected_first), (
+            diff_summary(active, expected_first) + "\n" + pipeline_report(kafka_settings, [worker])
+        )
         wait_until_committed(kafka_settings, timeout_s=60, workers=[worker])
     finally:
         worker.stop()

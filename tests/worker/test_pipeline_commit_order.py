@@ -18,14 +18,14 @@ from streams.codecs import make_codec
 from streams.kafka.clients import producer_config
 from streams.kafka.topics import create_topics
 from streams.settings import Settings
-from tests.pipeline.harness import (
+from tests.worker.harness import (
     WorkerProcess,
     dead_letters,
     input_offsets,
     metric,
     wait_for_metric,
 )
-from tests.pipeline.test_pipeline_bad_input import SERVICE, deploy
+from tests.worker.test_pipeline_bad_input import SERVICE, deploy
 
 pytestmark = pytest.mark.kafka
 

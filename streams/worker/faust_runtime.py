@@ -1,20 +1,29 @@
-"""The Faust app: one agent over the three co-partitioned input topics, state in a Table.
+"""The Faust runtime: the worker core on one Faust agent, state in a Faust Table.
 
-Flow for each input record: stage one of the :class:`Processor` (decode,
-validate, partition check) runs on arrival; valid events wait in the
-:class:`~streams.pipeline.merge.PartitionMerge` of their partition; released
-events go through the engine in batches. For a batch, every output record is
-sent and its delivery awaited, then the touched services' states are written
-to the table (whose changelog topic restores them on restart or rebalance),
-and only then are the input records acked. Faust commits acked offsets after
-flushing its producer, so an offset is never committed before the record's
-effects were produced (at-least-once; alert ids are deterministic, so a
-redelivery re-sends the same alert ids).
+This module is the client wiring: a Faust app whose one agent (``correlate``,
+concurrency 1) reads the three co-partitioned input topics, a Table whose
+changelog is the worker's state changelog, a confluent-kafka producer for the
+outputs, and what only Faust needs — acknowledging records in offset order
+(:mod:`streams.worker.acks`), and the lag of a partition as Faust's consumer
+knows it. What to do with the records is the core's (:mod:`streams.worker.core`).
+
+For each input record the core admits it (a bad record's dead letter is sent at
+once) or holds it in the merge; the drain timer releases one slice at a time
+through the engine and sends the outputs at once. Every second (or every
+``checkpoint_records`` records) the checkpoint waits for every output to be
+delivered, writes the touched services' states to the Table (split into parts
+when a state is bigger than a record may be), and only then acks the inputs;
+Faust commits acked offsets after flushing its producer (which also carries the
+Table's changelog), so a committed offset always has its alerts, dead letters
+and state behind it (at-least-once; alert ids are deterministic, so a
+redelivery re-sends the same ids).
 
 Faust settings that matter here: agent concurrency 1 (upstream #606), acks
 taken over by us (``noack``), ``stream_wait_empty=False`` (records held in the
 merge are never acked before a rebalance; they are redelivered to the new
-owner), web server bound to 127.0.0.1 unless told otherwise.
+owner), Faust's own web server off: ``/metrics`` and ``/healthz`` are the
+worker's threaded endpoint (:mod:`streams.worker.web`), so ``/healthz`` answers
+503 even while the event loop is stuck.
 """
 
 from __future__ import annotations
@@ -22,28 +31,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import uuid
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.streams import _current_event
 from faust.types import TP
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents.engine import EngineConfig
-from agents.errors import RelsecError
-from streams.codecs import make_codec
+from agents.errors import TopicError
 from streams.kafka.clients import producer_config, ssl_context
-from streams.pipeline.acks import Delivered, OffsetOrderedAcks
-from streams.pipeline.kafka_runtime import send_outputs
-from streams.pipeline.merge import CAUGHT_UP, LAGGING, UNKNOWN, PartitionMerge
-from streams.pipeline.metrics import PipelineMetrics
-from streams.pipeline.options import WorkerOptions, wall_ms
-from streams.pipeline.processor import Admitted, InputRecord, Output, Processor
+from streams.kafka.topics import max_message_bytes
 from streams.settings import Settings
+from streams.worker.acks import Delivered, OffsetOrderedAcks
+from streams.worker.core import WorkerCore
+from streams.worker.delivery import RecordLimits, refusal, send
+from streams.worker.errors import OutputsRefused, Refusal
+from streams.worker.merge import CAUGHT_UP, LAGGING, UNKNOWN
+from streams.worker.metrics import PipelineMetrics
+from streams.worker.options import WorkerOptions, wall_ms
+from streams.worker.processor import StateToStore
+from streams.worker.records import InputRecord, Output
+from streams.worker.state_records import StoredState, decode_state, encode_state, head_parts
+from streams.worker.web import WorkerWeb
 
 log = logging.getLogger("relsec.worker")
+
+FAUST_MAX_REQUEST_BYTES = 1_000_000
+"""Faust's ``producer_max_request_size`` default: the Table's records must fit it too."""
 
 try:
     from faust.types.tuples import ack_lock
@@ -69,26 +85,45 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
-class Runtime:
-    """The worker's mutable parts: merges per partition, the processor, acks."""
+def faust_limits(settings: Settings, options: WorkerOptions) -> RecordLimits:
+    """Record size limits: each topic's, the output producer's, and Faust's own producer
+    (which writes the Table's changelog)."""
+    topics = settings.topics
+    names = [topics.alerts, topics.alerts_ocsf, topics.dlq, topics.state_changelog]
+    try:
+        per_topic = max_message_bytes(settings, names)
+    except TopicError as exc:
+        log.warning("record size limits unknown (%s): assuming the producer's", exc)
+        per_topic = {}
+    changelog = per_topic.get(topics.state_changelog, FAUST_MAX_REQUEST_BYTES)
+    per_topic[topics.state_changelog] = min(changelog, FAUST_MAX_REQUEST_BYTES)
+    return RecordLimits.learned(per_topic, options.producer_max_message_bytes)
 
-    def __init__(self, app: faust.App, settings: Settings, options: WorkerOptions) -> None:
+
+Token = tuple[Any, Delivered[Any]]
+"""What the Faust runtime keeps with a held record: its Faust event and its ack entry."""
+
+
+class FaustRuntime:
+    """The worker's Faust side: the core, the Table, acks in offset order, outputs."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        options: WorkerOptions,
+        limits: RecordLimits | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
         self.options = options
         self.metrics = PipelineMetrics()
+        self.limits = limits or RecordLimits(FAUST_MAX_REQUEST_BYTES)
         self.table: Any = None
         self.stream: Any = None
-        self.processor = Processor(
-            settings.topics,
-            make_codec(settings),
-            EngineConfig(allowed_lateness_ms=settings.allowed_lateness_ms),
-            options.partitions,
-            self._load_state,
-            wall_ms,
-            self.metrics,
+        self.core = WorkerCore(
+            settings, options, self._load_state, "faust", wall_ms, self.metrics, self.limits
         )
-        self.merges: dict[int, PartitionMerge[tuple[Any, Admitted, Delivered[Any]]]] = {}
         self.next_offset: dict[TP, int] = {}
         self.positions: dict[TP, int] = {}
         self.lock = asyncio.Lock()
@@ -97,22 +132,47 @@ class Runtime:
         self.last_event_of_partition: dict[int, Any] = {}
         # At-least-once: outputs go through librdkafka (much faster per record than
         # Faust's producer); exactly-once: through Faust's transactional producer.
-        self.direct = None if options.exactly_once else DirectProducer(settings)
+        self.direct = None if options.exactly_once else DirectProducer(settings, self.limits)
         self.output_topics: dict[str, Any] = {}
+        self.epoch = uuid.uuid4().hex[:12]
+        self.seq = 0
 
     # -- state ---------------------------------------------------------------
 
-    def _load_state(self, service: str) -> bytes | None:
-        value = self.table.get(service.encode("utf-8"))
+    def _table_get(self, key: bytes) -> bytes | None:
+        value = self.table.get(key)
         return bytes(value) if value is not None else None
 
-    def _store_states(
-        self, touched: Sequence[tuple[str, int, bytes]], events: dict[int, Any]
-    ) -> None:
-        for service, partition, data in touched:
-            token = _current_event.set(weakref.ref(events[partition]))
+    def _load_state(self, service: str) -> StoredState | None:
+        key = service.encode("utf-8")
+        head = self._table_get(key)
+        return None if head is None else decode_state(key, head, self._table_get)
+
+    def _store_states(self, states: Sequence[StateToStore], events: dict[int, Any]) -> None:
+        """Write each state to the Table, as parts and a head when it is too big for one
+        record; the parts of the state it replaces are deleted after the new head."""
+        self.seq += 1
+        uid = f"{self.epoch}.{self.seq}"
+        topic = self.settings.topics.state_changelog
+        for state in states:
+            key = state.service.encode("utf-8")
+            previous = self._table_get(key)
+            records = encode_state(
+                topic,
+                key,
+                StoredState(state.offsets, state.engine),
+                uid,
+                state.partition,
+                self.limits.value_budget(topic, len(key)),
+            )
+            replaced = head_parts(previous) if previous is not None else None
+            token = _current_event.set(weakref.ref(events[state.partition]))
             try:
-                self.table[service.encode("utf-8")] = data
+                for record in records:
+                    self.table[record.key] = record.value
+                if replaced is not None:
+                    for part_key in replaced.part_keys(key):
+                        self.table.pop(part_key, None)
             finally:
                 _current_event.reset(token)
 
@@ -139,17 +199,15 @@ class Runtime:
         record = InputRecord(
             message.topic, message.partition, message.offset, message.key, message.value
         )
-        admitted = self.processor.admit(record)
-        if isinstance(admitted, Admitted):
-            merge = self.merges.get(record.partition)
-            if merge is None:
-                merge = self.merges[record.partition] = PartitionMerge(self.settings.topics.inputs)
-            merge.add(record.topic, admitted.key, wall_ms(), (event, admitted, entry))
+        disposal = self.core.admit(record, wall_ms(), token=(event, entry))
+        self.core.progress.beat()
+        if not disposal:
+            merge = self.core.merges[record.partition]
             if len(merge) >= self.options.batch_records:
                 await self.drain()
             return
         async with self.lock:
-            await self._send_all(admitted)
+            await self._send_all(disposal)
             self.acks.finish(entry)
 
     def _input_pending(self) -> int:
@@ -159,63 +217,49 @@ class Runtime:
         except Exception:  # no stream yet, or a Faust without that queue
             return 0
 
-    def _lag_state(self, partition: int) -> Any:
-        consumer = self.app.consumer
+    def lag_state(self, topic: str, partition: int) -> str:
+        tp = TP(topic, partition)
+        try:
+            highwater = self.app.consumer.highwater(tp)
+        except Exception:  # not assigned or no fetch yet
+            return UNKNOWN
+        if highwater is None:
+            return UNKNOWN
         pending = self._input_pending()
-
-        def state(topic: str) -> str:
-            tp = TP(topic, partition)
-            try:
-                highwater = consumer.highwater(tp)
-            except Exception:  # not assigned or no fetch yet
-                return UNKNOWN
-            if highwater is None:
-                return UNKNOWN
-            # What was delivered to us counts; the fetch position runs ahead of it.
-            delivered = self.next_offset.get(tp)
-            position = self.positions.get(tp)
-            if delivered is not None:
-                if delivered >= highwater:
-                    return CAUGHT_UP
-                # A transactional producer's commit markers are never delivered: read to
-                # the high watermark with nothing queued for the agent is caught up.
-                if position is not None and position >= highwater and not pending:
-                    return CAUGHT_UP
-                return LAGGING
-            if position is None:
-                return UNKNOWN
-            if position < highwater:
-                return LAGGING
-            # Fetched up to the high watermark but nothing delivered yet: caught up unless
-            # records are still queued for the agent (they may be this partition's).
-            return UNKNOWN if pending else CAUGHT_UP
-
-        return state
+        # What was delivered to us counts; the fetch position runs ahead of it.
+        delivered = self.next_offset.get(tp)
+        position = self.positions.get(tp)
+        if delivered is not None:
+            if delivered >= highwater:
+                return CAUGHT_UP
+            # A transactional producer's commit markers are never delivered: read to
+            # the high watermark with nothing queued for the agent is caught up.
+            if position is not None and position >= highwater and not pending:
+                return CAUGHT_UP
+            return LAGGING
+        if position is None:
+            return UNKNOWN
+        if position < highwater:
+            return LAGGING
+        # Fetched up to the high watermark but nothing delivered yet: caught up unless
+        # records are still queued for the agent (they may be this partition's).
+        return UNKNOWN if pending else CAUGHT_UP
 
     async def drain(self) -> int:
-        """Run the events the merge releases through the engine and send their outputs."""
+        """Release one slice from the merge through the engine and send its outputs."""
         async with self.lock:
-            now = wall_ms()
-            released = 0
-            for partition, merge in self.merges.items():
-                for _, (event, admitted, entry) in merge.release(
-                    self._lag_state(partition),
-                    now,
-                    self.options.merge_idle_ms,
-                    self.options.merge_lagging_max_ms,
-                    limit=self.options.batch_records - released,
-                    caught_up_grace_ms=self.options.merge_caught_up_grace_ms,
-                    far_ahead_ms=self.settings.allowed_lateness_ms // 2,
-                    far_ahead_grace_ms=self.options.merge_far_ahead_grace_ms,
-                ):
-                    await self._send_all(self.processor.apply(admitted))
-                    self.last_event_of_partition[admitted.record.partition] = event
-                    self.acks.finish(entry)
-                    released += 1
-            self.metrics.merge_buffered.set(sum(len(m) for m in self.merges.values()))
+            released = self.core.release(wall_ms(), self, limit=self.options.batch_records)
+            for outputs in released.outputs.values():
+                await self._send_all(outputs)
+            for admitted in released.items:
+                event, entry = cast(Token, admitted.token)
+                self.last_event_of_partition[admitted.record.partition] = event
+                self.acks.finish(entry)
+            self.metrics.merge_buffered.set(self.core.buffered())
+        self.core.progress.beat()
         if self.acks.finished >= self.options.checkpoint_records:
             await self.checkpoint()
-        return released
+        return len(released.items)
 
     async def checkpoint(self) -> None:
         """Wait for every output to be delivered, store touched states, then ack the inputs.
@@ -228,13 +272,14 @@ class Runtime:
             if not self.acks.finished:
                 return
             await self._wait_delivered()
-            self._store_states(self.processor.take_dirty(), self.last_event_of_partition)
+            self._store_states(self.core.take_states(), self.last_event_of_partition)
             # In offset order per partition: a record still in the merge holds back
             # the acks of the finished records behind it (module docstring of acks).
             for tp, entry in self.acks.take_ready():
                 if entry.skipped:
                     self._ack_never_delivered(tp, entry.skipped, entry.offset)
                 await self.stream.ack(entry.item)
+            self.core.evict_idle(wall_ms())
 
     def _committed_offset(self, tp: TP) -> int | None:
         committed = getattr(self.app.consumer, "_committed_offset", None)
@@ -250,7 +295,7 @@ class Runtime:
         and the run stops there (commits advance one record per commit). Its record of
         the gaps up to this record is dropped: these offsets are in the books now.
         """
-        consumer = self.app.consumer
+        consumer: Any = self.app.consumer  # Faust's private books (see the docstring)
         try:
             acked, index = consumer._acked[tp], consumer._acked_index[tp]
             committed, gaps = consumer._committed_offset[tp], consumer._gap[tp]
@@ -283,6 +328,7 @@ class Runtime:
         """Positions of assigned input partitions (for the merge) and lag (for metrics)."""
         consumer = self.app.consumer
         inputs = set(self.settings.topics.inputs)
+        lags: list[tuple[str, int, int]] = []
         for tp in list(consumer.assignment()):
             if tp.topic not in inputs:
                 continue
@@ -297,10 +343,11 @@ class Runtime:
             if position is not None and fetched is not None and not self._input_pending():
                 position = max(position, fetched)  # past transaction markers
             if highwater is not None and position is not None:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
-                    max(0, highwater - position)
-                )
-        self.metrics.services.set(len(self.processor.engines))
+                lags.append((tp.topic, tp.partition, highwater - position))
+        self.core.refresh_metrics(lags)
+
+    def health(self) -> dict[str, Any]:
+        return self.core.health(held_for_ack=self.acks.unfinished())
 
     def on_assigned(self, assigned: Any) -> None:
         """Forget Faust's read offsets of the assigned input partitions.
@@ -312,10 +359,12 @@ class Runtime:
         below the stale offset is silently dropped (seen with two workers and a
         kill). The seek to committed offsets that follows sets it afresh.
         """
+        inputs = set(self.settings.topics.inputs)
+        self.core.assigned_partitions(tp.partition for tp in assigned if tp.topic in inputs)
+        self.core.progress.beat()
         read_offsets = getattr(self.app.consumer, "_read_offset", None)
         if read_offsets is None:
             return
-        inputs = set(self.settings.topics.inputs)
         for tp in assigned:
             if tp.topic in inputs:
                 read_offsets.pop(tp, None)
@@ -325,10 +374,8 @@ class Runtime:
         self.acks.clear()
         self.pending.clear()
         self.last_event_of_partition.clear()
-        for merge in self.merges.values():
-            merge.clear()
-        self.merges.clear()
-        self.processor.forget()
+        self.core.drop_partitions()
+        self.core.merges.clear()
         self.next_offset.clear()
         self.positions.clear()
 
@@ -336,20 +383,22 @@ class Runtime:
 class DirectProducer:
     """A confluent-kafka producer for outputs; delivery is checked at each checkpoint."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, limits: RecordLimits) -> None:
         from confluent_kafka import Producer
 
+        self.topics = settings.topics
+        self.limits = limits
         self.producer = Producer(
             producer_config(settings, **{"linger.ms": 5, "on_delivery": self._on_delivery})
         )
-        self.errors: list[str] = []
+        self.refusals: list[Refusal] = []
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
-            self.errors.append(f"{msg.topic()}: {err}")
+            self.refusals.append(refusal(err, msg, self.topics, self.limits))
 
     def send(self, outputs: Sequence[Output]) -> None:
-        send_outputs(self.producer, outputs)
+        send(self.producer, outputs)
 
     async def flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -358,27 +407,25 @@ class DirectProducer:
             if not remaining:
                 break
             log.warning("waiting for %d output record(s) to be delivered", remaining)
-        if self.errors:
-            detail = "; ".join(self.errors[:5])
-            raise RelsecError(f"output records were not delivered, not committing: {detail}")
+        if self.refusals:
+            raise OutputsRefused(self.refusals)
 
 
 def build_app(
-    settings: Settings, options: WorkerOptions | None = None
-) -> tuple[faust.App, Runtime]:
+    settings: Settings, options: WorkerOptions | None = None, limits: RecordLimits | None = None
+) -> tuple[faust.App, FaustRuntime]:
     """The Faust app of the worker and its runtime."""
-    options = options or WorkerOptions()
+    options = options or WorkerOptions(runtime="faust")
     topics = settings.topics
     conf: dict[str, Any] = dict(
         broker=_broker_urls(settings.bootstrap_servers),
-        store=options.store,
+        store=options.faust_store_url,
         topic_partitions=options.partitions,
-        topic_replication_factor=options.replication_factor,
+        topic_replication_factor=options.replication_factor or 1,
         topic_allow_declare=True,
+        web_enabled=False,  # the worker's own threaded endpoint serves /metrics, /healthz
         web_host=options.web_host,
         web_bind=options.web_host,
-        web_port=options.web_port,
-        web_in_thread=False,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
         broker_commit_interval=1.0,
@@ -388,6 +435,7 @@ def build_app(
         table_standby_replicas=0,
         producer_acks=-1,
         producer_linger=0.005,
+        producer_max_request_size=FAUST_MAX_REQUEST_BYTES,
         table_key_serializer="raw",
         table_value_serializer="raw",
     )
@@ -397,7 +445,7 @@ def build_app(
     if options.data_dir:
         conf["datadir"] = options.data_dir
     app = faust.App(topics.consumer_group, **conf)
-    runtime = Runtime(app, settings, options)
+    runtime = FaustRuntime(app, settings, options, limits)
     inputs = app.topic(
         *topics.inputs,
         key_type=bytes,
@@ -416,45 +464,35 @@ def build_app(
 
     @app.agent(inputs, concurrency=1)
     async def correlate(stream: Any) -> None:
+        """The stream agent: every input record goes to the worker core."""
         runtime.stream = stream.noack()
         async for event in runtime.stream.events():
             await runtime.on_event(event)
 
-    @app.timer(options.drain_interval_ms / 1000)
+    @app.timer(options.drain_interval_ms / 1000)  # type: ignore[untyped-decorator]
     async def drain_timer() -> None:
         if runtime.stream is not None:
-            # A full batch means more may be releasable: go on, letting input in between.
+            # A full slice means more may be releasable: go on, letting input in between.
             while await runtime.drain() >= options.batch_records:
                 await asyncio.sleep(0)
+        runtime.core.progress.beat()
 
-    @app.timer(options.checkpoint_every_ms / 1000)
+    @app.timer(options.checkpoint_every_ms / 1000)  # type: ignore[untyped-decorator]
     async def checkpoint_timer() -> None:
         if runtime.stream is not None:
             await runtime.checkpoint()
 
-    @app.timer(1.0)
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def refresh_timer() -> None:
         await runtime.refresh()
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         runtime.on_revoked()
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
         runtime.on_assigned(assigned)
-
-    @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        # aiohttp wants the charset apart from the content type.
-        return web.bytes(
-            generate_latest(runtime.metrics.registry),
-            content_type=CONTENT_TYPE_LATEST.split(";")[0],
-        )
-
-    @app.page("/healthz")
-    async def health_page(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "services_cached": len(runtime.processor.engines)})
 
     return app, runtime
 
@@ -466,10 +504,10 @@ def limit_fetch_wait(fetch_max_wait_ms: int) -> None:
     its next one; with long-poll fetches of 1.5 s that wait is what alert latency is
     made of. Patches the class in this process only: call it from the worker's entry.
     """
-    import aiokafka
+    import aiokafka  # type: ignore[import-untyped]
     import faust.transport.drivers.aiokafka as driver
 
-    base = driver.aiokafka.AIOKafkaConsumer
+    base = driver.aiokafka.AIOKafkaConsumer  # type: ignore[attr-defined]
     if getattr(base, "_relsec_fetch_cap", None) is not None:
         return
 
@@ -482,13 +520,25 @@ def limit_fetch_wait(fetch_max_wait_ms: int) -> None:
             )
             super().__init__(*args, **kwargs)
 
-    aiokafka.AIOKafkaConsumer = CappedConsumer  # type: ignore[misc]
+    aiokafka.AIOKafkaConsumer = CappedConsumer
 
 
-def run_worker(settings: Settings, options: WorkerOptions, loglevel: str = "warning") -> None:
-    """Run the worker until SIGINT/SIGTERM."""
+def serve(settings: Settings, options: WorkerOptions) -> None:
+    """Run the Faust runtime with the worker's web endpoint until SIGINT/SIGTERM."""
     limit_fetch_wait(options.fetch_max_wait_ms)
-    app, _ = build_app(settings, options)
-    level = {"warning": "warn", "critical": "crit"}.get(loglevel.lower(), loglevel.lower())
+    app, runtime = build_app(settings, options, faust_limits(settings, options))
+    web = WorkerWeb(
+        options.web_host,
+        options.web_port,
+        runtime.metrics,
+        runtime.health,
+        read_timeout_s=options.web_read_timeout_ms / 1000,
+        max_connections=options.web_max_connections,
+    )
+    level = options.loglevel.lower()
+    level = {"warning": "warn", "critical": "crit"}.get(level, level)
     worker = faust.Worker(app, loglevel=level, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        web.close()

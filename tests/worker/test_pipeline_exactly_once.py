@@ -13,7 +13,7 @@ from streams.alerts_reader import read_alerts
 from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings, Topics
-from tests.pipeline.harness import (
+from tests.worker.harness import (
     COMPARED,
     WorkerProcess,
     comparable,
@@ -22,7 +22,7 @@ from tests.pipeline.harness import (
     wait_for_alerts,
     wait_until_committed,
 )
-from tests.pipeline.test_pipeline_crash import synthetic_events
+from tests.worker.test_pipeline_crash import synthetic_events
 
 pytestmark = pytest.mark.kafka
 

@@ -13,7 +13,7 @@ from streams.codecs import make_codec
 from streams.kafka.clients import murmur2_partition, producer_config
 from streams.kafka.topics import create_topics
 from streams.settings import Settings
-from tests.pipeline.harness import WorkerProcess, dead_letters, metric
+from tests.worker.harness import WorkerProcess, dead_letters, metric
 
 pytestmark = pytest.mark.kafka
 

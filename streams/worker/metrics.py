@@ -77,6 +77,10 @@ class PipelineMetrics:
             "Records found on a partition their key does not hash to, re-keyed",
         )
         self.alerts = Tally("relsec_alerts", "Alert events emitted", ("rule", "status"))
+        self.evicted = Tally(
+            "relsec_services_evicted",
+            "Idle services whose engine was dropped from the cache (their state stays stored)",
+        )
         r.register(
             _TallyCollector(
                 [
@@ -86,11 +90,14 @@ class PipelineMetrics:
                     self.dead_letters,
                     self.rerouted,
                     self.alerts,
+                    self.evicted,
                 ]
             )
         )
         self.state_bytes = Gauge(
-            "relsec_state_bytes", "Serialized engine state held for cached services", registry=r
+            "relsec_state_bytes",
+            "Stored state (heads and parts) held in memory for the assigned partitions",
+            registry=r,
         )
         self.services = Gauge("relsec_services_cached", "Services with state in memory", registry=r)
         self.lag = Gauge(
@@ -105,6 +112,12 @@ class PipelineMetrics:
         self.gc_frozen = Gauge(
             "relsec_gc_frozen_objects",
             "Objects moved out of the cyclic garbage collector's generations (gc.freeze)",
+            registry=r,
+        )
+        self.turn_seconds = Histogram(
+            "relsec_loop_turn_seconds",
+            "How long one turn of the worker's loop took (engine work is cut into slices)",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
         self.checkpoint_seconds = Histogram(

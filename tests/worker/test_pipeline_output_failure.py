@@ -18,7 +18,7 @@ from streams.kafka.clients import admin_config
 from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings
-from tests.pipeline.harness import (
+from tests.worker.harness import (
     WorkerProcess,
     comparable,
     diff_summary,
@@ -26,7 +26,7 @@ from tests.pipeline.harness import (
     replay_expected,
     wait_for_alerts,
 )
-from tests.pipeline.test_pipeline_crash import synthetic_events
+from tests.worker.test_pipeline_crash import synthetic_events
 
 pytestmark = pytest.mark.kafka
 

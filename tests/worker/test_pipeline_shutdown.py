@@ -20,7 +20,7 @@ from streams.kafka.local import LocalKafka
 from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings, Topics
-from tests.pipeline.harness import (
+from tests.worker.harness import (
     WorkerProcess,
     comparable,
     diff_summary,
@@ -28,7 +28,7 @@ from tests.pipeline.harness import (
     wait_for_alerts,
     wait_for_metric,
 )
-from tests.pipeline.test_pipeline_rebalance import synthetic
+from tests.worker.test_pipeline_rebalance import synthetic
 
 pytestmark = pytest.mark.kafka
 

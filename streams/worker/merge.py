@@ -26,14 +26,27 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
 CAUGHT_UP: Final = "caught_up"
 LAGGING: Final = "lagging"
 UNKNOWN: Final = "unknown"
+LagState = Literal["caught_up", "lagging", "unknown"]
 OrderKey = tuple[int, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class MergePolicy:
+    """How long the merge waits, built once from the worker's options (see
+    :meth:`PartitionMerge.release` for what each wait is for)."""
+
+    idle_ms: int = 2_000
+    lagging_max_ms: int = 60_000
+    caught_up_grace_ms: int = 0
+    far_ahead_ms: int | None = None
+    far_ahead_grace_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -72,15 +85,14 @@ class PartitionMerge(Generic[T]):
         self,
         lag_state: Callable[[str], str],
         now_ms: int,
-        idle_ms: int,
-        lagging_max_ms: int,
+        policy: MergePolicy,
         limit: int | None = None,
-        caught_up_grace_ms: int = 0,
-        far_ahead_ms: int | None = None,
-        far_ahead_grace_ms: int = 0,
         confirm_caught_up: Callable[[str, int], bool] | None = None,
     ) -> Iterator[tuple[str, T]]:
         """Yield ``(topic, item)`` in merged order while the rule allows, at most ``limit``.
+
+        ``policy.idle_ms`` / ``policy.lagging_max_ms``: how long an empty topic of unknown
+        lag / known to be behind holds the others back (module docstring).
 
         ``caught_up_grace_ms``: a record is not released ahead of a caught-up but empty
         topic until it has waited that long. "Caught up" is only as fresh as the last
@@ -103,6 +115,9 @@ class PartitionMerge(Generic[T]):
         be a fetch old, and on a loaded machine a fetch can take longer than the grace;
         a topic the broker shows behind is waited for as a lagging one.
         """
+        caught_up_grace_ms = policy.caught_up_grace_ms
+        far_ahead_ms = policy.far_ahead_ms
+        far_ahead_grace_ms = policy.far_ahead_grace_ms
         released = 0
         while limit is None or released < limit:
             head_topic: str | None = None
@@ -133,7 +148,7 @@ class PartitionMerge(Generic[T]):
                         continue
                     state = LAGGING
                 since = self.waiting_since.setdefault(topic, now_ms)
-                limit_ms = lagging_max_ms if state == LAGGING else idle_ms
+                limit_ms = policy.lagging_max_ms if state == LAGGING else policy.idle_ms
                 if now_ms - since < limit_ms:
                     return
             self.buffers[head_topic].popleft()

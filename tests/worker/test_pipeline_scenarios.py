@@ -12,7 +12,7 @@ from agents.model.timefmt import MS_PER_HOUR
 from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings
-from tests.pipeline.harness import (
+from tests.worker.harness import (
     SHARED_SCENARIOS,
     WorkerProcess,
     comparable,
