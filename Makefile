@@ -24,8 +24,14 @@ demo: install
 lint: install-test
 	$(BIN)/ruff check agents streams tests benchmarks
 
+# mypy --strict over the engine and the worker (streams/worker and the modules it is
+# built on); the rest of streams/ joins as its owners make it pass (issue 12.6).
+STRICT := agents/model agents/engine agents/errors.py \
+	streams/worker streams/settings.py streams/kafka/clients.py streams/kafka/topics.py \
+	streams/publish.py
+
 typecheck: install-test
-	$(BIN)/mypy --strict agents/model agents/engine agents/errors.py
+	$(BIN)/mypy --strict $(STRICT)
 
 test: install-test lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15

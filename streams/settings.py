@@ -147,8 +147,9 @@ class Setting(Generic[T]):
         try:
             return self.kind.parse(text)
         except (ValueError, TypeError) as exc:
-            shown = "***" if self.secret else repr(text)
-            raise ConfigError(f"{source}={shown}: not a valid {self.kind.name}: {exc}") from None
+            if self.secret:  # the parser's message would quote the secret
+                raise ConfigError(f"{source}=***: not a valid {self.kind.name}") from None
+            raise ConfigError(f"{source}={text!r}: not a valid {self.kind.name}: {exc}") from None
 
     def checked(self, value: T, source: str) -> T:
         problem = None
@@ -227,6 +228,14 @@ def resolve(
             continue
         out[setting.name] = setting.checked(value, source)
     return out
+
+
+def check_values(settings: Iterable[Setting[Any]], values: Mapping[str, Any]) -> None:
+    """Run each setting's check on values set in code (errors name the attribute)."""
+    for setting in settings:
+        value = values.get(setting.name)
+        if value is not None:
+            setting.checked(value, setting.name)
 
 
 # -- the Kafka connection ----------------------------------------------------------

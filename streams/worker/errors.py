@@ -42,6 +42,16 @@ class Refusal:
     size: int | None = None
     limit: int | None = None
 
+    @property
+    def refused_for_size_within_limit(self) -> bool:
+        """Too large for the broker, though within the limit the worker knew."""
+        return (
+            "too large" in self.reason.lower()
+            and self.size is not None
+            and self.limit is not None
+            and self.size <= self.limit
+        )
+
     def __str__(self) -> str:
         text = f"{self.what} to {self.at}: {self.reason}"
         if self.size is not None:
@@ -71,7 +81,13 @@ class DeliveryRefused(WorkerError):
         more = len(self.refusals) - 5
         if more > 0:
             shown += f"; and {more} more"
-        super().__init__(f"{self.stage}, not committing: {shown}")
+        hint = ""
+        if any(r.refused_for_size_within_limit for r in self.refusals):
+            hint = (
+                ". The broker's limit is below the one the worker read at start (was it "
+                "lowered?): a restart reads the limits again and cuts records to them"
+            )
+        super().__init__(f"{self.stage}, not committing: {shown}{hint}")
 
 
 class OutputsRefused(DeliveryRefused):

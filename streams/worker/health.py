@@ -32,7 +32,7 @@ class Progress:
         self.last = self.clock()
 
     def idle_ms(self) -> int:
-        return int((self.clock() - self.last) * 1000)
+        return round((self.clock() - self.last) * 1000)
 
     def report(self, **details: Any) -> dict[str, Any]:
         """The health report: ``status`` ok or stalled, how long since the last progress,

@@ -21,7 +21,7 @@ from streams.settings import (
     TEXT,
     Setting,
     at_least,
-    resolve,
+    check_values,
 )
 
 RUNTIMES: Final = ("kafka", "faust")
@@ -302,8 +302,7 @@ class WorkerOptions:
         if self.partitions < 1:
             raise ConfigError(f"partitions must be at least 1, got {self.partitions}")
         # Values built in code get the same checks as flags and environment variables.
-        given = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "partitions"}
-        resolve(WORKER_SETTINGS, {k: v for k, v in given.items() if v is not None}, env={})
+        check_values(WORKER_SETTINGS, {f.name: getattr(self, f.name) for f in fields(self)})
 
     @staticmethod
     def from_values(values: dict[str, Any], partitions: int) -> WorkerOptions:

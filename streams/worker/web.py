@@ -11,6 +11,7 @@ worker's loop reports (:mod:`streams.worker.health`): 503 when it has stalled.
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 import time
@@ -24,33 +25,25 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams.worker.metrics import PipelineMetrics
 
 
-class _DeadlineReader:
-    """A socket file whose reads share one deadline (a per-read timeout alone lets a
-    client that sends a byte every few seconds hold its connection for ever)."""
+class _DeadlineSocket(io.RawIOBase):
+    """A socket read under one deadline for the whole request: every receive gets only
+    the time left (a per-read timeout alone lets a client that sends a byte every few
+    seconds hold its connection for ever)."""
 
-    def __init__(self, raw: Any, sock: socket.socket, deadline: float) -> None:
-        self._raw = raw
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
         self._sock = sock
         self._deadline = deadline
 
-    def _arm(self) -> None:
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
         left = self._deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("request not received in time")
         self._sock.settimeout(left)
-
-    def readline(self, limit: int = -1) -> bytes:
-        self._arm()
-        line: bytes = self._raw.readline(limit)
-        return line
-
-    def read(self, size: int = -1) -> bytes:
-        self._arm()
-        data: bytes = self._raw.read(size)
-        return data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
+        return self._sock.recv_into(buffer)
 
 
 class _BoundedServer(ThreadingHTTPServer):
@@ -98,7 +91,7 @@ class WorkerWeb:
             def setup(self) -> None:
                 super().setup()
                 deadline = time.monotonic() + read_timeout_s
-                self.rfile = _DeadlineReader(self.rfile, self.connection, deadline)  # type: ignore[assignment]
+                self.rfile = io.BufferedReader(_DeadlineSocket(self.connection, deadline))
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]

@@ -321,3 +321,83 @@ def wait_until_committed(
     raise AssertionError(
         f"inputs not committed to their end in {timeout_s} s: (committed, end) {behind}"
     )
+
+
+def health(worker: WorkerProcess) -> tuple[int, dict[str, Any]]:
+    """``(HTTP status, report)`` of the worker's /healthz."""
+    import urllib.error
+    import urllib.request
+
+    url = f"http://127.0.0.1:{worker.web_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+def topic_records(settings: Settings, topic: str, timeout_s: float = 20.0) -> list[Any]:
+    """Every record of ``topic`` from its beginning to its current end (messages)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    from streams.kafka.clients import consumer_config
+
+    consumer = Consumer(consumer_config(settings, None, **{"enable.partition.eof": True}))
+    try:
+        parts = sorted(consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        remaining = set(parts)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is None:
+                    out.append(msg)
+                elif msg.error().code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(msg.partition())
+        return out
+    finally:
+        consumer.close()
+
+
+def set_topic_config(settings: Settings, topic: str, name: str, value: str) -> None:
+    """Change one setting of ``topic`` (an incremental alter, as an operator would)."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    from streams.kafka.clients import admin_config
+
+    admin = AdminClient(admin_config(settings))
+    entry = ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+
+
+def skewed_events(n: int, hot_share: float, services: int, seed: int) -> list[Event]:
+    """A stream where one service (``hot-00000``) holds ``hot_share`` of the events and
+    ``services`` others share the rest, interleaved by event time (each part keeps the
+    arrival order of the synthetic generator)."""
+    import heapq
+
+    from streams.synthetic import SyntheticSpec, generate
+
+    hot_n = int(n * hot_share)
+
+    def renamed(e: dict[str, Any]) -> Event:
+        fields = {**e, "service": "hot-00000", "event_id": "hot-" + e["event_id"]}
+        if e.get("incident_id"):
+            fields["incident_id"] = "hot-" + e["incident_id"]
+        return parse_event(fields)
+
+    hot = [renamed(e) for e in generate(SyntheticSpec(services=1, events=hot_n, seed=seed))]
+    rest = [
+        parse_event(e)
+        for e in generate(SyntheticSpec(services=services, events=n - hot_n, seed=seed + 1))
+    ]
+    return list(heapq.merge(hot, rest, key=lambda e: e.occurred_at_ms))
