@@ -88,7 +88,7 @@ WORKER_SETTINGS: Final[tuple[Setting[Any], ...]] = (
     _ms(
         "health_stall_ms",
         "RELSEC_HEALTH_STALL_MS",
-        10_000,
+        15_000,
         "/healthz answers 503 when the worker has made no progress (a loop turn, a restored "
         "batch of state) for this long",
         minimum=1,

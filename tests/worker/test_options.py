@@ -53,7 +53,7 @@ def test_a_flag_wins_over_the_environment_which_wins_over_the_default() -> None:
     env = {"RELSEC_MERGE_IDLE_MS": "700", "RELSEC_SLICE_EVENTS": "300"}
     values = resolve(WORKER_SETTINGS, worker_args("--slice-events", "50"), env)
     assert (values["slice_events"], values["merge_idle_ms"]) == (50, 700)
-    assert values["health_stall_ms"] == 10_000  # the declared default
+    assert values["health_stall_ms"] == 15_000  # the declared default
     assert resolve(WORKER_SETTINGS, worker_args(), {})["merge_idle_ms"] == 2_000
 
 
@@ -98,7 +98,7 @@ def test_booleans_from_the_environment() -> None:
 
 def test_the_help_says_each_default_and_variable() -> None:
     help_text = " ".join(worker_parser().format_help().split())
-    assert "(default 10000; $RELSEC_HEALTH_STALL_MS)" in help_text
+    assert "(default 15000; $RELSEC_HEALTH_STALL_MS)" in help_text
     assert "--allowed-lateness DURATION" in help_text and "(default 24h;" in help_text
     parser = argparse.ArgumentParser()
     add_flags(parser, KAFKA_FLAGS)

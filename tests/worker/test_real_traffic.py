@@ -127,12 +127,26 @@ def wait_healthy_for_alerts(
     while time.monotonic() < deadline:
         assert worker.alive(), worker.log_tail()
         with contextlib.suppress(OSError):  # not listening yet
-            statuses.append(health(worker)[0])
+            status, report = health(worker)
+            statuses.append(status)
+            if status != 200:
+                print(f"health {status}: {report}\n{loop_turns(worker)}")
         active = active_alerts(read_alerts(settings))
         if comparable(active) == want:
+            print(loop_turns(worker))
             return active, statuses
         time.sleep(0.5)
     return active, statuses
+
+
+def loop_turns(worker: WorkerProcess) -> str:
+    """The worker's histogram of loop turn durations, for failure messages."""
+    import urllib.request
+
+    url = f"http://127.0.0.1:{worker.web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        lines = resp.read().decode().splitlines()
+    return "\n".join(line for line in lines if line.startswith("relsec_loop_turn_seconds"))
 
 
 def deploy_of(service: str, release: str, at_ms: int) -> Event:
