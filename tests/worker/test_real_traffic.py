@@ -10,7 +10,6 @@ the worker stayed healthy (``/healthz``) while it worked.
 from __future__ import annotations
 
 import contextlib
-import random
 import subprocess
 import sys
 import time
@@ -36,63 +35,11 @@ from tests.worker.harness import (
     pipeline_report,
     replay_expected,
     skewed_events,
+    trivy_report,
     wait_until_committed,
 )
 
 pytestmark = pytest.mark.kafka
-
-SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
-
-
-def trivy_report(findings: int, created_at: str, image: str, seed: int = 1) -> dict[str, Any]:
-    """A Trivy JSON report (``trivy image --format json``, SchemaVersion 2) of one image with
-    ``findings`` vulnerabilities spread over OS and language packages."""
-    rng = random.Random(seed)
-    repository = image.rpartition(":")[0]
-    results: list[dict[str, Any]] = []
-    for target, klass, kind, share in (
-        (f"{image} (debian 12.5)", "os-pkgs", "debian", 0.6),
-        ("app/package-lock.json", "lang-pkgs", "npm", 0.4),
-    ):
-        vulnerabilities = []
-        for _ in range(int(findings * share)):
-            n = len(results) * 100_000 + len(vulnerabilities)
-            package = f"lib{kind}{rng.randrange(400)}"
-            installed = f"{rng.randrange(1, 5)}.{rng.randrange(20)}.{rng.randrange(9)}"
-            vulnerabilities.append(
-                {
-                    "VulnerabilityID": f"CVE-{2019 + n % 7}-{10_000 + n}",
-                    "PkgID": f"{package}@{installed}",
-                    "PkgName": package,
-                    "PkgIdentifier": {"PURL": f"pkg:{kind}/{package}@{installed}"},
-                    "InstalledVersion": installed,
-                    "FixedVersion": f"{installed}-fix1" if rng.random() < 0.7 else "",
-                    "Status": "fixed" if rng.random() < 0.7 else "affected",
-                    "Layer": {"Digest": "sha256:" + "e7" * 32, "DiffID": "sha256:" + "f1" * 32},
-                    "SeveritySource": "nvd",
-                    "PrimaryURL": f"https://avd.aquasec.com/nvd/cve-{n}",
-                    "Title": f"{package}: flaw number {n} in the parser",
-                    "Description": "A flaw was found in the parser. " * 4,
-                    "Severity": SEVERITIES[rng.randrange(4)],
-                    "CweIDs": ["CWE-787"],
-                }
-            )
-        results.append(
-            {"Target": target, "Class": klass, "Type": kind, "Vulnerabilities": vulnerabilities}
-        )
-    return {
-        "SchemaVersion": 2,
-        "CreatedAt": created_at,
-        "ArtifactName": image,
-        "ArtifactType": "container_image",
-        "Metadata": {
-            "OS": {"Family": "debian", "Name": "12.5"},
-            "ImageID": "sha256:" + "05" * 32,
-            "RepoTags": [image],
-            "RepoDigests": [f"{repository}@sha256:" + "98" * 32],
-        },
-        "Results": results,
-    }
 
 
 def relsec(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
