@@ -26,9 +26,14 @@ demo: install
 lint: install-test
 	$(BIN)/ruff check agents streams tests benchmarks
 
+# mypy --strict over the engine and the worker (streams/worker and the modules it is
+# built on); the rest of streams/ joins as its owners make it pass (issue 12.6).
+STRICT := agents/model agents/engine agents/errors.py \
+	streams/worker streams/settings.py streams/kafka/clients.py streams/kafka/topics.py \
+	streams/publish.py streams/devkafka streams/api streams/cli/api.py
+
 typecheck: install-test
-	$(BIN)/mypy --strict agents/model agents/engine agents/errors.py streams/devkafka
-	$(BIN)/mypy --strict streams/api streams/cli/api.py
+	$(BIN)/mypy --strict $(STRICT)
 
 # The timeline page's tests drive Debian's Chromium through Playwright (Playwright's own
 # browser download is not used); installed here when missing, with sudo when not root.
