@@ -227,9 +227,12 @@ def render_table(alerts: list[dict[str, Any]]) -> str:
     order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
     for a in sorted(alerts, key=lambda a: (a["occurred_at"], order[a["severity"]], a["rule"])):
         rec = a.get("recommendation")
-        advice = (rec["release"] and f"move to {rec['release']}") or (
-            "coordinate a roll-forward fix" if rec else "-"
-        )
+        if rec is None:
+            advice = "-"
+        elif rec["release"]:
+            advice = f"move to {rec['release']}"
+        else:
+            advice = "coordinate a roll-forward fix"
         rows.append(
             (a["severity"], a["rule"], f"{a['service']}/{a['environment']}", a["release"], advice)
         )
