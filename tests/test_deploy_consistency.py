@@ -82,17 +82,34 @@ def k8s_kind(kind: str) -> list[dict[str, Any]]:
     return [o for o in k8s_objects() if o.get("kind") == kind]
 
 
-def the_deployment() -> dict[str, Any]:
-    deployments = k8s_kind("Deployment")
-    assert len(deployments) == 1, "deploy/k8s must hold exactly one Deployment (the worker)"
+COMPONENTS = ("worker", "notify", "api", "ingest")
+"""The relsec processes deploy/k8s runs, one Deployment each (app.kubernetes.io/component)."""
+
+
+def the_deployment(component: str = "worker") -> dict[str, Any]:
+    deployments = [
+        d
+        for d in k8s_kind("Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    assert len(deployments) == 1, f"deploy/k8s must hold exactly one {component} Deployment"
     return deployments[0]
 
 
-def worker_container() -> dict[str, Any]:
-    containers = the_deployment()["spec"]["template"]["spec"]["containers"]
+def the_container(component: str = "worker") -> dict[str, Any]:
+    containers = the_deployment(component)["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     container: dict[str, Any] = containers[0]
     return container
+
+
+def worker_container() -> dict[str, Any]:
+    return the_container("worker")
+
+
+def k8s_named(kind: str, name: str) -> dict[str, Any]:
+    (obj,) = [o for o in k8s_kind(kind) if o["metadata"]["name"] == name]
+    return obj
 
 
 def compose() -> dict[str, Any]:
@@ -289,12 +306,30 @@ def unread_env_names(env: Mapping[str, str]) -> list[str]:
     )
 
 
-def deployment_env() -> dict[str, str]:
-    """The worker container's env; values from Secrets become placeholders."""
+def container_env(component: str) -> dict[str, str]:
+    """A container's env; values from Secrets become placeholders."""
     env: dict[str, str] = {}
-    for item in worker_container().get("env", []):
+    for item in the_container(component).get("env", []):
         env[item["name"]] = str(item["value"]) if "value" in item else f"from-{item['name']}"
     return env
+
+
+def deployment_env() -> dict[str, str]:
+    """The worker container's env; values from Secrets become placeholders."""
+    return container_env("worker")
+
+
+def notify_config_text() -> str:
+    text: str = k8s_named("ConfigMap", "relsec-notify-config")["data"]["notify.toml"]
+    return text
+
+
+def notify_config_env_names() -> set[str]:
+    """The variables the shipped notify config names (``*_env`` keys): read through it."""
+    names: set[str] = set()
+    for destination in tomllib.loads(notify_config_text()).get("destination", []):
+        names.update(v for k, v in destination.items() if k.endswith("_env"))
+    return names
 
 
 # ====================================================================== topics
@@ -371,9 +406,9 @@ def declared_topics() -> dict[str, dict[str, Any]]:
 
 
 def strimzi_cluster() -> str:
-    users = k8s_kind("KafkaUser")
-    assert len(users) == 1
-    cluster: str = users[0]["metadata"]["labels"]["strimzi.io/cluster"]
+    clusters = {u["metadata"]["labels"]["strimzi.io/cluster"] for u in k8s_kind("KafkaUser")}
+    assert len(clusters) == 1, f"every KafkaUser names one Strimzi cluster, not {clusters}"
+    (cluster,) = clusters
     return cluster
 
 
@@ -409,8 +444,8 @@ def test_k8s_topic_prefix_and_consumer_group_match_the_kafkauser_acls() -> None:
         assert "Write" in ops[name]
 
 
-def strimzi_acls() -> list[dict[str, Any]]:
-    user = k8s_kind("KafkaUser")[0]
+def strimzi_acls(user_name: str = "relsec-worker") -> list[dict[str, Any]]:
+    user = k8s_named("KafkaUser", user_name)
     assert user["apiVersion"] == "kafka.strimzi.io/v1beta2"
     acls: list[dict[str, Any]] = user["spec"]["authorization"]["acls"]
     return acls
@@ -427,7 +462,7 @@ def is_acl(acl: Mapping[str, Any], kind: str, pattern: str) -> bool:
 def test_every_relsec_env_var_in_the_deploy_files_is_read_by_the_code() -> None:
     sources: dict[str, dict[str, str]] = {
         "Dockerfile": dockerfile_env(),
-        "k8s Deployment": deployment_env(),
+        **{f"k8s {c} Deployment": container_env(c) for c in COMPONENTS},
     }
     for service in compose()["services"]:
         sources[f"compose {service}"] = compose_env(service)
@@ -438,12 +473,14 @@ def test_every_relsec_env_var_in_the_deploy_files_is_read_by_the_code() -> None:
     assert mentioned, "no RELSEC_* names found: the parser is broken"
     declared = set().union(*(set(env) for env in sources.values()))
     assert {n for n in declared if n.startswith("RELSEC_")} <= mentioned
+    via_notify_config = notify_config_env_names()
     for where, env in sources.items():
-        assert unread_env_names(env) == [], where
+        assert [n for n in unread_env_names(env) if n not in via_notify_config] == [], where
     unread_mentions = sorted(
         n
         for n in mentioned
         if n not in code_env_literals()
+        and n not in via_notify_config
         and not settings_reads(n, {})
         and not settings_reads(n, deployment_env())
     )
@@ -466,8 +503,8 @@ def test_k8s_sasl_settings_resolve_and_credentials_come_from_a_secret() -> None:
     security = Settings.resolve(env=deployment_env()).security
     assert security.security_protocol == "SASL_SSL"
     assert security.sasl_mechanism is not None
-    user = k8s_kind("KafkaUser")[0]
-    assert user["spec"]["authentication"]["type"].upper() == security.sasl_mechanism
+    for user in k8s_kind("KafkaUser"):
+        assert user["spec"]["authentication"]["type"].upper() == security.sasl_mechanism
     # The CA file the clients are told about is a mounted path.
     ca = security.ssl_ca_location
     assert ca is not None
@@ -478,7 +515,8 @@ def test_k8s_sasl_settings_resolve_and_credentials_come_from_a_secret() -> None:
 
 
 def test_no_secret_values_anywhere_in_the_deploy_files() -> None:
-    for env in (dockerfile_env(), compose_env("worker"), compose_env("topics"), deployment_env()):
+    container_envs = [container_env(c) for c in COMPONENTS]
+    for env in (dockerfile_env(), compose_env("worker"), compose_env("topics"), *container_envs):
         for name, value in env.items():
             if SECRETISH.search(name):
                 assert value.startswith("from-"), f"{name} has a literal value"
@@ -486,7 +524,8 @@ def test_no_secret_values_anywhere_in_the_deploy_files() -> None:
         assert not SECRETISH.search(ins.text.split("=")[0]), f"line {ins.line}: {ins.text}"
     for env_items in (
         item
-        for c in the_deployment()["spec"]["template"]["spec"]["containers"]
+        for component in COMPONENTS
+        for c in the_deployment(component)["spec"]["template"]["spec"]["containers"]
         for item in c.get("env", [])
     ):
         if SECRETISH.search(env_items["name"]):
@@ -580,7 +619,7 @@ def test_web_endpoint_is_bound_on_all_interfaces_in_containers_and_probed_on_one
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert named[container[probe]["httpGet"]["port"]] == port, probe
         assert container[probe]["httpGet"]["path"] == health_path, probe
-    (service,) = k8s_kind("Service")
+    service = k8s_named("Service", "relsec-worker-metrics")
     (service_port,) = service["spec"]["ports"]
     assert named[service_port["targetPort"]] == port
     assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
@@ -606,7 +645,8 @@ def test_every_command_line_in_the_deploy_files_parses_with_relsecs_own_parser()
     for name, service in compose()["services"].items():
         if service.get("image", "").startswith("relsec:"):
             commands[f"compose {name}"] = service["command"]
-    commands["k8s worker"] = worker_container()["args"]
+    for component in COMPONENTS:
+        commands[f"k8s {component}"] = the_container(component)["args"]
     assert compose()["services"]["topics"]["command"] == ["topics", "create"]
     failures = {
         where: why for where, argv in commands.items() for ok, why in [parses(argv)] if not ok
@@ -670,6 +710,126 @@ def test_image_tags_are_the_project_version() -> None:
 
 
 # ============================================================ Kubernetes worker
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_every_deployment_is_locked_down_with_limits_and_kafka_credentials_from_a_secret(
+    component: str,
+) -> None:
+    pod = the_deployment(component)["spec"]["template"]["spec"]
+    container = the_container(component)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod.get("automountServiceAccountToken") is False
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    for kind in ("cpu", "memory"):
+        assert kind in container["resources"]["requests"]
+        assert kind in container["resources"]["limits"]
+    env = {e["name"]: e for e in container["env"]}
+    for name in ("RELSEC_KAFKA_SASL_USERNAME", "RELSEC_KAFKA_SASL_PASSWORD"):
+        assert "secretKeyRef" in env[name]["valueFrom"], f"{component}: {name}"
+    security = Settings.resolve(env=container_env(component)).security
+    assert security.security_protocol == "SASL_SSL"
+    ca = security.ssl_ca_location
+    assert ca is not None and any(ca.startswith(m.rstrip("/") + "/") for m in mounts)
+
+
+def test_each_component_has_its_own_kafka_user_with_the_least_acls() -> None:
+    topics = Settings.resolve(env=deployment_env()).topics
+    users = {u["metadata"]["name"] for u in k8s_kind("KafkaUser")}
+    assert users == {f"relsec-{c}" for c in COMPONENTS}
+
+    def ops(user: str) -> dict[str, set[str]]:
+        return {
+            a["resource"]["name"]: set(a["operations"])
+            for a in strimzi_acls(user)
+            if a["resource"]["type"] == "topic"
+        }
+
+    # The API only reads: the worker's stored states, the alerts and the inputs.
+    api = ops("relsec-api")
+    assert set(api) == {topics.state_changelog, topics.alerts, *topics.inputs}
+    assert all("Write" not in o and "Create" not in o for o in api.values())
+    assert not [a for a in strimzi_acls("relsec-api") if a["resource"]["type"] == "group"]
+    # The gateway only writes the inputs.
+    ingest = ops("relsec-ingest")
+    assert set(ingest) == set(topics.inputs)
+    assert all("Read" not in o for o in ingest.values())
+    # The notifier reads the alerts through its own group and dead-letters.
+    notify = ops("relsec-notify")
+    assert notify == {topics.alerts: {"Describe", "Read"}, topics.dlq: {"Describe", "Write"}}
+    groups = [a for a in strimzi_acls("relsec-notify") if a["resource"]["type"] == "group"]
+    assert [g["resource"]["name"] for g in groups] == [f"{topics.consumer_group}-notify"]
+    # Each Deployment logs in as its own user (the credentials Secret is named after it).
+    for component in COMPONENTS:
+        env = {e["name"]: e for e in the_container(component)["env"]}
+        secret = env["RELSEC_KAFKA_SASL_USERNAME"]["valueFrom"]["secretKeyRef"]["name"]
+        expected = "relsec-kafka-credentials" if component == "worker" else None
+        assert secret == (expected or f"relsec-{component}-kafka-credentials")
+
+
+def test_the_notifier_runs_as_one_replica_replaced_never_rolled() -> None:
+    """Alert groups span all partitions of the alerts topic: two notifiers at once
+    (a second replica, or a rolling update's old and new pod) would page twice."""
+    spec = the_deployment("notify")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert "Recreate" in (K8S_BASE / "notify.yaml").read_text().split("apiVersion")[0]
+
+
+def test_the_shipped_notify_config_loads_and_its_secrets_come_from_a_secret(
+    tmp_path: Path,
+) -> None:
+    from streams.notify.config import load_config
+
+    container = the_container("notify")
+    config_path = container["args"][container["args"].index("--config") + 1]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {
+        v["name"]: v for v in the_deployment("notify")["spec"]["template"]["spec"]["volumes"]
+    }
+    mount_dir = str(Path(config_path).parent)
+    assert volumes[mounts[mount_dir]]["configMap"]["name"] == "relsec-notify-config"
+    env = {e["name"]: e for e in container["env"]}
+    names = notify_config_env_names()
+    assert names
+    for name in names:
+        assert "secretKeyRef" in env[name]["valueFrom"], name
+    config_file = tmp_path / Path(config_path).name
+    config_file.write_text(notify_config_text())
+    fake = {n: "https://hooks.slack.com/services/T0/B0/x" for n in names}
+    config = load_config(config_file, env=fake)
+    assert {d.name for d in config.destinations} == {"pagerduty-sre", "slack-security"}
+
+
+@pytest.mark.parametrize("component", ["api", "ingest"])
+def test_the_http_components_bind_the_pod_ip_behind_a_clusterip_service_and_probe_healthz(
+    component: str,
+) -> None:
+    container = the_container(component)
+    args = container["args"]
+    assert args[args.index("--host") + 1] == "0.0.0.0"
+    port = int(args[args.index("--port") + 1])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": port}
+    for probe in ("startupProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    assert "livenessProbe" in container
+    service = k8s_named("Service", f"relsec-{component}")
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    labels = the_deployment(component)["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+
+
+def test_the_api_off_loopback_gets_its_bearer_token_from_a_secret() -> None:
+    env = {e["name"]: e for e in the_container("api")["env"]}
+    assert "secretKeyRef" in env["RELSEC_API_TOKEN"]["valueFrom"]
 
 
 def test_deployment_is_locked_down_with_writable_state_and_tmp() -> None:
