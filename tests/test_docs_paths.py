@@ -4,7 +4,8 @@ README.md and docs/*.md name modules, tests, benchmarks and folders in backticks
 (inline code and fenced blocks) and link other documents. A path that was moved or
 renamed leaves a newcomer looking for a file that is not there, so each such path is
 checked against the checkout: inline or fenced code tokens whose first segment is a
-top-level entry of the repository, and relative Markdown links that stay inside it.
+top-level entry of the repository, and relative Markdown links that stay inside it,
+with the heading a link's ``#anchor`` names.
 """
 
 from __future__ import annotations
@@ -56,16 +57,36 @@ def _named_paths(document: Path) -> list[str]:
     return [path for path in map(_as_repo_path, _code_tokens(text)) if path]
 
 
-def _linked_paths(document: Path) -> list[Path]:
+def _linked_paths(document: Path) -> list[tuple[Path, str]]:
+    """Relative links inside the repository: the target file and its anchor ('' if none)."""
     text = document.read_text(encoding="utf-8")
-    linked: list[Path] = []
+    linked: list[tuple[Path, str]] = []
     for target in MARKDOWN_LINK.findall(text):
-        if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):
             continue
-        resolved = (document.parent / target.split("#", 1)[0]).resolve()
+        path, _, anchor = target.partition("#")
+        resolved = (document.parent / path).resolve() if path else document
         if resolved.is_relative_to(REPO):
-            linked.append(resolved)
+            linked.append((resolved, anchor))
     return linked
+
+
+def _heading_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as '-'."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def _anchors(document: Path) -> set[str]:
+    text = FENCE.sub("", document.read_text(encoding="utf-8"))
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#+ (.+)$", text, re.MULTILINE):
+        anchor = _heading_anchor(heading)
+        suffix = 0
+        while (anchor if suffix == 0 else f"{anchor}-{suffix}") in anchors:
+            suffix += 1
+        anchors.add(anchor if suffix == 0 else f"{anchor}-{suffix}")
+    return anchors
 
 
 def test_every_backticked_repository_path_exists() -> None:
@@ -84,10 +105,13 @@ def test_every_relative_link_inside_the_repository_exists() -> None:
     missing: list[str] = []
     checked = 0
     for document in DOCUMENTS:
-        for target in _linked_paths(document):
+        for target, anchor in _linked_paths(document):
             checked += 1
+            where = f"{document.relative_to(REPO)}: {target.relative_to(REPO)}"
             if not target.exists():
-                missing.append(f"{document.relative_to(REPO)}: {target.relative_to(REPO)}")
+                missing.append(where)
+            elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
+                missing.append(f"{where}#{anchor} (no such heading)")
     assert checked > 10, f"only {checked} links found: the extraction is broken"
     assert not missing, "links in the docs to files that do not exist:\n" + "\n".join(missing)
 
@@ -102,3 +126,8 @@ def test_the_extraction_recognizes_paths_and_skips_prose() -> None:
     assert _as_repo_path("relsec.alerts") is None
     assert _as_repo_path("streams/<name>.py") is None
     assert _as_repo_path("--catalog") is None
+    assert _heading_anchor("The service catalog (SPEC §8)") == "the-service-catalog-spec-8"
+    assert _heading_anchor("Files (`relsec replay`)") == "files-relsec-replay"
+    assert _heading_anchor("5. Crash, duplicates and rebalancing") == (
+        "5-crash-duplicates-and-rebalancing"
+    )
