@@ -1,4 +1,4 @@
-"""How fast the timeline page renders a service with a year of events (docs/perf.d/api.md).
+"""How fast the timeline page renders a service with a year of events (docs/performance.md).
 
 A year of one service in the shapes real tools produce:
 

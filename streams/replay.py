@@ -346,7 +346,7 @@ class Replayer:
 
 AS_ARRIVED_CHUNK_LINES = 10_000
 """Lines read before they are fed: the largest batch of one instant (a scanner report
-of this many findings costs about what sorted replay costs, docs/perf.d/engine.md),
+of this many findings costs about what sorted replay costs, docs/performance.md),
 and a chunk's lines and events stay a few MB."""
 
 

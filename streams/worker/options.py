@@ -75,8 +75,8 @@ WORKER_SETTINGS: Final[tuple[Setting[Any], ...]] = (
         "web_max_connections",
         "RELSEC_WEB_MAX_CONNECTIONS",
         16,
-        "most HTTP connections /metrics and /healthz serve at once (others wait in the "
-        "listen queue)",
+        "most HTTP connections /metrics and /healthz serve at once (one more is closed "
+        "at once)",
     ),
     _ms(
         "web_read_timeout_ms",

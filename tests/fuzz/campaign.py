@@ -4,7 +4,7 @@ Defaults: 60 000 valid lines (a synthetic stream of 200 services with a 300-find
 scanner report) mixed with 36 000 hostile lines, through ``relsec replay`` in both
 modes, each checked against the valid lines alone (``check_mixed_run``); then 24 000
 mutated tool payloads through the adapters, and a hostile value at every leaf of every
-payload. Prints the figures (docs/perf.d/model.md has a run) and exits 1 when anything
+payload. Prints the figures (docs/performance.md has a run) and exits 1 when anything
 crashed other than the crashes already reported (``KNOWN_CRASHES``).
 """
 
