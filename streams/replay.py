@@ -275,6 +275,9 @@ class Replayer:
         self.on_alert = on_alert
         self.on_dead_letter = on_dead_letter
         self.report = ReplayReport()
+        self._newest_ms: dict[str, int] = {}
+        """Per service, the newest ``occurred_at`` fed: whether an event lands inside
+        the lateness log (a batching decision only; the engine judges lateness)."""
 
     def dead_letter(self, dl: DeadLetter) -> None:
         if dl.reason == "late":
@@ -289,14 +292,19 @@ class Replayer:
         self.account(self.engine.process(event, self.clock()), line)
 
     def feed_chunk(self, items: list[tuple[Event | DeadLetter, _Line]]) -> None:
-        """Lines in file order. Each service's consecutive events with one ``occurred_at``
-        go to the engine as one batch, the others one by one (services are independent,
-        so only each service's own order matters); outcomes and dead letters are
-        reported in file order."""
+        """Lines in file order. Each service's consecutive events that would each
+        re-evaluate the same stretch of its log go to the engine as one batch: events of
+        one ``occurred_at`` (a scanner report), and events landing inside the log (older
+        than the newest fed: an out-of-order backfill, a report whose hashed ids arrive
+        out of time order). Events in time order go one by one, so a file shows the
+        firings and retractions SPEC §6 describes. Services are independent, so only
+        each service's own order matters; outcomes and dead letters are reported in
+        file order."""
         events = [None if isinstance(item, DeadLetter) else item for item, _ in items]
         runs: dict[str, list[int]] = {}  # service -> positions of its current run
-        run_ms: dict[str, int] = {}  # service -> occurred_at of its current run
+        run_kind: dict[str, int | None] = {}  # its occurred_at, or None: inside the log
         outcomes: list[Outcome | None] = [None] * len(items)
+        newest = self._newest_ms
         now_ms = self.clock()
 
         def flush(positions: list[int]) -> None:
@@ -308,14 +316,19 @@ class Replayer:
         for position, event in enumerate(events):
             if event is None:
                 continue
-            run = runs.get(event.service)
-            if run is not None and run_ms[event.service] == event.occurred_at_ms:
+            service, at = event.service, event.occurred_at_ms
+            seen = newest.get(service)
+            kind = None if seen is not None and at < seen else at
+            if seen is None or at > seen:
+                newest[service] = at
+            run = runs.get(service)
+            if run is not None and run_kind[service] == kind:
                 run.append(position)
                 continue
             if run is not None:
                 flush(run)
-            runs[event.service] = [position]
-            run_ms[event.service] = event.occurred_at_ms
+            runs[service] = [position]
+            run_kind[service] = kind
         for run in runs.values():
             flush(run)
         for (item, line), outcome in zip(items, outcomes, strict=True):
