@@ -237,6 +237,11 @@ class Grouper:
         self.watermark_ms: int | None = None
         """The newest ``occurred_at`` applied: event time, as far as notify has read."""
         self.forgotten = 0
+        self._group_of: dict[str, str] = {}
+        """alert_id -> the group it is a member of. An alert's record can come again
+        with another group key (a release linked to an alias later renames it), and its
+        retraction must leave the group it is in, not the one its new key names."""
+        self.moved = 0
 
     def wants(self, alert: Mapping[str, Any]) -> bool:
         """Whether a grouped destination serves one of the alert's audiences."""
@@ -254,12 +259,19 @@ class Grouper:
     ) -> Group:
         """Add a firing alert to its group, or take a retracted one out."""
         occurred_ms = parse_rfc3339_ms(str(alert["occurred_at"]))
+        alert_id = str(alert["alert_id"])
+        retraction = alert.get("status") == "retracted"
         key = group_key(alert, self.policy, occurred_ms)
         gid = key.group_id
+        member_of = self._group_of.get(alert_id)
+        if member_of is not None and member_of != gid and member_of in self.groups:
+            if retraction:
+                gid = member_of  # it leaves the group it is in
+            else:
+                self._move_out(self.groups[member_of], alert_id, record, now_ms, rebuilding)
         group = self.groups.get(gid)
         if group is None:
             group = self.groups[gid] = Group(key=key)
-        alert_id = str(alert["alert_id"])
         if self.watermark_ms is None or occurred_ms > self.watermark_ms:
             self.watermark_ms = occurred_ms
         self._applied += 1
@@ -269,30 +281,52 @@ class Grouper:
         rank = severity_rank(str(alert["severity"]))
         # a retraction carries its firing's severity: it routes as the firing did
         group.peak_rank = max(group.peak_rank, rank)
-        if alert.get("status") == "retracted":
+        if retraction:
             if group.members.pop(alert_id, None) is not None:
                 group.retracted += 1
+                self._group_of.pop(alert_id, None)
             elif not rebuilding:
                 # its firing was read before this process started reading (--start-at
                 # latest), or compacted away: the group may be open in PagerDuty
                 group.orphan_retraction = True
         else:
             group.members[alert_id] = _trimmed(alert)
+            self._group_of[alert_id] = gid
             if any(rank > s.severity_rank for s in group.sent.values() if s.open):
                 group.rate_limited_until_ms = None  # an escalation is told at once
         if rebuilding:
             if not group.members:
                 del self.groups[gid]
             return group
+        self._changed(group, record, now_ms)
+        return group
+
+    def _move_out(
+        self, group: Group, alert_id: str, record: RecordRef, now_ms: int, rebuilding: bool
+    ) -> None:
+        """Take a member out of ``group`` because its alert now belongs to another: for
+        the old group it is as if retracted (its incident resolves when it empties), so
+        it is never told in two groups, nor holds the old one open for ever."""
+        if group.members.pop(alert_id, None) is None:
+            return
+        group.retracted += 1
+        self.moved += 1
+        if rebuilding:
+            if not group.members:
+                del self.groups[group.group_id]
+            return
+        self._changed(group, record, now_ms)
+
+    def _changed(self, group: Group, record: RecordRef, now_ms: int) -> None:
+        """``group`` has a change to tell, read from ``record``."""
         self._seq += 1
         if not group.pending:
             group.pending_seq = self._seq
             group.first_pending_ms = now_ms
-            self._pending[gid] = group
+            self._pending[group.group_id] = group
         group.pending.setdefault(record.partition, record.offset)
         group.last_change_ms = now_ms
         group.last_record = record
-        return group
 
     def finish_rebuild(self) -> None:
         """After re-reading up to the committed offsets: every group there was told as it is."""
@@ -440,6 +474,8 @@ class Grouper:
             if not g.pending and g.key.window_start_ms + width < horizon
         ]
         for gid in old:
-            del self.groups[gid]
+            for alert_id in self.groups.pop(gid).members:
+                if self._group_of.get(alert_id) == gid:
+                    del self._group_of[alert_id]
         self.forgotten += len(old)
         return len(old)

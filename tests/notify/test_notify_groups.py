@@ -362,3 +362,40 @@ def test_while_a_backlog_is_read_quiet_groups_wait_until_caught_up_or_max_delay(
     (group,) = g.due(5_000, caught_up=True)
     assert g.due(30_000, caught_up=False) == [group]  # max_delay_ms bounds the wait
     assert g.due(1, final=True) == [group]
+
+
+def test_an_alert_renamed_to_another_release_moves_between_groups_and_resolves_the_old() -> None:
+    """A late link to an alias re-emits an alert (same alert_id) under the release's
+    new name: it leaves its old group (which resolves) and is never in two groups, and
+    its retraction, under either name, leaves the group it is in."""
+    g = grouper()
+    a = flag_alert("CVE-2026-0001", notify=["sre"])
+    g.apply(a, ref(0, 0), 0)
+    assert actions(g, 2000) == {"pd": OPEN}
+    renamed = dict(a, release="v2.7.0", release_aliases=["2.7.0"])
+    g.apply(renamed, ref(0, 1), 3000)
+    memberships = [gid for gid, grp in g.groups.items() if a["alert_id"] in grp.members]
+    assert len(memberships) == 1 and g.moved == 1
+    (new_gid,) = memberships
+    assert new_gid == group_key(renamed, g.policy).group_id
+    told = []
+    for group in g.due(5000):
+        notices, deferred = g.plan(group, 5000)
+        told += [(group.key.release, n.action) for n in notices]
+        for notice in notices:
+            g.mark_sent(group, notice, 5000)
+        g.settle(group, deferred)
+    assert sorted(told) == [("2.7.0", RESOLVE), ("v2.7.0", OPEN)]
+    assert list(g.groups) == [new_gid]
+    # the retraction names the old release (as first emitted): it still leaves v2.7.0
+    g.apply(dict(a, status="retracted"), ref(0, 2), 6000)
+    assert actions(g, 8000) == {"pd": RESOLVE}
+    assert g.groups == {}
+
+
+def test_a_renamed_alert_moves_the_same_way_while_rebuilding() -> None:
+    g = grouper()
+    a = flag_alert("CVE-2026-0001")
+    g.apply(a, ref(0, 0), 0, rebuilding=True)
+    g.apply(dict(a, release="v2.7.0"), ref(0, 1), 0, rebuilding=True)
+    assert [grp.key.release for grp in g.groups.values()] == ["v2.7.0"]
