@@ -12,8 +12,14 @@ host when it holds a ``.`` or a ``:`` or is ``localhost``; a ``:`` after the las
 
 :func:`release_aliases` turns the names a tool knows of one release into the
 ``release_aliases`` list of an event: canonical, distinct, without the release
-itself and without mutable names (``latest``; the engine drops the configured
-patterns too), at most :data:`MAX_ALIASES`.
+itself and without mutable names, at most :data:`MAX_ALIASES`.
+
+Mutable names are the engine's (:data:`~agents.engine.names.DEFAULT_MUTABLE_RELEASE_PATTERNS`):
+``latest``, channel words (``stable``, ``main``, ...) and an image's floating major or
+major.minor tag (``nginx:1``, ``app:v2.7``). A scan of ``app:2`` is a scan of whatever
+``:2`` pointed to that day, so its release is the digest, and ``2`` names no release:
+otherwise two scans of ``:2`` a month apart would link their digests into one release
+and a finding of the old image would flag the new one.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from agents.engine.names import DEFAULT_MUTABLE_RELEASE_PATTERNS, policy_for
 from agents.model.events import MAX_ID_CHARS, MAX_RELEASE_ALIASES
 
 MAX_ALIASES: Final = MAX_RELEASE_ALIASES
@@ -69,7 +76,10 @@ class ImageRef:
         return f"{self.repository}@{self.digest}" if self.digest else None
 
     def names(self) -> list[str]:
-        """Every canonical name of this reference's release: pinned, digest, tagged, tag."""
+        """Every canonical name of this reference's release: pinned, digest, tagged, tag
+        (the last two only when the tag is not mutable: a floating tag names no release)."""
+        if self.tag and is_mutable_tag(self.tag):
+            return [n for n in (self.pinned, self.digest) if n]
         out = [self.pinned, self.digest, self.tagged, self.tag]
         return [n for n in out if n]
 
@@ -126,11 +136,24 @@ def parse_image(text: str) -> ImageRef | None:
     return ImageRef(repository=repository, tag=tag, digest=digest)
 
 
+_RELEASE_NAMES: Final = policy_for(DEFAULT_MUTABLE_RELEASE_PATTERNS)
+
+
+def is_mutable_tag(tag: str) -> bool:
+    """True for an image tag that moves between images: ``latest``, channel words, a
+    floating major or major.minor (``1``, ``v2.7``); ``2.7.0`` and ``sha-3f2a`` do not."""
+    text = tag.strip()
+    return text.lower() in MUTABLE_TAGS or _RELEASE_NAMES.is_mutable(f"image:{text}")
+
+
 def is_mutable(name: str) -> bool:
-    """True for names that never identify one release: ``latest``, ``REPOSITORY:latest``."""
+    """True for names that never identify one release: ``latest``, ``REPOSITORY:latest``,
+    ``REPOSITORY:1`` and the engine's other mutable patterns; a digest never is."""
     text = name.strip()
-    tail = text.rsplit(":", 1)[-1] if ":" in text and "@" not in text else text
-    return tail.lower() in MUTABLE_TAGS
+    if "@" in text or "sha256:" in text.lower():
+        return False
+    tail = text.rsplit(":", 1)[-1] if ":" in text else text
+    return tail.lower() in MUTABLE_TAGS or _RELEASE_NAMES.is_mutable(text)
 
 
 def release_aliases(release: str | None, names: Iterable[str | None]) -> list[str]:
@@ -161,6 +184,7 @@ __all__ = [
     "MUTABLE_TAGS",
     "ImageRef",
     "is_mutable",
+    "is_mutable_tag",
     "normalize_digest",
     "normalize_repository",
     "parse_image",

@@ -14,7 +14,7 @@ from typing import Any, Final
 import orjson
 
 from streams.catalog.entities import ARGOCD_APP, ARGOCD_LABEL, FLUX, GITHUB, IMAGE, KUBERNETES
-from streams.catalog.images import is_mutable
+from streams.catalog.images import is_mutable_tag
 from streams.ingest.common import (
     Candidate,
     Conversion,
@@ -351,7 +351,7 @@ def argocd(payload: Any, options: IngestOptions) -> Conversion:
     candidates["image_tag"] = Candidate(tag or (image.digest if image else None), image_path)
     candidates["image_digest"] = Candidate(image.digest if image else None, image_path)
     candidates["immutable_tag"] = Candidate(
-        tag if tag and not is_mutable(tag) else None, image_path
+        tag if tag and not is_mutable_tag(tag) else None, image_path
     )
     release = names.pick("release")
     history = [h for h in reader.array("$.history", required=False) if isinstance(h, Mapping)]

@@ -29,7 +29,7 @@ import orjson
 
 from agents.errors import AdapterError
 from streams.catalog.entities import DTRACK_PROJECT, IMAGE, NAME
-from streams.catalog.images import ImageRef, is_mutable, normalize_digest
+from streams.catalog.images import ImageRef, is_mutable_tag, normalize_digest
 from streams.ingest.common import (
     SEVERITY_RANK,
     Candidate,
@@ -283,7 +283,7 @@ def _image_names(
     pinned = [(r, p) for r, p in digest_refs if r.digest]
     found = tagged or pinned
     first: tuple[ImageRef | None, str] = found[0] if found else (None, "$.Metadata.RepoTags")
-    immutable = next(((r, p) for r, p in tagged if r.tag and not is_mutable(r.tag)), None)
+    immutable = next(((r, p) for r, p in tagged if r.tag and not is_mutable_tag(r.tag)), None)
     tag_path = tagged[0][1] if tagged else "(no tag)"
     digest_path = pinned[0][1] if pinned else "(no digest)"
     candidates = {
@@ -313,7 +313,8 @@ def _image_names(
     for ref, _ in pinned:
         every.extend((ref.pinned, ref.digest))
     for ref, _ in tagged:
-        every.extend((ref.tagged, ref.tag))
+        if ref.tag and not is_mutable_tag(ref.tag):  # a floating tag names no release
+            every.extend((ref.tagged, ref.tag))
     return names, tuple(every)
 
 

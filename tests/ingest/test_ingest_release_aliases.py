@@ -158,3 +158,55 @@ def test_flux_older_event_format_apply_succeed_with_the_revision_in_the_message(
     failed = dict(payload, severity="error", reason="ApplyFailed", message="apply failed")
     failed_event = _one("flux", failed, release="unknown")
     assert failed_event["status"] == "failed"
+
+
+def _scan_of_floating_tag(tag: str, digest: str, created_at: str, keep: set[str]) -> Any:
+    report = load("trivy/checkout-2.4.0.scan1.json")
+    report["ArtifactName"] = f"ghcr.io/acme/checkout:{tag}"
+    report["CreatedAt"] = created_at
+    report["Metadata"]["RepoTags"] = [f"ghcr.io/acme/checkout:{tag}"]
+    report["Metadata"]["RepoDigests"] = [f"ghcr.io/acme/checkout@{digest}"]
+    for result in report["Results"]:
+        result["Vulnerabilities"] = [
+            v for v in result.get("Vulnerabilities") or [] if v["VulnerabilityID"] in keep
+        ]
+    return report
+
+
+def test_a_scan_of_a_floating_tag_names_its_release_by_digest_and_not_by_the_tag() -> None:
+    """``:2``, ``:v2.4`` and ``:stable`` move between images (the engine's mutable
+    patterns): the digest is the release, the tag names nothing."""
+    for tag in ("2", "v2.4", "stable"):
+        at = "2026-03-04T10:00:00Z"
+        report = _scan_of_floating_tag(tag, CHECKOUT_DIGEST, at, {"CVE-2026-2222"})
+        events = _all("trivy", report)
+        assert {e["release"] for e in events} == {CHECKOUT_DIGEST}, tag
+        for e in events:
+            assert e["release_aliases"] == [f"ghcr.io/acme/checkout@{CHECKOUT_DIGEST}"], tag
+
+
+def test_two_scans_of_one_floating_tag_are_two_releases_for_the_engine() -> None:
+    """A month apart ``:2`` pointed to two images: a finding of the old one must not
+    flag a deploy of the new one (it did when ``2`` linked both digests)."""
+    from agents.engine import Engine, EngineConfig
+    from agents.model.events import parse_event
+    from agents.model.timefmt import parse_rfc3339_ms
+
+    old = "sha256:" + "1" * 64
+    new = "sha256:" + "2" * 64
+    scans = [
+        _scan_of_floating_tag("2", old, "2026-02-01T10:00:00Z", {"CVE-2026-2222"}),
+        _scan_of_floating_tag("2", new, "2026-03-01T10:00:00Z", {"GHSA-9wv6-86v2-598j"}),
+    ]
+    events = [parse_event(e) for scan in scans for e in _all("trivy", scan)]
+    deploy = parse_event({
+        "type": "deploy", "event_id": "dep-new", "occurred_at": "2026-03-02T09:00:00Z",
+        "source": "argocd", "service": events[0].service, "environment": "production",
+        "release": new, "action": "deploy",
+    })
+    engine = Engine(EngineConfig())
+    now = parse_rfc3339_ms("2026-03-03T00:00:00Z")
+    alerts = [a for e in [*events, deploy] for a in engine.process(e, now).alerts]
+    fired = [a.summary for a in alerts if a.rule == "flagged-release-deployed"]
+    assert fired and all("GHSA-9wv6-86v2-598j" in s for s in fired), fired
+    assert not [s for s in fired if "CVE-2026-2222" in s], fired
