@@ -296,6 +296,28 @@ async def test_malformed_payloads_get_400_with_reason_and_path(gateway: Gateway)
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "stamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-13-01T00:00:00Z"]
+)
+async def test_a_timestamp_outside_what_rfc_3339_can_write_is_400_naming_the_field(
+    gateway: Gateway, stamp: str
+) -> None:
+    """Year 1 at +01:00 is year 0 in UTC: a client error at its path, never a 500."""
+    body = orjson.loads(_body("pagerduty/incident.triggered.json"))
+    body["event"]["occurred_at"] = stamp
+    raw = orjson.dumps(body)
+    resp = await gateway.client.post(
+        "/v1/ingest/pagerduty",
+        data=raw,
+        headers={"X-PagerDuty-Signature": sign_pagerduty(b"pd-s3cret", raw)},
+    )
+    answer = await _json(resp)
+    assert resp.status == 400, answer
+    assert answer["path"] == "$.event.occurred_at"
+    assert gateway.recorder.events == []
+
+
+@pytest.mark.asyncio
 async def test_body_size_is_bounded_per_source() -> None:
     limits = {**dict.fromkeys(SOURCES, MAX_BODY), "trivy": 4 * MAX_BODY}
     async with start(body_bytes=limits) as gw:

@@ -50,6 +50,7 @@ def test_each_kind_of_bad_record_is_dead_lettered(
     del missing["release"]
     unknown_enum = dict(deploy("bad-enum", "2026-03-04T10:00:00Z"), action="yolo")
     future = deploy("bad-future", "2099-01-01T00:00:00Z")
+    year_zero = deploy("bad-year-0", "0001-01-01T00:00:00+01:00")  # year 0 in UTC
     newest = deploy("good-2", "2026-03-10T10:00:00Z", release="1.1.0")
     late = deploy("bad-late", "2026-03-05T10:00:00Z")  # 5 days behind good-2: beyond 24 h
     records = [
@@ -60,6 +61,7 @@ def test_each_kind_of_bad_record_is_dead_lettered(
         (topics.deploys, orjson.dumps(missing), "validation"),
         (topics.deploys, orjson.dumps(unknown_enum), "validation"),
         (topics.deploys, codec.encode_event(future), "future"),
+        (topics.deploys, orjson.dumps(year_zero), "validation"),
         (topics.deploys, codec.encode_event(newest), None),
         (topics.deploys, codec.encode_event(newest), None),  # a duplicate
     ]
@@ -105,6 +107,7 @@ def test_each_kind_of_bad_record_is_dead_lettered(
         )
         assert any("release" in d["detail"] for d in dls if d["reason"] == "validation")
         assert any("action" in d["detail"] for d in dls if d["reason"] == "validation")
+        assert any("occurred_at" in d["detail"] for d in dls if d["reason"] == "validation")
         assert parse_event(orjson.loads(orjson.dumps(late))) is not None
         time.sleep(2)
         records_in = metric(worker, "relsec_records_in_total")
