@@ -1266,3 +1266,19 @@ def test_relsec_command_lines_in_the_deploy_docs_parse() -> None:
                     assert ok, f"{doc.name}: {line!r}: {why}"
                     checked += 1
     assert checked >= 2
+
+
+def test_compose_runs_one_notifier_on_request_with_the_same_config_as_kubernetes() -> None:
+    notify = compose()["services"]["notify"]
+    assert notify["profiles"] == ["notify"]  # not started by a plain `up`
+    assert "deploy" not in notify and "scale" not in notify  # one instance
+    assert notify["command"][:1] == ["notify"]
+    config_in_container = notify["command"][notify["command"].index("--config") + 1]
+    (mount,) = [v for v in notify["volumes"] if v.split(":")[1] == config_in_container]
+    host_file = (COMPOSE.parent / mount.split(":")[0]).resolve()
+    shipped = tomllib.loads(host_file.read_text())
+    assert shipped == tomllib.loads(notify_config_text())
+    env = compose_env("notify")
+    assert notify_config_env_names() <= set(env)
+    settings = Settings.resolve(env=env)
+    assert settings.topics == Settings.resolve(env=compose_env("worker")).topics
