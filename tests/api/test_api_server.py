@@ -237,3 +237,22 @@ async def test_a_scanner_report_of_thousands_of_findings_stays_a_small_answer() 
     assert len(groups["flag-raised-on-running-release"]["alert_ids"]) == 20
     spans = timeline["timeline"]["flags"]
     assert sorted((s["severity"], s["count"]) for s in spans) == [("critical", 200), ("high", 1800)]
+
+
+@pytest.mark.asyncio
+async def test_an_open_incident_is_in_the_status_until_it_resolves() -> None:
+    from tests.engine.factory import ENV, SERVICE, deploy, incident, ms
+
+    opened = [deploy("1.0.0", ms(hours=1)), incident("INC-7", ms(hours=2), severity="sev1")]
+    now = ms(hours=3)
+    for events, expected in (
+        (opened, ["INC-7"]),
+        ([*opened, incident("INC-7", ms(hours=2, minutes=30), status="resolved")], []),
+    ):
+        client = await client_for(build_model(events, now))
+        try:
+            body = await (await client.get(f"/v1/services/{SERVICE}")).json()
+        finally:
+            await client.close()
+        open_now = body["environments"][ENV]["open_incidents"]
+        assert [i["incident_id"] for i in open_now] == expected
