@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from agents.errors import AdapterError, ConfigError
+from agents.errors import ConfigError
 from agents.model.events import Event, parse_event
 from agents.model.timefmt import TimestampError, parse_rfc3339_ms
 from streams.catalog import CATALOG_ENV, Catalog, CatalogSource, catalog_paths, load_catalog
@@ -41,6 +41,7 @@ from streams.ingest.common import (
     Unresolved,
     parse_mapping,
 )
+from streams.ingest.errors import AdapterError
 
 
 def _add_payload_options(p: argparse.ArgumentParser) -> None:

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agents.errors import KafkaProvisionError
 from streams.devkafka import (
     DEFAULT_KAFKA_VERSION,
     LocalKafka,
@@ -16,6 +15,7 @@ from streams.devkafka import (
     default_state_dir,
     describe,
 )
+from streams.devkafka.errors import KafkaProvisionError
 
 
 def _stderr(message: str) -> None:

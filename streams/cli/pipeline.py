@@ -94,7 +94,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _wait_for_inputs(settings: Settings, wait_s: float) -> int:
     """The input topics' common partition count, waiting up to ``wait_s`` for them to exist
     (on a first install the topics are often created alongside the worker)."""
-    from agents.errors import TopicError
+    from streams.kafka.errors import TopicError
     from streams.kafka.topics import input_partitions
 
     deadline = time.monotonic() + wait_s

@@ -18,8 +18,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from agents.errors import KafkaProvisionError
 from streams.devkafka import cds
+from streams.devkafka.errors import KafkaProvisionError
 from streams.devkafka.files import (
     file_lock,
     make_parents,

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.errors import KafkaProvisionError
+from streams.devkafka.errors import KafkaProvisionError
 from streams.devkafka.files import (
     LOG_TAIL_LINES,
     file_lock,

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from agents.errors import KafkaProvisionError
+from streams.devkafka.errors import KafkaProvisionError
 
 MIN_JAVA_MAJOR = 17
 

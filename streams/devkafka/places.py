@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from agents.errors import KafkaProvisionError
+from streams.devkafka.errors import KafkaProvisionError
 
 DEFAULT_NAME = "local"
 

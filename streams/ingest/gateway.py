@@ -45,19 +45,25 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from agents.errors import AdapterError, ConfigError, RelsecError, ValidationError
+from agents.errors import ConfigError, RelsecError, ValidationError
 from agents.model.events import Event, event_to_dict, parse_event
 from streams.catalog import CatalogSource
 from streams.ingest import ADAPTERS, SOURCES, IngestOptions, decode_payload
-from streams.ingest.cloudevents import Part, UnsupportedContent, content_mode, split
+from streams.ingest.cloudevents import Part, content_mode, split
 from streams.ingest.common import DEFAULT_ENVIRONMENT, DEFAULT_MIN_SEVERITY, Conversion
+from streams.ingest.errors import (
+    AdapterError,
+    ConversionFailed,
+    PublishFailed,
+    SignatureError,
+    UnsupportedContent,
+)
 from streams.ingest.signatures import (
     HMAC_SOURCES,
     PAGERDUTY_MAX_BODY_BYTES,
     HeaderCheck,
     PendingSignature,
     Secrets,
-    SignatureError,
     check_headers,
 )
 
@@ -148,10 +154,6 @@ class GatewayLimits:
 
     def body_limit(self, source: str) -> int:
         return self.body_bytes.get(source, DEFAULT_WEBHOOK_BODY_BYTES)
-
-
-class PublishFailed(RelsecError):
-    """The events of a request could not all be written to Kafka."""
 
 
 class Publisher(Protocol):
@@ -374,15 +376,6 @@ class Converted:
     event_ids: tuple[str, ...]
     skipped: tuple[str, ...]
     conversions: tuple[Conversion, ...] = ()
-
-
-class ConversionFailed(AdapterError):
-    """An adapter error told against the request body, with the batch index when there is one."""
-
-    def __init__(self, error: AdapterError, index: int | None, status: int = 400) -> None:
-        super().__init__(error.source, error.path, error.detail)
-        self.index = index
-        self.status = status
 
 
 def _parts(source: str, content_type: str | None, body: bytes) -> list[Part]:
