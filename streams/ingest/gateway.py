@@ -919,52 +919,9 @@ def parse_body_limits(items: Sequence[str]) -> dict[str, int]:
     return limits
 
 
-def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """The gateway's limits as options of ``relsec ingest serve``."""
-    d = GatewayLimits()
-    parser.add_argument(
-        "--max-body-bytes",
-        action="append",
-        default=[],
-        metavar="[SOURCE=]BYTES",
-        help=f"largest request body, for every source or one (repeatable; default "
-        f"{DEFAULT_REPORT_BODY_BYTES} for {', '.join(REPORT_SOURCES)}, "
-        f"{DEFAULT_WEBHOOK_BODY_BYTES} for the others)",
-    )
-    options: tuple[tuple[str, str, type, str], ...] = (
-        ("--max-connections", "max_connections", int, "open connections"),
-        ("--max-in-flight", "max_in_flight", int, "ingest requests handled at once"),
-        ("--buffered-bytes", "buffered_bytes", int, "bytes of request bodies held at once"),
-        (
-            "--unauthenticated-bytes",
-            "unauthenticated_bytes",
-            int,
-            "bytes of bodies held before their signature is checked",
-        ),
-        ("--header-timeout", "header_timeout_s", float, "seconds to send a request head"),
-        ("--body-timeout", "body_timeout_s", float, "seconds to send a request body"),
-        ("--idle-timeout", "idle_timeout_s", float, "seconds an idle keep-alive connection lives"),
-        ("--conversion-threads", "conversion_threads", int, "threads converting payloads"),
-        (
-            "--conversion-timeout",
-            "conversion_timeout_s",
-            float,
-            "seconds a conversion may take before 503",
-        ),
-    )
-    for flag, name, kind, what in options:
-        parser.add_argument(
-            flag,
-            dest=f"gateway_{name}",
-            type=kind,
-            default=getattr(d, name),
-            metavar="SECONDS" if kind is float else ("BYTES" if name.endswith("bytes") else "N"),
-            help=f"{what} (default {getattr(d, name)})",
-        )
-
-
 def limits_from_args(args: argparse.Namespace) -> GatewayLimits:
-    """The :class:`GatewayLimits` of parsed :func:`add_server_arguments` options."""
+    """The :class:`GatewayLimits` of parsed ``gateway_*`` options (their declarations:
+    ``streams.cli.ingest.GATEWAY_LIMITS``) and ``max_body_bytes``."""
     values = {
         name[len("gateway_") :]: value
         for name, value in vars(args).items()
