@@ -299,6 +299,16 @@ def resolve(
     return out
 
 
+class SecretText(str):
+    """A secret's text: the value itself everywhere, but ``***`` in a repr, so a parsed
+    namespace or a dataclass that holds it never prints it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
 def flag_given(args: argparse.Namespace, name: str) -> Any:
     """The value of setting ``name``'s flag when it was given on the command line, else
     ``None`` (for a command that treats "not given" apart from the default)."""
@@ -311,8 +321,12 @@ def apply(
     env: Mapping[str, str] | None = None,
 ) -> argparse.Namespace:
     """Resolve ``settings`` from parsed flags and the environment and store the typed,
-    checked values back on ``args`` (what :func:`streams.cli.main` does before a handler)."""
+    checked values back on ``args`` (what :func:`streams.cli.main` does before a handler).
+    Secrets are stored as :class:`SecretText`: ``repr(args)`` shows ``***``."""
+    secrets = {s.name for s in settings if s.secret}
     for name, value in resolve(settings, args, env).items():
+        if name in secrets and isinstance(value, str):
+            value = SecretText(value)
         setattr(args, name, value)
     return args
 

@@ -198,6 +198,7 @@ def test_a_repeated_flag_is_a_list_and_its_variable_holds_paths() -> None:
 def test_apply_stores_typed_values_and_from_env_tells_unset_apart() -> None:
     args = apply(parsed("--wait", "90m"), (PORT, WAIT, TOKEN), {"RELSEC_TEST_TOKEN": "s3cret"})
     assert (args.port, args.wait_ms, args.token) == (8088, 90 * 60_000, "s3cret")
+    assert "s3cret" not in repr(args) and str(args.token) == "s3cret"
     assert from_env(PORT, {}) is None and from_env(PORT, {"RELSEC_TEST_PORT": "1"}) == 1
 
 
