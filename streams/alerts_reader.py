@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from agents.errors import DecodeError, RelsecError
+from agents.errors import DecodeError, RecordAt, RelsecError
 from streams.codecs import make_codec
 from streams.kafka.clients import consumer_config
 from streams.settings import Settings
@@ -82,7 +82,7 @@ def read_alerts(
             try:
                 yield codec.decode_alert(value)
             except DecodeError as exc:
-                raise RelsecError(f"{topic}[{p}]@{offset}: {exc}") from None
+                raise exc.located(RecordAt(topic, p, offset)) from None
     finally:
         consumer.close()
 

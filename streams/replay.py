@@ -33,7 +33,7 @@ from typing import IO, Any, Final
 import orjson
 
 from agents.engine import DuplicateFilter, Engine, EngineConfig, Outcome, future_outcome
-from agents.errors import FileError, ValidationError
+from agents.errors import FileError, FileLine, ValidationError
 from agents.model.alerts import FIRING, Alert
 from agents.model.events import Event, order_key, parse_event
 from agents.model.timefmt import format_rfc3339_ms
@@ -86,8 +86,12 @@ class DeadLetter:
     raw: bytes
     size: int = 0
 
+    @property
+    def where(self) -> FileLine:
+        return FileLine(self.file, self.line)
+
     def message(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}: {self.detail}"
+        return f"{self.where}: {self.reason}: {self.detail}"
 
     def to_dict(self, detected_at_ms: int) -> dict[str, Any]:
         """The dead-letter file's JSON object (docs/replay.md).

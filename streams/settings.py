@@ -11,9 +11,12 @@ setting is named, parsed and checked the same way wherever it comes from.
 The declarations of this module are the Kafka connection (:data:`CONNECTION`:
 bootstrap address, topic prefix, allowed lateness, Schema Registry) and the client
 security (:data:`SECURITY`, environment only: secrets are never flags). The
-worker declares its own options in :mod:`streams.worker.options`; another
-command adopts the mechanism by declaring a tuple of :class:`Setting` and calling
-:func:`add_flags` in its parser and :func:`resolve` in its handler.
+worker declares its own options in :mod:`streams.worker.options`, each command
+module of :mod:`streams.cli` its commands' (``COMMANDS``), the local Kafka its
+environment in :mod:`streams.devkafka.settings`. A command's parser gets its flags
+from :func:`add_flags`, and :func:`streams.cli.main` runs :func:`apply` (flag, else
+variable, else default; checked) before the handler. ``relsec settings`` prints
+every declaration as the table of docs/settings.md.
 
 Secrets (SASL passwords, key passwords) are read from the environment only and
 never printed: :meth:`KafkaSecurity.redacted` is what logs may show.
@@ -100,6 +103,16 @@ def not_empty(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
 
 
+SHOWN_TEXT_CHARS: Final = 60
+"""How much of a refused value an error quotes (a value may be a pasted file)."""
+
+
+def _abridged(text: str) -> str:
+    if len(text) <= SHOWN_TEXT_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_TEXT_CHARS]!r}… ({len(text)} chars)"
+
+
 # -- declarations ------------------------------------------------------------------
 
 
@@ -110,7 +123,11 @@ class Setting(Generic[T]):
     ``flag``: the command-line option (``""``, the default, derives it from ``name``:
     ``merge_idle_ms`` -> ``--merge-idle-ms``; ``None``: no flag, environment only).
     ``env``: the environment variable, or ``None``. ``default`` ``None`` means unset.
-    ``check`` returns what is wrong with a value, or ``None``.
+    ``check`` returns what is wrong with a value, or ``None``. ``repeat``: the flag may
+    be given several times and the value is a list, empty when unset (the variable
+    holds the items separated by ``os.pathsep``; ``default`` stays ``None``).
+    ``default_text`` is what help says for a default computed where it is used (``the
+    worker's group name + '-notify'``).
     """
 
     name: str
@@ -123,6 +140,8 @@ class Setting(Generic[T]):
     choices: tuple[str, ...] | None = None
     secret: bool = False
     metavar: str | None = None
+    repeat: bool = False
+    default_text: str | None = None
 
     @property
     def option(self) -> str | None:
@@ -131,8 +150,10 @@ class Setting(Generic[T]):
         return self.flag
 
     def describe_default(self) -> str:
+        if self.default_text is not None:
+            return self.default_text
         if self.default is None:
-            return "unset"
+            return "none" if self.repeat else "unset"
         if self.secret:
             return "***"
         return self.kind.show(self.default)
@@ -143,13 +164,21 @@ class Setting(Generic[T]):
             sources.append(f"${self.env}")
         return f"{self.help} ({'; '.join(sources)})"
 
+    def parse_env(self, text: str, source: str) -> Any:
+        """The value of the environment variable's text (a list for a ``repeat`` setting)."""
+        if self.repeat:
+            return [self.parse(item, source) for item in text.split(os.pathsep) if item.strip()]
+        return self.parse(text, source)
+
     def parse(self, text: str, source: str) -> T:
         try:
             return self.kind.parse(text)
         except (ValueError, TypeError) as exc:
             if self.secret:  # the parser's message would quote the secret
                 raise ConfigError(f"{source}=***: not a valid {self.kind.name}") from None
-            raise ConfigError(f"{source}={text!r}: not a valid {self.kind.name}: {exc}") from None
+            raise ConfigError(
+                f"{source}={_abridged(text)}: not a valid {self.kind.name}: {exc}"
+            ) from None
 
     def checked(self, value: T, source: str) -> T:
         problem = None
@@ -163,33 +192,64 @@ class Setting(Generic[T]):
         return value
 
 
+GIVEN: Final = "_relsec_flags_given"
+"""The attribute of a parsed namespace naming the settings whose flag was given."""
+
+
+def _mark_given(namespace: argparse.Namespace, dest: str) -> None:
+    given = set(getattr(namespace, GIVEN, ()))  # a copy: the parser's default is shared
+    given.add(dest)
+    setattr(namespace, GIVEN, frozenset(given))
+
+
+class _Store(argparse._StoreAction):
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        super().__call__(parser, namespace, values, option)
+        _mark_given(namespace, self.dest)
+
+
+class _Append(argparse._AppendAction):
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        if self.dest not in getattr(namespace, GIVEN, ()):
+            setattr(namespace, self.dest, [])  # the first flag replaces the default
+        super().__call__(parser, namespace, values, option)
+        _mark_given(namespace, self.dest)
+
+
+class _True(argparse._StoreConstAction):
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        super().__call__(parser, namespace, values, option)
+        _mark_given(namespace, self.dest)
+
+
 def add_flags(parser: argparse.ArgumentParser, settings: Iterable[Setting[Any]]) -> None:
     """Add one option per declared setting that has a flag.
 
-    Options default to ``None`` (not given), so :func:`resolve` can tell a flag from
-    the environment and the default.
+    An option's parsed default is the declared default (so a parsed namespace reads as
+    before), and the namespace records which flags were given (:data:`GIVEN`), so
+    :func:`resolve` tells a flag from the environment and the default. A flag's value
+    stays text until :func:`resolve` parses and checks it (errors name the flag).
     """
+    parser.set_defaults(**{GIVEN: frozenset()})
     for setting in settings:
         option = setting.option
         if option is None:
             continue
+        shown = setting.full_help().replace("%", "%%")  # argparse formats help with %
+        default = [] if setting.repeat else setting.default
         if setting.kind is BOOLEAN:
             parser.add_argument(
-                option,
-                dest=setting.name,
-                action="store_const",
-                const=True,
-                default=None,
-                help=setting.full_help(),
+                option, dest=setting.name, action=_True, const=True, default=default, help=shown
             )
             continue
         parser.add_argument(
             option,
             dest=setting.name,
-            default=None,
+            action=_Append if setting.repeat else _Store,
+            default=default,
             choices=setting.choices,
             metavar=setting.metavar or ("DURATION" if setting.kind is DURATION else None),
-            help=setting.full_help(),
+            help=shown,
         )
 
 
@@ -201,6 +261,9 @@ def resolve(
     """Each setting's value: the flag (or ``given`` entry) if not ``None``, else its
     environment variable if set and not empty, else its default; checked.
 
+    From a namespace parsed with :func:`add_flags`, only the flags given count (the
+    others hold their defaults).
+
     Flag values that are text are parsed by the setting's kind; values already typed
     (a caller passing Python values) are only checked. Errors name the flag or the
     variable and what is wrong, never a secret's value.
@@ -210,6 +273,9 @@ def resolve(
         values_given = {}
     elif isinstance(given, argparse.Namespace):
         values_given = vars(given)
+        if GIVEN in values_given:
+            flags = values_given[GIVEN]
+            values_given = {k: v for k, v in values_given.items() if k in flags}
     else:
         values_given = given
     environ = os.environ if env is None else env
@@ -219,15 +285,60 @@ def resolve(
         source = setting.option or setting.name
         value: Any
         if raw is not None:
-            value = setting.parse(raw, source) if isinstance(raw, str) else raw
+            if setting.repeat and isinstance(raw, list | tuple):
+                value = [setting.parse(r, source) if isinstance(r, str) else r for r in raw]
+            else:
+                value = setting.parse(raw, source) if isinstance(raw, str) else raw
         elif setting.env and environ.get(setting.env):
             source = setting.env
-            value = setting.parse(environ[setting.env], source)
+            value = setting.parse_env(environ[setting.env], source)
         else:
-            out[setting.name] = setting.default
+            out[setting.name] = [] if setting.repeat else setting.default
             continue
         out[setting.name] = setting.checked(value, source)
     return out
+
+
+class SecretText(str):
+    """A secret's text: the value itself everywhere, but ``***`` in a repr, so a parsed
+    namespace or a dataclass that holds it never prints it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+def flag_given(args: argparse.Namespace, name: str) -> Any:
+    """The value of setting ``name``'s flag when it was given on the command line, else
+    ``None`` (for a command that treats "not given" apart from the default)."""
+    return getattr(args, name, None) if name in getattr(args, GIVEN, ()) else None
+
+
+def apply(
+    args: argparse.Namespace,
+    settings: Iterable[Setting[Any]],
+    env: Mapping[str, str] | None = None,
+) -> argparse.Namespace:
+    """Resolve ``settings`` from parsed flags and the environment and store the typed,
+    checked values back on ``args`` (what :func:`streams.cli.main` does before a handler).
+    Secrets are stored as :class:`SecretText`: ``repr(args)`` shows ``***``."""
+    secrets = {s.name for s in settings if s.secret}
+    for name, value in resolve(settings, args, env).items():
+        if name in secrets and isinstance(value, str):
+            value = SecretText(value)
+        setattr(args, name, value)
+    return args
+
+
+def from_env(setting: Setting[T], env: Mapping[str, str] | None = None) -> T | None:
+    """The setting's value from its environment variable only (checked), or ``None``
+    when the variable is unset or empty: for a command that treats "not given" apart."""
+    environ = os.environ if env is None else env
+    if not setting.env or not environ.get(setting.env):
+        return None
+    value: T = setting.parse_env(environ[setting.env], setting.env)
+    return setting.checked(value, setting.env)
 
 
 def check_values(settings: Iterable[Setting[Any]], values: Mapping[str, Any]) -> None:

@@ -23,8 +23,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import parse_qs
 
-from agents.errors import AdapterError, ValidationError
+from agents.errors import ValidationError
 from streams.api.check import CheckRequest
+from streams.ingest.errors import AdapterError
 
 API_GROUP: Final = "externaldata.gatekeeper.sh"
 API_VERSION: Final = f"{API_GROUP}/v1beta1"

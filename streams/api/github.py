@@ -29,8 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from agents.errors import AdapterError, ConfigError, DeliveryError
+from agents.errors import ConfigError
 from streams.api.check import CheckRequest, verdict_text
+from streams.ingest.errors import AdapterError
+from streams.notify.errors import DeliveryError
 
 GITHUB_API: Final = "https://api.github.com"
 API_VERSION: Final = "2022-11-28"

@@ -40,7 +40,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from agents.errors import AdapterError, ConfigError, DeliveryError, ValidationError
+from agents.errors import ConfigError, ValidationError
 from agents.model.timefmt import format_rfc3339_ms
 from streams.api.check import CheckRequest, run_check
 from streams.api.gatekeeper import parse_provider_request, provider_response
@@ -64,6 +64,8 @@ from streams.api.readmodel import (
     services_index,
 )
 from streams.api.source import CHANGELOG, TopicFollower
+from streams.ingest.errors import AdapterError
+from streams.notify.errors import DeliveryError
 
 log = logging.getLogger("relsec.api")
 
@@ -364,7 +366,8 @@ class Api:
     # -- GitHub ---------------------------------------------------------------------
 
     async def github_webhook(self, request: web.Request) -> web.Response:
-        from streams.ingest.signatures import Secrets, SignatureError, verify
+        from streams.ingest.errors import SignatureError
+        from streams.ingest.signatures import Secrets, verify
 
         cfg = self.options.github
         if cfg.webhook_secret is None:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from agents.errors import DecodeError, ValidationError
+from agents.errors import DecodeError, RecordAt, ValidationError
 from agents.model.events import parse_event
 from streams.api.changelog import is_part_key, is_service_key
 from streams.api.readmodel import ReadModel
@@ -68,7 +68,7 @@ class RecordSink:
         timestamp_ms: int,
     ) -> None:
         kind = self.kind_of.get(topic)
-        where = f"{topic}[{partition}]@{offset}"
+        where = RecordAt(topic, partition, offset)
         if kind == CHANGELOG:
             if is_part_key(key):
                 assert key is not None

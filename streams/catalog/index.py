@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from agents.errors import CatalogError
 from streams.catalog.entities import (
     KIND_LABELS,
     NAME,
@@ -24,6 +23,7 @@ from streams.catalog.entities import (
     identifier_key,
     read_files,
 )
+from streams.catalog.errors import CatalogError
 
 #: Environment variable naming catalog files or folders, separated by ``os.pathsep``.
 CATALOG_ENV: Final = "RELSEC_CATALOG"

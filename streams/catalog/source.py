@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from agents.errors import CatalogError
 from streams.catalog.entities import catalog_files
+from streams.catalog.errors import CatalogError
 from streams.catalog.index import Catalog, load_catalog
 
 log = logging.getLogger("relsec.catalog")

@@ -1,8 +1,12 @@
 """The ``relsec`` console command: one argparse tree, a module per group of subcommands.
 
 Each module in :data:`COMMAND_MODULES` has ``register(subparsers)`` which adds
-its subcommands with ``set_defaults(func=handler)``; a handler takes the parsed
-arguments and returns the exit status. Heavy imports (Faust, confluent-kafka)
+its subcommands with ``set_defaults(func=handler, settings=DECLARATIONS)``, and
+``COMMANDS``, each command's declarations (:class:`streams.settings.Setting`: the
+flags are built from them, ``relsec settings`` lists them). Before a handler runs,
+:func:`main` resolves the command's declarations (flag, else ``RELSEC_*`` variable,
+else default; checked) onto the parsed arguments; the handler takes them and
+returns the exit status. Heavy imports (Faust, confluent-kafka)
 happen inside handlers so ``relsec --help`` stays fast.
 """
 
@@ -23,15 +27,8 @@ COMMAND_MODULES = (
     "streams.cli.catalog",
     "streams.cli.kafka",
     "streams.cli.api",
+    "streams.cli.settings",
 )
-
-
-def add_kafka_options(parser: argparse.ArgumentParser) -> None:
-    """The options every Kafka-facing subcommand shares, from their declarations
-    (:data:`streams.settings.KAFKA_FLAGS`: each says its default and its variable)."""
-    from streams.settings import KAFKA_FLAGS, add_flags
-
-    add_flags(parser, KAFKA_FLAGS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from streams.settings import apply
+
+        apply(args, getattr(args, "settings", ()))
         status: int = args.func(args)
     except RelsecError as exc:
         print(f"relsec: error: {exc}", file=sys.stderr)

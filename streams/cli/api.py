@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from typing import Any, Final
 
 from agents.errors import ConfigError
-from streams.cli import add_kafka_options
+from streams.settings import (
+    ALLOWED_LATENESS,
+    BOOLEAN,
+    INTEGER,
+    KAFKA_FLAGS,
+    NUMBER,
+    TEXT,
+    Setting,
+    add_flags,
+    at_least,
+    not_empty,
+)
 
 DEFAULT_PORT: Final = 8088
 DEFAULT_API_URL: Final = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -20,6 +30,169 @@ EXIT_WARN: Final = 1
 EXIT_DENY: Final = 2
 EXIT_UNAVAILABLE: Final = 3
 EXIT_FOR_VERDICT: Final = {"allow": EXIT_ALLOW, "warn": EXIT_WARN, "deny": EXIT_DENY}
+
+
+API_HOST: Final = Setting(
+    "host",
+    TEXT,
+    "127.0.0.1",
+    "bind address (elsewhere a token is required)",
+    env="RELSEC_API_HOST",
+    check=not_empty,
+)
+API_PORT: Final = Setting(
+    "port",
+    INTEGER,
+    DEFAULT_PORT,
+    "port (0 picks a free one)",
+    env="RELSEC_API_PORT",
+    check=at_least(0),
+)
+CHECK_POLICY: Final = Setting(
+    "policy",
+    TEXT,
+    None,
+    "YAML file: which rule outcomes deny and which warn",
+    env="RELSEC_CHECK_POLICY",
+    default_text="the built-in policy",
+)
+API_TOKEN: Final = Setting(
+    "api_token",
+    TEXT,
+    None,
+    "the API's bearer token (required off loopback; relsec check sends it)",
+    env="RELSEC_API_TOKEN",
+    flag=None,
+    secret=True,
+)
+GITHUB_WEBHOOK_SECRET: Final = Setting(
+    "github_webhook_secret",
+    TEXT,
+    None,
+    "the GitHub App's webhook secret",
+    env="RELSEC_GITHUB_WEBHOOK_SECRET",
+    flag=None,
+    secret=True,
+)
+GITHUB_APP_ID: Final = Setting(
+    "github_app_id", TEXT, None, "the GitHub App's id", env="RELSEC_GITHUB_APP_ID", flag=None
+)
+GITHUB_TOKEN: Final = Setting(
+    "github_token",
+    TEXT,
+    None,
+    "a GitHub token (instead of App credentials)",
+    env="RELSEC_GITHUB_TOKEN",
+    flag=None,
+    secret=True,
+)
+API_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    *KAFKA_FLAGS,
+    API_HOST,
+    API_PORT,
+    CHECK_POLICY,
+    ALLOWED_LATENESS,
+    Setting("tls_cert", TEXT, None, "serve HTTPS with this certificate (PEM)"),
+    Setting("tls_key", TEXT, None, "the certificate's private key (PEM)"),
+    Setting(
+        "tls_client_ca",
+        TEXT,
+        None,
+        "accept client certificates signed by this CA as authentication (Gatekeeper mTLS)",
+    ),
+    Setting(
+        "history_days",
+        NUMBER,
+        400.0,
+        "event time kept per service for the timeline, behind its newest event",
+        check=at_least(0),
+    ),
+    Setting(
+        "history_max_events",
+        INTEGER,
+        500_000,
+        "events kept per service for the timeline, newest first",
+        check=at_least(1),
+    ),
+    Setting("request_timeout", NUMBER, 10.0, "seconds per request", check=at_least(0)),
+    Setting(
+        "github_api_url",
+        TEXT,
+        "https://api.github.com",
+        "GitHub's REST API (GitHub Enterprise: https://HOST/api/v3)",
+        env="RELSEC_GITHUB_API_URL",
+        check=not_empty,
+    ),
+    Setting(
+        "github_private_key",
+        TEXT,
+        None,
+        "the GitHub App's private key file (PEM)",
+        env="RELSEC_GITHUB_PRIVATE_KEY_PATH",
+    ),
+    Setting(
+        "github_service",
+        TEXT,
+        None,
+        "the relsec service of a repository (repeatable; default: the repository's name)",
+        metavar="OWNER/REPO=SERVICE",
+        repeat=True,
+        default_text="the repository's name",
+    ),
+    Setting(
+        "github_environment",
+        TEXT,
+        None,
+        "the relsec environment of a GitHub environment (repeatable)",
+        metavar="GITHUB_ENV=ENVIRONMENT",
+        repeat=True,
+        default_text="the same name",
+    ),
+    Setting(
+        "github_warn",
+        TEXT,
+        "approve",
+        "what a 'warn' verdict answers GitHub (with the warning)",
+        choices=("approve", "reject"),
+    ),
+    Setting("loglevel", TEXT, "warning", "log level"),
+    API_TOKEN,
+    GITHUB_WEBHOOK_SECRET,
+    GITHUB_APP_ID,
+    GITHUB_TOKEN,
+)
+"""What ``relsec api`` reads (and the connection's security, :data:`streams.settings.SECURITY`)."""
+
+CHECK_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    Setting("action", TEXT, "deploy", "what is about to happen", choices=("deploy", "rollback")),
+    Setting("team", TEXT, None, "who asks", choices=("sre", "security", "dev")),
+    Setting("actor", TEXT, None, "who is making the change (free text)"),
+    Setting(
+        "alias",
+        TEXT,
+        None,
+        "another name of the release (an image digest, a commit SHA); repeatable",
+        repeat=True,
+    ),
+    Setting(
+        "api_url", TEXT, DEFAULT_API_URL, "the relsec api", env="RELSEC_API_URL", check=not_empty
+    ),
+    Setting("ca_file", TEXT, None, "CA bundle to trust for an HTTPS api"),
+    Setting("timeout", NUMBER, 15.0, "seconds to wait for the answer", check=at_least(0)),
+    Setting(
+        "on_unavailable",
+        TEXT,
+        "fail",
+        "when the API cannot answer: exit 3 (fail), 0 (allow: fail open) or 2 (deny: fail closed)",
+        choices=("fail", "allow", "deny"),
+    ),
+    Setting("json", BOOLEAN, False, "print the API's whole JSON answer"),
+    API_TOKEN,
+)
+"""What ``relsec check`` reads."""
+
+COMMANDS: Final = {"api": API_SETTINGS, "check": CHECK_SETTINGS}
+"""The declarations of each command of this module (``relsec settings`` lists them)."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,80 +204,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "environment only: RELSEC_API_TOKEN (bearer token; required off loopback), "
         "RELSEC_GITHUB_WEBHOOK_SECRET, RELSEC_GITHUB_APP_ID, RELSEC_GITHUB_TOKEN.",
     )
-    add_kafka_options(a)
-    a.add_argument(
-        "--host",
-        default=os.environ.get("RELSEC_API_HOST", "127.0.0.1"),
-        help="bind address (default $RELSEC_API_HOST or 127.0.0.1; elsewhere a token is required)",
-    )
-    a.add_argument(
-        "--port",
-        type=int,
-        default=int(os.environ.get("RELSEC_API_PORT", DEFAULT_PORT)),
-        help=f"port (default $RELSEC_API_PORT or {DEFAULT_PORT}; 0 picks a free one)",
-    )
-    a.add_argument(
-        "--policy",
-        default=os.environ.get("RELSEC_CHECK_POLICY"),
-        help="YAML file: which rule outcomes deny and which warn (default: the built-in policy)",
-    )
-    a.add_argument(
-        "--allowed-lateness",
-        default=None,
-        help="the workers' allowed lateness (default $RELSEC_ALLOWED_LATENESS or 24h)",
-    )
-    a.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate (PEM)")
-    a.add_argument("--tls-key", default=None, help="the certificate's private key (PEM)")
-    a.add_argument(
-        "--tls-client-ca",
-        default=None,
-        help="accept client certificates signed by this CA as authentication (Gatekeeper mTLS)",
-    )
-    a.add_argument(
-        "--history-days",
-        type=float,
-        default=400.0,
-        help="event time kept per service for the timeline, behind its newest event (400)",
-    )
-    a.add_argument(
-        "--history-max-events",
-        type=int,
-        default=500_000,
-        help="events kept per service for the timeline, newest first (500000)",
-    )
-    a.add_argument("--request-timeout", type=float, default=10.0, help="seconds per request")
-    a.add_argument(
-        "--github-api-url",
-        default=os.environ.get("RELSEC_GITHUB_API_URL", "https://api.github.com"),
-        help="GitHub's REST API (GitHub Enterprise: https://HOST/api/v3)",
-    )
-    a.add_argument(
-        "--github-private-key",
-        default=os.environ.get("RELSEC_GITHUB_PRIVATE_KEY_PATH"),
-        help="the GitHub App's private key file (PEM)",
-    )
-    a.add_argument(
-        "--github-service",
-        action="append",
-        default=[],
-        metavar="OWNER/REPO=SERVICE",
-        help="the relsec service of a repository (default: the repository's name)",
-    )
-    a.add_argument(
-        "--github-environment",
-        action="append",
-        default=[],
-        metavar="GITHUB_ENV=ENVIRONMENT",
-        help="the relsec environment of a GitHub environment (default: the same name)",
-    )
-    a.add_argument(
-        "--github-warn",
-        choices=("approve", "reject"),
-        default="approve",
-        help="what a 'warn' verdict answers GitHub (default approve, with the warning)",
-    )
-    a.add_argument("--loglevel", default="warning")
-    a.set_defaults(func=run_api)
+    add_flags(a, API_SETTINGS)
+    a.set_defaults(func=run_api, settings=API_SETTINGS)
 
     c = sub.add_parser(
         "check",
@@ -117,31 +218,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("service")
     c.add_argument("environment")
     c.add_argument("release")
-    c.add_argument("--action", choices=("deploy", "rollback"), default="deploy")
-    c.add_argument("--team", choices=("sre", "security", "dev"), default=None)
-    c.add_argument("--actor", default=None, help="who is making the change (free text)")
-    c.add_argument(
-        "--alias",
-        action="append",
-        default=[],
-        help="another name of the release (an image digest, a commit SHA); repeatable",
-    )
-    c.add_argument(
-        "--api-url",
-        default=os.environ.get("RELSEC_API_URL", DEFAULT_API_URL),
-        help=f"the relsec api (default $RELSEC_API_URL or {DEFAULT_API_URL})",
-    )
-    c.add_argument("--ca-file", default=None, help="CA bundle to trust for an HTTPS api")
-    c.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the answer")
-    c.add_argument(
-        "--on-unavailable",
-        choices=("fail", "allow", "deny"),
-        default="fail",
-        help="when the API cannot answer: exit 3 (fail, default), 0 (allow: fail open) "
-        "or 2 (deny: fail closed)",
-    )
-    c.add_argument("--json", action="store_true", help="print the API's whole JSON answer")
-    c.set_defaults(func=run_check_command)
+    add_flags(c, CHECK_SETTINGS)
+    c.set_defaults(func=run_check_command, settings=CHECK_SETTINGS)
 
 
 # -- relsec api ----------------------------------------------------------------------
@@ -161,18 +239,13 @@ def build_api(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from streams.api.source import TopicFollower, topic_kinds
     from streams.settings import Settings
 
-    settings = Settings.resolve(
-        bootstrap_servers=args.bootstrap_servers,
-        topic_prefix=args.topic_prefix,
-        allowed_lateness=args.allowed_lateness,
-    )
-    env = os.environ
+    settings = Settings.from_args(args)
     github = GitHubConfig.build(
-        webhook_secret=env.get("RELSEC_GITHUB_WEBHOOK_SECRET") or None,
+        webhook_secret=args.github_webhook_secret,
         api_url=args.github_api_url,
-        app_id=env.get("RELSEC_GITHUB_APP_ID") or None,
+        app_id=args.github_app_id,
         private_key_path=args.github_private_key,
-        token=env.get("RELSEC_GITHUB_TOKEN") or None,
+        token=args.github_token,
         services=args.github_service,
         environments=args.github_environment,
         warn_state="approved" if args.github_warn == "approve" else "rejected",
@@ -180,7 +253,7 @@ def build_api(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     options = ApiOptions(
         host=args.host,
         port=args.port,
-        token=env.get("RELSEC_API_TOKEN") or None,
+        token=args.api_token,
         policy=load_policy(args.policy),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
@@ -301,7 +374,7 @@ def run_check_command(args: argparse.Namespace) -> int:
             fetch_verdict(
                 args.api_url,
                 params,
-                os.environ.get("RELSEC_API_TOKEN") or None,
+                args.api_token,
                 args.timeout,
                 args.ca_file,
             )

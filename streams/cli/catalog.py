@@ -10,13 +10,33 @@ usable, 1 when it has problems. ``--json`` prints one JSON object instead.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from streams.catalog import CATALOG_ENV, CatalogReport, catalog_paths, check_catalog
 from streams.catalog.entities import KIND_LABELS, Component
+from streams.settings import BOOLEAN, TEXT, Setting, add_flags, from_env
+
+CATALOG: Final = Setting(
+    "catalog",
+    TEXT,
+    None,
+    "Backstage catalog entity file or folder (*.yaml, *.yml) that resolves services and "
+    f"environments (repeatable; the variable separates paths by {os.pathsep!r}); see "
+    "docs/ingest.md",
+    env=CATALOG_ENV,
+    metavar="PATH",
+    repeat=True,
+)
+CHECK_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    Setting("json", BOOLEAN, False, "print one JSON object"),
+)
+
+COMMANDS: Final = {"catalog check": CHECK_SETTINGS}
+"""``relsec catalog check`` reads :data:`CATALOG`'s variable when no PATH is given."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,8 +55,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         f"documents, conflicts). Without PATH, ${CATALOG_ENV} is read. Exit 1 on problems.",
     )
     check.add_argument("paths", nargs="*", metavar="PATH", help="catalog files or folders")
-    check.add_argument("--json", action="store_true", help="print one JSON object")
-    check.set_defaults(func=run_check)
+    add_flags(check, CHECK_SETTINGS)
+    check.set_defaults(func=run_check, settings=CHECK_SETTINGS)
 
 
 def _grouped(component: Component) -> dict[str, list[str]]:
@@ -69,7 +89,7 @@ def _as_json(report: CatalogReport) -> dict[str, Any]:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    paths = catalog_paths(args.paths)
+    paths = catalog_paths(args.paths or from_env(CATALOG), {})
     if not paths:
         print(f"relsec catalog check: give PATH or set ${CATALOG_ENV}", file=sys.stderr)
         return 2

@@ -18,19 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-from agents.errors import AdapterError, ConfigError
+from agents.errors import ConfigError
 from agents.model.events import Event, parse_event
 from agents.model.timefmt import TimestampError, parse_rfc3339_ms
 from streams.catalog import CATALOG_ENV, Catalog, CatalogSource, catalog_paths, load_catalog
-from streams.cli import add_kafka_options
+from streams.cli.catalog import CATALOG
 from streams.ingest import SOURCES, convert, decode_payload
 from streams.ingest.common import (
     DEFAULT_ENVIRONMENT,
@@ -41,77 +40,214 @@ from streams.ingest.common import (
     Unresolved,
     parse_mapping,
 )
+from streams.ingest.errors import AdapterError
+from streams.ingest.gateway import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_REPORT_BODY_BYTES,
+    DEFAULT_WEBHOOK_BODY_BYTES,
+    REPORT_SOURCES,
+    GatewayLimits,
+)
+from streams.ingest.signatures import COMMON_TOKEN_ENV, HMAC_SOURCES, token_env
+from streams.settings import (
+    BOOLEAN,
+    INTEGER,
+    KAFKA_FLAGS,
+    NUMBER,
+    TEXT,
+    Kind,
+    Setting,
+    add_flags,
+    at_least,
+    not_empty,
+)
+
+PAYLOAD_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    Setting("service", TEXT, None, "service name for every event (overrides the mapping)"),
+    Setting(
+        "release", TEXT, None, "release for every event (for incidents: the suspected release)"
+    ),
+    Setting("environment", TEXT, None, "environment for deploys and incidents"),
+    Setting(
+        "previous",
+        TEXT,
+        None,
+        "the previous report of the same scanner for the same release: findings it had that "
+        "the new report lacks are cleared (trivy, grype)",
+        metavar="FILE",
+    ),
+    Setting(
+        "github_event",
+        TEXT,
+        None,
+        "GitHub event name (X-GitHub-Event header); read from the payload's shape if absent",
+        metavar="NAME",
+    ),
+    Setting(
+        "received_at",
+        TEXT,
+        None,
+        "time used when a payload carries none",
+        metavar="RFC3339",
+        default_text="now",
+    ),
+)
+"""The options of one payload (``convert``, ``publish``)."""
 
 
-def _add_payload_options(p: argparse.ArgumentParser) -> None:
+def _conversion_settings(*, per_source: bool) -> tuple[Setting[Any], ...]:
+    return (
+        CATALOG,
+        Setting(
+            "require_catalog",
+            BOOLEAN,
+            False,
+            "produce no event for a service the catalog does not know (the reason is printed)",
+        ),
+        Setting(
+            "min_severity",
+            TEXT,
+            DEFAULT_MIN_SEVERITY,
+            "lowest scanner severity that raises a flag ('unknown' also flags "
+            "unknown/negligible findings, as low)",
+            choices=MIN_SEVERITY_CHOICES,
+        ),
+        Setting(
+            "default_environment",
+            TEXT,
+            DEFAULT_ENVIRONMENT,
+            "environment of incidents whose tool names none",
+            check=not_empty,
+        ),
+        Setting(
+            "map",
+            TEXT,
+            None,
+            "where a name comes from: SPEC is a $.json.path or a named value of the adapter "
+            "(several, comma-separated, tried in order; repeatable); see docs/ingest.md",
+            metavar="SOURCE:FIELD=SPEC" if per_source else "FIELD=SPEC",
+            repeat=True,
+        ),
+    )
+
+
+CONVERSION_SETTINGS: Final = _conversion_settings(per_source=False)
+SERVE_CONVERSION_SETTINGS: Final = _conversion_settings(per_source=True)
+
+
+def _limit(flag: str, name: str, kind: Kind[Any], what: str) -> Setting[Any]:
+    defaults = GatewayLimits()
+    return Setting(
+        f"gateway_{name}",
+        kind,
+        getattr(defaults, name),
+        what,
+        flag=flag,
+        check=at_least(1 if kind is INTEGER else 0),
+        metavar="SECONDS" if kind is NUMBER else ("BYTES" if name.endswith("bytes") else "N"),
+    )
+
+
+GATEWAY_LIMITS: Final[tuple[Setting[Any], ...]] = (
+    Setting(
+        "max_body_bytes",
+        TEXT,
+        None,
+        "largest request body, for every source or one (repeatable)",
+        metavar="[SOURCE=]BYTES",
+        repeat=True,
+        default_text=f"{DEFAULT_REPORT_BODY_BYTES} for {', '.join(REPORT_SOURCES)}, "
+        f"{DEFAULT_WEBHOOK_BODY_BYTES} for the others",
+    ),
+    _limit("--max-connections", "max_connections", INTEGER, "open connections"),
+    _limit("--max-in-flight", "max_in_flight", INTEGER, "ingest requests handled at once"),
+    _limit("--buffered-bytes", "buffered_bytes", INTEGER, "bytes of request bodies held at once"),
+    _limit(
+        "--unauthenticated-bytes",
+        "unauthenticated_bytes",
+        INTEGER,
+        "bytes of bodies held before their signature is checked",
+    ),
+    _limit("--header-timeout", "header_timeout_s", NUMBER, "seconds to send a request head"),
+    _limit("--body-timeout", "body_timeout_s", NUMBER, "seconds to send a request body"),
+    _limit(
+        "--idle-timeout", "idle_timeout_s", NUMBER, "seconds an idle keep-alive connection lives"
+    ),
+    _limit("--conversion-threads", "conversion_threads", INTEGER, "threads converting payloads"),
+    _limit(
+        "--conversion-timeout",
+        "conversion_timeout_s",
+        NUMBER,
+        "seconds a conversion may take before 503",
+    ),
+)
+"""The gateway's bounds (:class:`GatewayLimits`, whose defaults these are)."""
+
+GATEWAY_SECRETS: Final[tuple[Setting[Any], ...]] = (
+    tuple(
+        Setting(
+            f"secret_{source}",
+            TEXT,
+            None,
+            f"the {source} webhook secret ({header}, HMAC)",
+            env=variable,
+            flag=None,
+            secret=True,
+        )
+        for source, (variable, header) in HMAC_SOURCES.items()
+    )
+    + tuple(
+        Setting(
+            f"token_{source.replace('-', '_')}",
+            TEXT,
+            None,
+            f"the {source} shared-secret token",
+            env=token_env(source),
+            flag=None,
+            secret=True,
+        )
+        for source in SOURCES
+    )
+    + (
+        Setting(
+            "token",
+            TEXT,
+            None,
+            "the shared-secret token of every source without its own",
+            env=COMMON_TOKEN_ENV,
+            flag=None,
+            secret=True,
+        ),
+    )
+)
+"""The gateway's secrets, environment only; :class:`streams.ingest.signatures.Secrets`
+reads them (a source without one rejects every request)."""
+
+SERVE_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    Setting("host", TEXT, DEFAULT_HOST, "address to bind", check=not_empty),
+    Setting("port", INTEGER, DEFAULT_PORT, "port", check=at_least(0)),
+    *GATEWAY_LIMITS,
+    *SERVE_CONVERSION_SETTINGS,
+    *KAFKA_FLAGS,
+)
+CONVERT_SETTINGS: Final[tuple[Setting[Any], ...]] = (*PAYLOAD_SETTINGS, *CONVERSION_SETTINGS)
+PUBLISH_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    *PAYLOAD_SETTINGS,
+    *CONVERSION_SETTINGS,
+    *KAFKA_FLAGS,
+)
+
+COMMANDS: Final = {
+    "ingest convert": CONVERT_SETTINGS,
+    "ingest publish": PUBLISH_SETTINGS,
+    "ingest serve": (*SERVE_SETTINGS, *GATEWAY_SECRETS),
+}
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "source", choices=SOURCES, metavar="SOURCE", help=f"one of: {', '.join(SOURCES)}"
-    )
-    p.add_argument(
-        "--service", default=None, help="service name for every event (overrides the mapping)"
-    )
-    p.add_argument(
-        "--release",
-        default=None,
-        help="release for every event (for incidents: the suspected release)",
-    )
-    p.add_argument("--environment", default=None, help="environment for deploys and incidents")
-    _add_conversion_options(p)
-    p.add_argument(
-        "--previous",
-        metavar="FILE",
-        default=None,
-        help="the previous report of the same scanner for the same release: findings it had "
-        "that the new report lacks are cleared (trivy, grype)",
-    )
-    p.add_argument(
-        "--github-event",
-        default=None,
-        metavar="NAME",
-        help="GitHub event name (X-GitHub-Event header); read from the payload's shape if absent",
-    )
-    p.add_argument(
-        "--received-at",
-        default=None,
-        metavar="RFC3339",
-        help="time used when a payload carries none (default: now)",
-    )
-
-
-def _add_conversion_options(p: argparse.ArgumentParser, *, per_source: bool = False) -> None:
-    p.add_argument(
-        "--catalog",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="Backstage catalog entity file or folder (*.yaml, *.yml) that resolves services "
-        f"and environments (repeatable; default ${CATALOG_ENV}, paths separated by "
-        f"{os.pathsep!r}); see docs/ingest.md",
-    )
-    p.add_argument(
-        "--require-catalog",
-        action="store_true",
-        help="produce no event for a service the catalog does not know (the reason is printed)",
-    )
-    p.add_argument(
-        "--min-severity",
-        choices=MIN_SEVERITY_CHOICES,
-        default=DEFAULT_MIN_SEVERITY,
-        help=f"lowest scanner severity that raises a flag (default {DEFAULT_MIN_SEVERITY}; "
-        "'unknown' also flags unknown/negligible findings, as low)",
-    )
-    p.add_argument(
-        "--default-environment",
-        default=DEFAULT_ENVIRONMENT,
-        help=f"environment of incidents whose tool names none (default {DEFAULT_ENVIRONMENT})",
-    )
-    p.add_argument(
-        "--map",
-        action="append",
-        default=[],
-        metavar=("SOURCE:FIELD=SPEC" if per_source else "FIELD=SPEC"),
-        help="where a name comes from: SPEC is a $.json.path or a named value of the adapter "
-        "(several, comma-separated, tried in order); see docs/ingest.md",
     )
 
 
@@ -131,9 +267,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Print the canonical SPEC events of one payload as JSON lines on stdout; "
         "reasons a payload gave no event go to stderr. Exit 2 when the payload cannot be read.",
     )
-    _add_payload_options(conv)
+    _add_source(conv)
+    add_flags(conv, CONVERT_SETTINGS)
     conv.add_argument("file", metavar="FILE", help="payload file ('-' for stdin)")
-    conv.set_defaults(func=run_convert)
+    conv.set_defaults(func=run_convert, settings=CONVERT_SETTINGS)
 
     pub = isub.add_parser(
         "publish",
@@ -141,10 +278,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Convert payload files like 'convert' and publish the events to the input "
         "topics (keyed by service).",
     )
-    _add_payload_options(pub)
+    _add_source(pub)
+    add_flags(pub, PAYLOAD_SETTINGS)
+    add_flags(pub, CONVERSION_SETTINGS)
     pub.add_argument("files", nargs="+", metavar="FILE", help="payload files ('-' for stdin)")
-    add_kafka_options(pub)
-    pub.set_defaults(func=run_publish)
+    add_flags(pub, KAFKA_FLAGS)
+    pub.set_defaults(func=run_publish, settings=PUBLISH_SETTINGS)
 
     srv = isub.add_parser(
         "serve",
@@ -154,18 +293,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(HMAC), RELSEC_INGEST_<SOURCE>_TOKEN or RELSEC_INGEST_TOKEN (shared-secret header). "
         "A source without a secret rejects every request.",
     )
-    from streams.ingest.gateway import DEFAULT_HOST, DEFAULT_PORT, add_server_arguments
-
-    srv.add_argument(
-        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})"
-    )
-    srv.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
-    )
-    add_server_arguments(srv)
-    _add_conversion_options(srv, per_source=True)
-    add_kafka_options(srv)
-    srv.set_defaults(func=run_serve)
+    add_flags(srv, SERVE_SETTINGS)
+    srv.set_defaults(func=run_serve, settings=SERVE_SETTINGS)
 
 
 def _read(source: str, name: str) -> Any:
@@ -181,7 +310,7 @@ def _read(source: str, name: str) -> Any:
 
 def _catalog(args: argparse.Namespace) -> Catalog | None:
     """The catalog of ``--catalog`` / ``$RELSEC_CATALOG``, or None; CatalogError when unusable."""
-    paths = catalog_paths(args.catalog)
+    paths = catalog_paths(args.catalog, {})
     if not paths:
         if args.require_catalog:
             raise ConfigError(
@@ -268,9 +397,7 @@ def run_publish(args: argparse.Namespace) -> int:
         events.extend(parse_event(e) for e in conversion.events)
         skipped += len(conversion.skipped)
         unresolved.extend(conversion.unresolved)
-    settings = Settings.resolve(
-        bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix
-    )
+    settings = Settings.from_args(args)
     line = summary(len(events), skipped, unresolved, options.catalog is not None)
     if not events:
         print("relsec ingest: no events to publish", file=sys.stderr)
@@ -309,11 +436,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from streams.settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = Settings.resolve(
-        bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix
-    )
+    settings = Settings.from_args(args)
     secrets = Secrets.from_env(SOURCES)
-    paths = catalog_paths(args.catalog)
+    paths = catalog_paths(args.catalog, {})
     if args.require_catalog and not paths:
         raise ConfigError(
             f"--require-catalog needs a catalog: pass --catalog PATH or set ${CATALOG_ENV}"

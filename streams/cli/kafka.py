@@ -6,9 +6,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from agents.errors import KafkaProvisionError
 from streams.devkafka import (
     DEFAULT_KAFKA_VERSION,
     LocalKafka,
@@ -16,23 +15,88 @@ from streams.devkafka import (
     default_state_dir,
     describe,
 )
+from streams.settings import (
+    BOOLEAN,
+    DEFAULT_PARTITIONS,
+    INTEGER,
+    KAFKA_FLAGS,
+    NUMBER,
+    TEXT,
+    Setting,
+    add_flags,
+    at_least,
+    not_empty,
+)
 
 
 def _stderr(message: str) -> None:
     print(f"relsec: {message}", file=sys.stderr, flush=True)
 
 
-def _add_state_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=None,
-        help="where the cluster's config, data, logs and PIDs live "
-        "(default: $RELSEC_CACHE_DIR/run/NAME, i.e. ~/.cache/relsec/run/NAME)",
-    )
-    parser.add_argument(
-        "--name", default="local", help="cluster name, for the default --state-dir (default: local)"
-    )
+STATE_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    Setting(
+        "state_dir",
+        TEXT,
+        None,
+        "where the cluster's config, data, logs and PIDs live",
+        default_text="$RELSEC_CACHE_DIR/run/NAME, i.e. ~/.cache/relsec/run/NAME",
+    ),
+    Setting("name", TEXT, "local", "cluster name, for the default --state-dir", check=not_empty),
+)
+UP_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    *STATE_SETTINGS,
+    Setting("brokers", INTEGER, None, "number of nodes", default_text="1", check=at_least(1)),
+    Setting(
+        "port",
+        INTEGER,
+        None,
+        "first broker port; node i listens on PORT+i, its controller on PORT+BROKERS+i",
+        default_text="9092",
+        check=at_least(0),
+    ),
+    Setting(
+        "kafka_version",
+        TEXT,
+        DEFAULT_KAFKA_VERSION,
+        "Apache Kafka version to fetch",
+        check=not_empty,
+    ),
+    Setting("timeout", NUMBER, 120.0, "seconds to wait for readiness", check=at_least(0)),
+)
+DOWN_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    *STATE_SETTINGS,
+    Setting("purge", BOOLEAN, False, "also delete the state directory (all data)"),
+    Setting("timeout", NUMBER, 30.0, "seconds before SIGKILL", check=at_least(0)),
+)
+STATUS_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    *STATE_SETTINGS,
+    Setting("json", BOOLEAN, False, "print JSON"),
+)
+TOPICS_CREATE_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    *KAFKA_FLAGS,
+    Setting(
+        "partitions",
+        INTEGER,
+        DEFAULT_PARTITIONS,
+        "partitions per topic (the inputs share it)",
+        check=at_least(1),
+    ),
+    Setting(
+        "replication_factor",
+        INTEGER,
+        None,
+        "replicas per partition",
+        default_text="min(3, number of brokers)",
+        check=at_least(1),
+    ),
+)
+
+COMMANDS: Final = {
+    "kafka up": UP_SETTINGS,
+    "kafka down": DOWN_SETTINGS,
+    "kafka status": STATUS_SETTINGS,
+    "topics create": TOPICS_CREATE_SETTINGS,
+}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,22 +114,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Start (or keep running) a local Apache Kafka and wait until it answers a "
         "metadata request; the bootstrap address is printed on stdout.",
     )
-    _add_state_options(up)
-    up.add_argument("--brokers", type=int, default=None, help="number of nodes (default 1)")
-    up.add_argument(
-        "--port",
-        type=int,
-        default=None,
-        help="first broker port (default 9092); node i listens on PORT+i, its controller on "
-        "PORT+BROKERS+i",
-    )
-    up.add_argument(
-        "--kafka-version", default=None, help="Apache Kafka version to fetch (default 4.4.0)"
-    )
-    up.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds to wait for readiness (default 120)"
-    )
-    up.set_defaults(func=run_up)
+    add_flags(up, UP_SETTINGS)
+    up.set_defaults(func=run_up, settings=UP_SETTINGS)
 
     down = ksub.add_parser(
         "down",
@@ -73,17 +123,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Stop the nodes whose PIDs are recorded in the state directory: SIGTERM, "
         "then SIGKILL after --timeout seconds.",
     )
-    _add_state_options(down)
-    down.add_argument(
-        "--purge", action="store_true", help="also delete the state directory (all data)"
-    )
-    down.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL")
-    down.set_defaults(func=run_down)
+    add_flags(down, DOWN_SETTINGS)
+    down.set_defaults(func=run_down, settings=DOWN_SETTINGS)
 
     status = ksub.add_parser("status", help="show the local cluster's nodes and readiness")
-    _add_state_options(status)
-    status.add_argument("--json", action="store_true", help="print JSON")
-    status.set_defaults(func=run_status)
+    add_flags(status, STATUS_SETTINGS)
+    status.set_defaults(func=run_status, settings=STATUS_SETTINGS)
 
     topics = sub.add_parser(
         "topics",
@@ -97,39 +142,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Create the missing relsec topics. Inputs are co-partitioned; alerts are "
         "compacted; replication is min(3, brokers) unless given.",
     )
-    from streams.cli import add_kafka_options
-
-    add_kafka_options(create)
-    from streams.settings import DEFAULT_PARTITIONS
-
-    create.add_argument(
-        "--partitions",
-        type=int,
-        default=DEFAULT_PARTITIONS,
-        help=f"partitions per topic ({DEFAULT_PARTITIONS})",
-    )
-    create.add_argument(
-        "--replication-factor",
-        type=int,
-        default=None,
-        help="replicas per partition (default: min(3, number of brokers))",
-    )
-    create.set_defaults(func=run_topics_create)
+    add_flags(create, TOPICS_CREATE_SETTINGS)
+    create.set_defaults(func=run_topics_create, settings=TOPICS_CREATE_SETTINGS)
 
 
 def _cluster(args: argparse.Namespace, **kwargs: Any) -> LocalKafka:
-    state_dir = args.state_dir or default_state_dir(args.name)
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir(args.name)
     return LocalKafka(state_dir, log=_stderr, **kwargs)
 
 
 def run_up(args: argparse.Namespace) -> int:
-    if args.brokers is not None and args.brokers < 1:
-        raise KafkaProvisionError("--brokers must be at least 1")
     cluster = _cluster(
         args,
         brokers=args.brokers,
         port=args.port,
-        version=args.kafka_version or DEFAULT_KAFKA_VERSION,
+        version=args.kafka_version,
     )
     bootstrap = cluster.up(timeout_s=args.timeout)
     _stderr(f"Kafka ready; state in {cluster.state_dir}")
@@ -164,9 +191,7 @@ def run_topics_create(args: argparse.Namespace) -> int:
     from streams.kafka.topics import ensure_topics
     from streams.settings import Settings
 
-    settings = Settings.resolve(
-        bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix
-    )
+    settings = Settings.from_args(args)
     states = ensure_topics(settings, args.partitions, args.replication_factor)
     for state in states:
         what = "created" if state.created else "exists "

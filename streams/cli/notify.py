@@ -8,8 +8,40 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import Any, Final
 
-from streams.cli import add_kafka_options
+from streams.settings import BOOLEAN, KAFKA_FLAGS, TEXT, Setting, add_flags
+
+NOTIFY_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    *KAFKA_FLAGS,
+    Setting(
+        "once", BOOLEAN, False, "deliver what is on the topic up to its current end, then exit"
+    ),
+    Setting(
+        "group",
+        TEXT,
+        None,
+        "consumer group",
+        metavar="GROUP",
+        default_text="the worker's group name + '-notify'",
+    ),
+    Setting(
+        "start_at",
+        TEXT,
+        "earliest",
+        "where a group without committed offsets starts (earliest: no alert is missed; "
+        "'latest' skips the topic's history on a first start)",
+        choices=("earliest", "latest"),
+    ),
+    Setting(
+        "check", BOOLEAN, False, "load the config, list the destinations (no secrets) and exit"
+    ),
+    Setting("log_level", TEXT, "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+)
+"""What ``relsec notify`` reads besides its config file (whose secrets name their own
+variables, ``url_env`` and the like: docs/notify.md)."""
+
+COMMANDS: Final = {"notify": NOTIFY_SETTINGS}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,32 +54,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "every destination of a record was delivered or dead-lettered. See docs/notify.md.",
     )
     p.add_argument("--config", required=True, metavar="FILE", help="notify config file (TOML)")
-    add_kafka_options(p)
-    p.add_argument(
-        "--once",
-        action="store_true",
-        help="deliver what is on the topic up to its current end, then exit",
-    )
-    p.add_argument(
-        "--group",
-        default=None,
-        metavar="GROUP",
-        help="consumer group (default: the worker's group name + '-notify')",
-    )
-    p.add_argument(
-        "--start-at",
-        choices=("earliest", "latest"),
-        default="earliest",
-        help="where a group without committed offsets starts (default: earliest, so no "
-        "alert is missed; 'latest' skips the topic's history on a first start)",
-    )
-    p.add_argument(
-        "--check",
-        action="store_true",
-        help="load the config, list the destinations (no secrets) and exit",
-    )
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    p.set_defaults(func=run)
+    add_flags(p, NOTIFY_SETTINGS)
+    p.set_defaults(func=run, settings=NOTIFY_SETTINGS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.settings import Settings
 
     config = load_config(args.config)
-    settings = Settings.resolve(
-        bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix
-    )
+    settings = Settings.from_args(args)
     group = args.group or notify_group(settings)
     if args.check:
         print(f"config {args.config}: {len(config.destinations)} destination(s)")

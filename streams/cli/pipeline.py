@@ -12,24 +12,92 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from agents.errors import RelsecError
 from agents.model.events import Deploy, Event
-from streams.cli import add_kafka_options
-from streams.settings import Settings
+from streams.cli.api import API_TOKEN
+from streams.cli.api import DEFAULT_PORT as DEFAULT_API_PORT
+from streams.settings import (
+    ALLOWED_LATENESS,
+    BOOLEAN,
+    BOOTSTRAP_SERVERS,
+    INTEGER,
+    KAFKA_FLAGS,
+    NUMBER,
+    TEXT,
+    TOPIC_PREFIX,
+    Setting,
+    Settings,
+    add_flags,
+    at_least,
+    flag_given,
+    from_env,
+)
+from streams.worker.options import WORKER_SETTINGS
 
 SEED_STORY = Path(__file__).resolve().parent.parent / "data" / "seed-story.jsonl"
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.resolve(
-        bootstrap_servers=args.bootstrap_servers,
-        topic_prefix=args.topic_prefix,
-        allowed_lateness=getattr(args, "allowed_lateness", None),
-    )
+DEMO_PARTITIONS: Final = 3
+"""Partitions of the demo's topics: one local broker and a short story need no more."""
+
+WORKER_COMMAND_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    *KAFKA_FLAGS,
+    ALLOWED_LATENESS,
+    *WORKER_SETTINGS,
+)
+"""What ``relsec worker`` reads (its handler resolves them: :class:`WorkerOptions`)."""
+PUBLISH_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    *KAFKA_FLAGS,
+    Setting("strict", BOOLEAN, False, "exit 1 when any line was invalid"),
+)
+ALERTS_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    *KAFKA_FLAGS,
+    Setting("follow", BOOLEAN, False, "keep printing new alerts"),
+    Setting("format", TEXT, "json", "how alerts are printed", choices=("json", "ocsf")),
+    Setting(
+        "active",
+        BOOLEAN,
+        False,
+        "print only the final active set (last record per alert, no retracted)",
+    ),
+)
+DEMO_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    Setting(
+        "file",
+        TEXT,
+        str(SEED_STORY),
+        "events to publish",
+        default_text="the seed story (streams/data/seed-story.jsonl)",
+    ),
+    Setting("timeout", NUMBER, 120.0, "seconds to wait for the alerts", check=at_least(0)),
+    Setting(
+        "keep",
+        BOOLEAN,
+        False,
+        "keep the stack (Kafka, the worker, relsec api) up after the story, print the "
+        "timeline's URL and a relsec check to try, until Ctrl-C",
+    ),
+    Setting(
+        "api_port",
+        INTEGER,
+        DEFAULT_API_PORT,
+        "port of the demo's relsec api (the port relsec check asks; a free one if it is taken)",
+        check=at_least(0),
+    ),
+)
+"""The demo's own options. Its Kafka flags are read apart: without an address (flag or
+variable) the demo starts a local Kafka, without a prefix it makes a fresh one."""
+
+COMMANDS: Final = {
+    "worker": WORKER_COMMAND_SETTINGS,
+    "publish": PUBLISH_SETTINGS,
+    "alerts": ALERTS_SETTINGS,
+    "demo": (*KAFKA_FLAGS, *DEMO_SETTINGS),
+}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,53 +107,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run the stream worker. Every option can also be set by the environment "
         "variable its help names (a flag wins over the variable).",
     )
-    from streams.settings import ALLOWED_LATENESS, KAFKA_FLAGS, add_flags
-    from streams.worker.options import WORKER_SETTINGS
-
-    add_flags(w, (*KAFKA_FLAGS, ALLOWED_LATENESS, *WORKER_SETTINGS))
+    add_flags(w, WORKER_COMMAND_SETTINGS)
     w.set_defaults(func=run_worker)
 
     p = sub.add_parser("publish", help="publish JSONL events to the input topics")
-    add_kafka_options(p)
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any line was invalid")
-    p.set_defaults(func=run_publish)
+    add_flags(p, PUBLISH_SETTINGS)
+    p.set_defaults(func=run_publish, settings=PUBLISH_SETTINGS)
 
     a = sub.add_parser(
         "alerts", help="print the alerts topic as JSON lines (to its end, or --follow)"
     )
-    add_kafka_options(a)
-    a.add_argument("--follow", action="store_true", help="keep printing new alerts")
-    a.add_argument("--format", choices=("json", "ocsf"), default="json")
-    a.add_argument(
-        "--active",
-        action="store_true",
-        help="print only the final active set (last record per alert, no retracted)",
-    )
-    a.set_defaults(func=run_alerts)
+    add_flags(a, ALERTS_SETTINGS)
+    a.set_defaults(func=run_alerts, settings=ALERTS_SETTINGS)
 
     d = sub.add_parser(
         "demo", help="from nothing to alerts: local Kafka, topics, worker, the seed story"
     )
-    add_kafka_options(d)
-    d.add_argument(
-        "--file", default=str(SEED_STORY), help="events to publish (default: the seed story)"
-    )
-    d.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the alerts")
-    d.add_argument(
-        "--keep",
-        action="store_true",
-        help="keep the stack (Kafka, the worker, relsec api) up after the story, print the "
-        "timeline's URL and a relsec check to try, until Ctrl-C",
-    )
-    d.add_argument(
-        "--api-port",
-        type=int,
-        default=8088,
-        help="port of the demo's relsec api (default 8088, the port relsec check asks; a "
-        "free one if it is taken)",
-    )
-    d.set_defaults(func=run_demo)
+    add_flags(d, (*KAFKA_FLAGS, *DEMO_SETTINGS))
+    d.set_defaults(func=run_demo, settings=DEMO_SETTINGS)
 
 
 # -- worker --------------------------------------------------------------------
@@ -94,7 +134,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _wait_for_inputs(settings: Settings, wait_s: float) -> int:
     """The input topics' common partition count, waiting up to ``wait_s`` for them to exist
     (on a first install the topics are often created alongside the worker)."""
-    from agents.errors import TopicError
+    from streams.kafka.errors import TopicError
     from streams.kafka.topics import input_partitions
 
     deadline = time.monotonic() + wait_s
@@ -163,7 +203,7 @@ def _read_events(paths: list[str], strict_counts: dict[str, int]) -> list[Event]
 def run_publish(args: argparse.Namespace) -> int:
     from streams.publish import publish_events
 
-    settings = _settings(args)
+    settings = Settings.from_args(args)
     counts = {"read": 0, "invalid": 0}
     events = _read_events(args.files, counts)
     report = publish_events(settings, events)
@@ -186,7 +226,7 @@ def run_alerts(args: argparse.Namespace) -> int:
     from streams.alerts_reader import active_alerts, read_alerts
     from streams.ocsf import alert_to_ocsf
 
-    settings = _settings(args)
+    settings = Settings.from_args(args)
     out = sys.stdout.buffer
     stream = read_alerts(settings, follow=args.follow)
     alerts: Any = active_alerts(stream).values() if args.active and not args.follow else stream
@@ -382,8 +422,9 @@ def run_demo(args: argparse.Namespace) -> int:
     state_dir = default_state_dir("demo")
     stack = contextlib.ExitStack()
     try:
-        if args.bootstrap_servers or os.environ.get("RELSEC_BOOTSTRAP_SERVERS"):
-            bootstrap = args.bootstrap_servers or os.environ["RELSEC_BOOTSTRAP_SERVERS"]
+        given = flag_given(args, BOOTSTRAP_SERVERS.name) or from_env(BOOTSTRAP_SERVERS)
+        if given:
+            bootstrap = given
             _say(f"using Kafka at {bootstrap}")
         else:
             _say(
@@ -393,9 +434,13 @@ def run_demo(args: argparse.Namespace) -> int:
             kafka = LocalKafka(state_dir, brokers=1, port=pick_free_ports(1)[0], log=_say)
             bootstrap = kafka.up()
             _say(f"Kafka ready at {bootstrap}")
-        prefix = args.topic_prefix or f"relsec-demo-{int(time.time())}."
+        prefix = (
+            flag_given(args, TOPIC_PREFIX.name)
+            or from_env(TOPIC_PREFIX)
+            or f"relsec-demo-{int(time.time())}."
+        )
         settings = Settings.resolve(bootstrap_servers=bootstrap, topic_prefix=prefix)
-        create_topics(settings, partitions=3)
+        create_topics(settings, partitions=DEMO_PARTITIONS)
         _say(f"topics created under prefix {prefix!r}")
         web_port = pick_free_ports(1)[0]
         log_dir = Path(state_dir)
@@ -405,8 +450,15 @@ def run_demo(args: argparse.Namespace) -> int:
         common = ["--bootstrap-servers", bootstrap, "--topic-prefix", prefix]
         worker = subprocess.Popen(
             [
-                sys.executable, "-m", "streams.cli", "worker", *common,
-                "--web-port", str(web_port), "--loglevel", "warning",
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "worker",
+                *common,
+                "--web-port",
+                str(web_port),
+                "--loglevel",
+                "warning",
             ],
             stdout=worker_log,
             stderr=subprocess.STDOUT,
@@ -416,11 +468,18 @@ def run_demo(args: argparse.Namespace) -> int:
         api_url = f"http://127.0.0.1:{api_port}"
         api_log_path = log_dir / "api.log"
         api_log = stack.enter_context(api_log_path.open("wb"))
-        api_env = {k: v for k, v in os.environ.items() if k != "RELSEC_API_TOKEN"}
+        api_env = {k: v for k, v in os.environ.items() if k != API_TOKEN.env}
         api = subprocess.Popen(
             [
-                sys.executable, "-m", "streams.cli", "api", *common,
-                "--host", "127.0.0.1", "--port", str(api_port),
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "api",
+                *common,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
             ],
             stdout=api_log,
             stderr=subprocess.STDOUT,

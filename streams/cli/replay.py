@@ -9,13 +9,12 @@ import stat
 import sys
 import time
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, Any, Final
 
 import orjson
 
 from agents.errors import ConfigError, FileError
 from agents.model.alerts import Alert
-from agents.model.timefmt import parse_duration_ms
 from streams.replay import (
     DeadLetter,
     Replayer,
@@ -24,10 +23,51 @@ from streams.replay import (
     replay_as_arrived,
     replay_sorted,
 )
+from streams.settings import (
+    BOOLEAN,
+    DEFAULT_ALLOWED_LATENESS_MS,
+    DURATION,
+    TEXT,
+    Setting,
+    add_flags,
+    at_least,
+)
 
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+REPLAY_SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    Setting(
+        "as_arrived",
+        BOOLEAN,
+        False,
+        "process lines in file order as a stream would (alerts may be retracted, too-late "
+        "events are dead-lettered); else sorted by event time",
+    ),
+    # The worker's default, but not its variable: a replay is a reproducible run of files.
+    Setting(
+        "allowed_lateness_ms",
+        DURATION,
+        DEFAULT_ALLOWED_LATENESS_MS,
+        "how far behind the newest event of its service an event may arrive (with --as-arrived)",
+        flag="--allowed-lateness",
+        check=at_least(0),
+    ),
+    Setting("strict", BOOLEAN, False, "exit 1 when any line was dead-lettered"),
+    Setting(
+        "dead_letters",
+        TEXT,
+        None,
+        "also write each dead-lettered line, with its reason, as a JSON line to FILE",
+        metavar="FILE",
+    ),
+    Setting("quiet", BOOLEAN, False, "do not report each bad line on stderr"),
+)
+"""What ``relsec replay`` reads: flags only, no environment."""
+
+COMMANDS: Final = {"replay": REPLAY_SETTINGS}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,28 +78,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "The last line of stderr summarizes the counts.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="JSONL event files ('-' for stdin)")
-    p.add_argument(
-        "--as-arrived",
-        action="store_true",
-        help="process lines in file order as a stream would (alerts may be retracted, "
-        "too-late events are dead-lettered); default: sorted by event time",
-    )
-    p.add_argument(
-        "--allowed-lateness",
-        default="24h",
-        metavar="DURATION",
-        help="how far behind the newest event of its service an event may arrive "
-        "(with --as-arrived; default 24h)",
-    )
-    p.add_argument("--strict", action="store_true", help="exit 1 when any line was dead-lettered")
-    p.add_argument(
-        "--dead-letters",
-        metavar="FILE",
-        default=None,
-        help="also write each dead-lettered line, with its reason, as a JSON line to FILE",
-    )
-    p.add_argument("--quiet", action="store_true", help="do not report each bad line on stderr")
-    p.set_defaults(func=run)
+    add_flags(p, REPLAY_SETTINGS)
+    p.set_defaults(func=run, settings=REPLAY_SETTINGS)
 
 
 class _Output:
@@ -147,10 +167,7 @@ def open_dead_letters(path: str, inputs: Sequence[str]) -> _Output:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        lateness_ms = parse_duration_ms(args.allowed_lateness)
-    except ValueError as exc:
-        raise ConfigError(f"--allowed-lateness: {exc}") from None
+    lateness_ms: int = args.allowed_lateness_ms
     err = sys.stderr
     out = _Output("<stdout>", sys.stdout.buffer, "alerts")
     dl_out = open_dead_letters(args.dead_letters, args.files) if args.dead_letters else None

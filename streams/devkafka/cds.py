@@ -18,13 +18,15 @@ from pathlib import Path
 from streams.devkafka.files import private_dirs
 from streams.devkafka.java import java_version_text
 from streams.devkafka.places import cds_dir
+from streams.devkafka.settings import CDS
+from streams.settings import from_env
 
 DUMPING_NODE = 0
 
 
 def cds_enabled(env: Mapping[str, str]) -> bool:
     """False when ``RELSEC_KAFKA_CDS=0``."""
-    return env.get("RELSEC_KAFKA_CDS", "1") != "0"
+    return (from_env(CDS, env) or CDS.default) != "0"
 
 
 def archive_path(java: str, libs_dir: Path, version: str, env: Mapping[str, str]) -> Path:

@@ -18,8 +18,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from agents.errors import KafkaProvisionError
 from streams.devkafka import cds
+from streams.devkafka.errors import KafkaProvisionError
 from streams.devkafka.files import (
     file_lock,
     make_parents,
@@ -44,8 +44,10 @@ from streams.devkafka.node_config import (
 )
 from streams.devkafka.places import cache_root
 from streams.devkafka.progress import Log, no_log
+from streams.devkafka.settings import JVM_OPTS
 from streams.devkafka.status import ClusterStatus, NodeStatus
 from streams.devkafka.supervision import PID_FILE, Supervisor, marker_arg, send_signal
+from streams.settings import from_env
 
 STATE_FILE = "cluster.json"
 PRIVATE_MARKER = ".private"
@@ -258,7 +260,7 @@ class LocalKafka:
             heap_max=self._heap_max,
             marker=marker_arg(directory),
             cds_args=self._cds_args(config, node),
-            extra_opts=self._env.get("RELSEC_KAFKA_JVM_OPTS", "").split(),
+            extra_opts=(from_env(JVM_OPTS, self._env) or "").split(),
         )
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return self._processes.start(

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from agents.errors import KafkaProvisionError, PrivateDirError
+from streams.devkafka.errors import KafkaProvisionError, PrivateDirError
 from streams.devkafka.progress import Log, no_log
 
 LOG_TAIL_LINES = 30

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.errors import KafkaProvisionError
+from streams.devkafka.errors import KafkaProvisionError
 from streams.devkafka.files import (
     LOG_TAIL_LINES,
     file_lock,
@@ -36,6 +36,8 @@ from streams.devkafka.files import (
 )
 from streams.devkafka.places import cache_root, kafka_cache_dir, repo_pom_path
 from streams.devkafka.progress import Log, no_log
+from streams.devkafka.settings import MAVEN_REPO, MVN, POM, TARBALL_URL
+from streams.settings import from_env
 
 DEFAULT_KAFKA_VERSION = "4.4.0"
 SCALA_VERSION = "2.13"
@@ -105,8 +107,8 @@ def locate_kafka(
         # Another process may have provisioned it while we waited for the lock.
         if _is_complete(target, version):
             return KafkaDistribution(version, libs, "cache")
-        tarball_url = e.get("RELSEC_KAFKA_TARBALL_URL")
-        mvn_path = mvn or e.get("RELSEC_MVN") or shutil.which("mvn", path=e.get("PATH"))
+        tarball_url = from_env(TARBALL_URL, e)
+        mvn_path = mvn or from_env(MVN, e) or shutil.which("mvn", path=e.get("PATH"))
         errors: list[str] = []
         if mvn_path:
             try:
@@ -148,14 +150,16 @@ def provision_with_maven(
     mvn: str, version: str, target: Path, env: Mapping[str, str], log: Log = no_log
 ) -> None:
     """Resolve Kafka ``version`` with Maven into ``target/libs`` (raise, leaving nothing)."""
-    pom = Path(env.get("RELSEC_KAFKA_POM") or repo_pom_path())
+    configured_pom: str | None = from_env(POM, env)
+    pom = Path(configured_pom or repo_pom_path())
     if not pom.is_file():
         raise KafkaProvisionError(
             f"Maven pom {pom} not found (relsec installed without its source tree?): set "
             "RELSEC_KAFKA_POM to deploy/kafka/pom.xml, or KAFKA_HOME to a Kafka release"
         )
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=target))
-    repo = Path(env.get("RELSEC_MAVEN_REPO") or cache_root(env) / "m2")
+    configured_repo: str | None = from_env(MAVEN_REPO, env)
+    repo = Path(configured_repo or cache_root(env) / "m2")
     cmd = maven_command(mvn, pom, repo, version, staging)
     log(f"resolving Apache Kafka {version} (org.apache.kafka:kafka_{SCALA_VERSION}) with Maven ...")
     started = time.monotonic()

@@ -14,7 +14,9 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from agents.errors import KafkaProvisionError
+from streams.devkafka.errors import KafkaProvisionError
+from streams.devkafka.settings import JAVA
+from streams.settings import from_env
 
 MIN_JAVA_MAJOR = 17
 
@@ -24,7 +26,7 @@ _JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?[^"]*"')
 def find_java(java: str | None = None, env: Mapping[str, str] | None = None) -> str:
     """The java executable: ``java`` argument, ``$RELSEC_JAVA``, ``$JAVA_HOME/bin/java``, PATH."""
     e = os.environ if env is None else env
-    candidate = java or e.get("RELSEC_JAVA")
+    candidate = java or from_env(JAVA, e)
     if not candidate and e.get("JAVA_HOME"):
         candidate = str(Path(e["JAVA_HOME"]) / "bin" / "java")
     if not candidate:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.errors import KafkaProvisionError
+from streams.devkafka.errors import KafkaProvisionError
 from streams.devkafka.files import (
     CHILD_UMASK,
     open_private,

@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from agents.errors import KafkaProvisionError
+from streams.devkafka.errors import KafkaProvisionError
+from streams.devkafka.settings import CACHE_DIR
+from streams.settings import from_env
 
 DEFAULT_NAME = "local"
 
@@ -22,7 +24,7 @@ _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 def cache_root(env: Mapping[str, str] | None = None) -> Path:
     """``$RELSEC_CACHE_DIR``, else ``~/.cache/relsec``: jars, Maven repository, state dirs."""
     e = os.environ if env is None else env
-    configured = e.get("RELSEC_CACHE_DIR")
+    configured = from_env(CACHE_DIR, e)
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "relsec"
 
 

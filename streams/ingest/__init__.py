@@ -2,7 +2,7 @@
 
 ``convert(source, payload, options)`` dispatches to the pure adapter of a
 source; ``decode_payload(source, raw)`` turns bytes into the decoded JSON an
-adapter reads (an :class:`~agents.errors.AdapterError` naming ``$`` when the
+adapter reads (an :class:`~streams.ingest.errors.AdapterError` naming ``$`` when the
 bytes are not one JSON value). ``relsec ingest convert|publish|serve`` build on
 these; docs/ingest.md tells how to wire each tool.
 
@@ -20,10 +20,11 @@ from typing import Any, Final
 
 import orjson
 
-from agents.errors import AdapterError, RelsecError
+from agents.errors import RelsecError
 from streams.ingest.cdevents import cdevents
 from streams.ingest.common import Conversion, IngestOptions, Unresolved
 from streams.ingest.deploys import argocd, flux, github
+from streams.ingest.errors import AdapterError
 from streams.ingest.incidents import opsgenie, pagerduty
 from streams.ingest.security import dependency_track, grype, trivy
 

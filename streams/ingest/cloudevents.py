@@ -32,8 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from agents.errors import AdapterError
 from streams.ingest import decode_payload
+from streams.ingest.errors import AdapterError, UnsupportedContent
 
 SPEC_VERSION: Final = "1.0"
 STRUCTURED_PREFIX: Final = "application/cloudevents"
@@ -42,10 +42,6 @@ JSON_FORMAT_SUFFIX: Final = "+json"
 REQUIRED_ATTRIBUTES: Final = ("id", "source", "type")
 
 Mode = Literal["binary", "structured", "batch"]
-
-
-class UnsupportedContent(AdapterError):
-    """The body is in a format or content type relsec does not read (HTTP 415)."""
 
 
 def _media_type(value: str) -> tuple[str, dict[str, str]]:

@@ -31,12 +31,13 @@ from typing import Any, Final
 
 import orjson
 
-from agents.errors import AdapterError, ConfigError, ValidationError
+from agents.errors import ConfigError, JsonPath, ValidationError
 from agents.model.events import event_to_dict, parse_event
 from agents.model.timefmt import TimestampError, format_rfc3339_ms, parse_rfc3339_ms
 from streams.catalog import Catalog, Component
 from streams.catalog.entities import KIND_LABELS
 from streams.catalog.images import ImageRef, parse_image, release_aliases
+from streams.ingest.errors import AdapterError
 
 __all__ = [
     "MISSING",
@@ -156,35 +157,18 @@ class Conversion:
 
 # --- JSON paths ---------------------------------------------------------------
 
-_SEGMENT = re.compile(r"\.([A-Za-z0-9_@\-]+)|\[(\d+)\]|\[['\"]([^'\"]+)['\"]\]")
-
-
 def split_path(path: str) -> list[str | int]:
     """``$.a.b[0]['x.y/z']`` -> ``["a", "b", 0, "x.y/z"]``; ConfigError when malformed."""
-    if not path.startswith("$"):
-        raise ConfigError(f"JSON path {path!r} must start with '$'")
-    parts: list[str | int] = []
-    pos = 1
-    while pos < len(path):
-        m = _SEGMENT.match(path, pos)
-        if m is None:
-            raise ConfigError(f"JSON path {path!r}: cannot read from character {pos + 1}")
-        if m.group(1) is not None:
-            parts.append(m.group(1))
-        elif m.group(2) is not None:
-            parts.append(int(m.group(2)))
-        else:
-            parts.append(m.group(3))
-        pos = m.end()
-    return parts
+    try:
+        return list(JsonPath.parse(path).steps)
+    except ValueError as exc:
+        if not path.startswith("$"):
+            raise ConfigError(f"JSON path {path!r} must start with '$'") from None
+        raise ConfigError(f"JSON path {path!r}: {exc}") from None
 
 
 def join_path(base: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{base}[{key}]"
-    if re.fullmatch(r"[A-Za-z0-9_@\-]+", key):
-        return f"{base}.{key}"
-    return f"{base}['{key}']"
+    return base + JsonPath.render_step(key)
 
 
 def lookup(root: Any, path: str) -> Any:

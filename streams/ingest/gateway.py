@@ -45,19 +45,25 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from agents.errors import AdapterError, ConfigError, RelsecError, ValidationError
+from agents.errors import ConfigError, RelsecError, ValidationError
 from agents.model.events import Event, event_to_dict, parse_event
 from streams.catalog import CatalogSource
 from streams.ingest import ADAPTERS, SOURCES, IngestOptions, decode_payload
-from streams.ingest.cloudevents import Part, UnsupportedContent, content_mode, split
+from streams.ingest.cloudevents import Part, content_mode, split
 from streams.ingest.common import DEFAULT_ENVIRONMENT, DEFAULT_MIN_SEVERITY, Conversion
+from streams.ingest.errors import (
+    AdapterError,
+    ConversionFailed,
+    PublishFailed,
+    SignatureError,
+    UnsupportedContent,
+)
 from streams.ingest.signatures import (
     HMAC_SOURCES,
     PAGERDUTY_MAX_BODY_BYTES,
     HeaderCheck,
     PendingSignature,
     Secrets,
-    SignatureError,
     check_headers,
 )
 
@@ -148,10 +154,6 @@ class GatewayLimits:
 
     def body_limit(self, source: str) -> int:
         return self.body_bytes.get(source, DEFAULT_WEBHOOK_BODY_BYTES)
-
-
-class PublishFailed(RelsecError):
-    """The events of a request could not all be written to Kafka."""
 
 
 class Publisher(Protocol):
@@ -374,15 +376,6 @@ class Converted:
     event_ids: tuple[str, ...]
     skipped: tuple[str, ...]
     conversions: tuple[Conversion, ...] = ()
-
-
-class ConversionFailed(AdapterError):
-    """An adapter error told against the request body, with the batch index when there is one."""
-
-    def __init__(self, error: AdapterError, index: int | None, status: int = 400) -> None:
-        super().__init__(error.source, error.path, error.detail)
-        self.index = index
-        self.status = status
 
 
 def _parts(source: str, content_type: str | None, body: bytes) -> list[Part]:
@@ -926,52 +919,9 @@ def parse_body_limits(items: Sequence[str]) -> dict[str, int]:
     return limits
 
 
-def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """The gateway's limits as options of ``relsec ingest serve``."""
-    d = GatewayLimits()
-    parser.add_argument(
-        "--max-body-bytes",
-        action="append",
-        default=[],
-        metavar="[SOURCE=]BYTES",
-        help=f"largest request body, for every source or one (repeatable; default "
-        f"{DEFAULT_REPORT_BODY_BYTES} for {', '.join(REPORT_SOURCES)}, "
-        f"{DEFAULT_WEBHOOK_BODY_BYTES} for the others)",
-    )
-    options: tuple[tuple[str, str, type, str], ...] = (
-        ("--max-connections", "max_connections", int, "open connections"),
-        ("--max-in-flight", "max_in_flight", int, "ingest requests handled at once"),
-        ("--buffered-bytes", "buffered_bytes", int, "bytes of request bodies held at once"),
-        (
-            "--unauthenticated-bytes",
-            "unauthenticated_bytes",
-            int,
-            "bytes of bodies held before their signature is checked",
-        ),
-        ("--header-timeout", "header_timeout_s", float, "seconds to send a request head"),
-        ("--body-timeout", "body_timeout_s", float, "seconds to send a request body"),
-        ("--idle-timeout", "idle_timeout_s", float, "seconds an idle keep-alive connection lives"),
-        ("--conversion-threads", "conversion_threads", int, "threads converting payloads"),
-        (
-            "--conversion-timeout",
-            "conversion_timeout_s",
-            float,
-            "seconds a conversion may take before 503",
-        ),
-    )
-    for flag, name, kind, what in options:
-        parser.add_argument(
-            flag,
-            dest=f"gateway_{name}",
-            type=kind,
-            default=getattr(d, name),
-            metavar="SECONDS" if kind is float else ("BYTES" if name.endswith("bytes") else "N"),
-            help=f"{what} (default {getattr(d, name)})",
-        )
-
-
 def limits_from_args(args: argparse.Namespace) -> GatewayLimits:
-    """The :class:`GatewayLimits` of parsed :func:`add_server_arguments` options."""
+    """The :class:`GatewayLimits` of parsed ``gateway_*`` options (their declarations:
+    ``streams.cli.ingest.GATEWAY_LIMITS``) and ``max_body_bytes``."""
     values = {
         name[len("gateway_") :]: value
         for name, value in vars(args).items()

@@ -27,7 +27,6 @@ from typing import Any, Final
 
 import orjson
 
-from agents.errors import AdapterError
 from streams.catalog.entities import DTRACK_PROJECT, IMAGE, NAME
 from streams.catalog.images import ImageRef, is_mutable_tag, normalize_digest
 from streams.ingest.common import (
@@ -48,6 +47,7 @@ from streams.ingest.common import (
     release_aliases,
     stable_id,
 )
+from streams.ingest.errors import AdapterError
 
 MAX_PACKAGES_IN_TITLE: Final = 5
 MAX_VULNERABILITY_IDS: Final = 50

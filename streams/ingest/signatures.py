@@ -42,7 +42,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from agents.errors import ConfigError, RelsecError
+from agents.errors import ConfigError
+from streams.ingest.errors import SignatureError
 
 HMAC_SOURCES: Final[dict[str, tuple[str, str]]] = {
     "github": ("RELSEC_INGEST_GITHUB_SECRET", "X-Hub-Signature-256"),
@@ -64,15 +65,6 @@ _FLUX_VALUE: Final = re.compile(r"([a-z0-9]+)=([0-9a-f]+)")
 #: What a token may hold: visible US-ASCII (RFC 9110 field content without obs-text).
 _TOKEN_TEXT: Final = re.compile(r"[\x21-\x7e]+")
 _BEARER: Final = re.compile(r"([A-Za-z]+) +([\x21-\x7e]+)")
-
-
-class SignatureError(RelsecError):
-    """A request is unsigned, badly signed or carries a wrong token (HTTP 401)."""
-
-    def __init__(self, source: str, detail: str) -> None:
-        self.source = source
-        self.detail = detail
-        super().__init__(f"{source}: {detail}")
 
 
 def token_env(source: str) -> str:

@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.errors import TopicError
 from streams.kafka.clients import admin_config
+from streams.kafka.errors import TopicError
 from streams.settings import DEFAULT_PARTITIONS, Settings, Topics
 
 MS_PER_DAY = 24 * 60 * 60 * 1000

@@ -40,10 +40,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from agents.errors import DecodeError, DeliveryError, RelsecError, TopicError
+from agents.errors import DecodeError, RecordAt, RelsecError
 from agents.model.alerts import Alert
 from agents.model.timefmt import format_rfc3339_ms
+from streams.kafka.errors import TopicError
 from streams.notify.deliver import DeliveryResult, Notifier, route
+from streams.notify.errors import DeliveryError
 from streams.notify.groups import OPEN, RESOLVE, UPDATE, Group, Grouper, RecordRef
 from streams.settings import Settings
 
@@ -372,7 +374,7 @@ class NotifySink:
         self.report.records += 1
         raw: bytes | None = msg.value()
         partition, offset = msg.partition(), msg.offset()
-        where = f"{msg.topic()}[{partition}]@{offset}"
+        where = RecordAt(msg.topic(), partition, offset)
         dead_letters: list[dict[str, Any]] = []
         if raw is None:
             self.report.tombstones += 1
@@ -495,7 +497,7 @@ class NotifySink:
             return None, "validation", f"not an alert: {type(exc).__name__}: {exc}"
         return alert, "", ""
 
-    def _account(self, result: DeliveryResult, what: str, where: str) -> None:
+    def _account(self, result: DeliveryResult, what: str, where: RecordAt | str) -> None:
         name = result.destination.name
         outcome = result.outcome
         self.report.attempts += outcome.attempts

@@ -18,8 +18,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from agents.errors import TopicError
 from streams.kafka.clients import admin_config, consumer_config
+from streams.kafka.errors import TopicError
 from streams.kafka.topics import changelog_spec
 from streams.settings import Settings
 from streams.worker.errors import RestoreFailed

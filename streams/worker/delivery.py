@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agents.errors import RecordAt
 from streams.settings import Topics
-from streams.worker.errors import RecordAt, Refusal
+from streams.worker.errors import Refusal
 from streams.worker.records import Output
 from streams.worker.state_records import OUTBOX_SENT_KEY, RECORD_OVERHEAD, key_kind
 

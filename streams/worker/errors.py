@@ -1,7 +1,7 @@
 """The worker's errors, raised where they happen, under relsec's one root.
 
-Each carries where it happened as values (:class:`RecordAt`: topic, partition,
-offset, key) so a message, a log line or a test can name the record, and what
+Each carries where it happened as values (:class:`~agents.errors.RecordAt`: topic,
+partition, offset) so a message, a log line or a test can name the record, and what
 the worker knew that explains it (a record's size against the limit learned at
 start).
 """
@@ -11,24 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agents.errors import ConfigError, RelsecError
-
-
-@dataclass(frozen=True, slots=True)
-class RecordAt:
-    """Where a record is or was going: a topic, maybe a partition and an offset."""
-
-    topic: str
-    partition: int | None = None
-    offset: int | None = None
-
-    def __str__(self) -> str:
-        text = self.topic
-        if self.partition is not None:
-            text += f"[{self.partition}]"
-        if self.offset is not None:
-            text += f"@{self.offset}"
-        return text
+from agents.errors import ConfigError, RecordAt, RelsecError
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,8 +41,8 @@ import faust
 from faust.streams import _current_event
 from faust.types import TP
 
-from agents.errors import TopicError
 from streams.kafka.clients import producer_config, ssl_context
+from streams.kafka.errors import TopicError
 from streams.kafka.topics import max_message_bytes
 from streams.settings import Settings
 from streams.worker.acks import Delivered, OffsetOrderedAcks

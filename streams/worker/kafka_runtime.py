@@ -47,9 +47,10 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
-from agents.errors import RelsecError, StateError, TopicError
+from agents.errors import RecordAt, RelsecError, StateError
 from agents.model.events import parse_event
 from streams.kafka.clients import admin_config, consumer_config, producer_config
+from streams.kafka.errors import TopicError
 from streams.kafka.topics import max_message_bytes
 from streams.settings import Settings
 from streams.worker import errors
@@ -57,7 +58,7 @@ from streams.worker.changelog import ChangelogStore, ensure_state_changelog
 from streams.worker.checkpoint import TP, AtLeastOnceCheckpoints, TransactionalCheckpoints
 from streams.worker.core import WorkerCore
 from streams.worker.delivery import RecordLimits
-from streams.worker.errors import ConsumerFailed, RecordAt, RecordLimitError, WorkerError
+from streams.worker.errors import ConsumerFailed, RecordLimitError, WorkerError
 from streams.worker.merge import CAUGHT_UP, LAGGING, UNKNOWN
 from streams.worker.metrics import PipelineMetrics
 from streams.worker.options import WorkerOptions, wall_ms

@@ -213,12 +213,13 @@ class Processor:
         how long it was: refused, it would stop the worker at every restart.
         """
         self.metrics.dead_letters.labels(reason).inc()
+        at = record.at
         letter = {
             "reason": reason,
             "detail": detail,
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
+            "topic": at.topic,
+            "partition": at.partition,
+            "offset": at.offset,
             "key": record.key,
             "value": record.value,
             "detected_at": format_rfc3339_ms(self.clock()),

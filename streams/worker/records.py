@@ -5,16 +5,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agents.errors import RecordAt
+
 
 @dataclass(frozen=True, slots=True)
 class InputRecord:
-    """One consumed record and where it came from."""
+    """One consumed record and where it came from (:attr:`at`)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+
+    @property
+    def at(self) -> RecordAt:
+        return RecordAt(self.topic, self.partition, self.offset)
 
 
 @dataclass(frozen=True, slots=True)

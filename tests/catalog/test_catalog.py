@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.errors import CatalogError, ConfigError
+from agents.errors import ConfigError
 from streams.catalog import (
     CATALOG_ENV,
     CatalogSource,
@@ -31,6 +31,7 @@ from streams.catalog.entities import (
     OPSGENIE_TAG,
     PAGERDUTY,
 )
+from streams.catalog.errors import CatalogError
 from streams.cli import main
 
 REPO = Path(__file__).resolve().parents[2]

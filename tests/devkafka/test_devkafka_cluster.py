@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 import streams.devkafka
-from agents.errors import KafkaProvisionError
 from streams.devkafka import (
     ClusterConfig,
     LocalKafka,
@@ -24,6 +23,7 @@ from streams.devkafka import (
     describe,
     pick_free_ports,
 )
+from streams.devkafka.errors import KafkaProvisionError
 from streams.devkafka.supervision import PID_FILE
 
 from .fakes import fake_java, start_fake_node

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.errors import KafkaProvisionError, PrivateDirError
+from streams.devkafka.errors import KafkaProvisionError, PrivateDirError
 from streams.devkafka.files import (
     file_lock,
     make_parents,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.errors import KafkaProvisionError
+from streams.devkafka.errors import KafkaProvisionError
 from streams.devkafka.jars import kafka_version_in, locate_kafka, maven_command
 from streams.devkafka.places import repo_pom_path
 

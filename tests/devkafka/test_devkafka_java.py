@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.errors import KafkaProvisionError
+from streams.devkafka.errors import KafkaProvisionError
 from streams.devkafka.java import (
     check_java,
     find_java,

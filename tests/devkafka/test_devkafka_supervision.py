@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.errors import KafkaProvisionError
+from streams.devkafka.errors import KafkaProvisionError
 from streams.devkafka.supervision import (
     PID_FILE,
     Supervisor,

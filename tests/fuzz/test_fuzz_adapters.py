@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.errors import AdapterError
 from streams.ingest import ADAPTERS, IngestOptions
+from streams.ingest.errors import AdapterError
 
 from .hostile import DrawChooser, describe, json_paths, mutate_payload, set_at
 from .payloads import RECEIVED_MS, Crash, Payload, call_adapter, load_payloads, options_for

@@ -7,10 +7,11 @@ import copy
 import orjson
 import pytest
 
-from agents.errors import AdapterError, ConfigError
+from agents.errors import ConfigError
 from streams.ingest import ADAPTERS, IngestOptions, convert, decode_payload
 from streams.ingest.common import parse_image_ref, purl_version
 from streams.ingest.deploys import flux_release
+from streams.ingest.errors import AdapterError
 
 from .helpers import RECEIVED_MS, assert_canonical, load, only, run
 

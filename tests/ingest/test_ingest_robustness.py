@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.errors import AdapterError
 from streams.ingest import SOURCES, IngestOptions, convert
+from streams.ingest.errors import AdapterError
 
 from .helpers import RECEIVED_MS, assert_canonical, load
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from agents.errors import AdapterError
 from streams.ingest import ADAPTERS, IngestOptions, convert, decode_payload
 from streams.ingest.common import Conversion
+from streams.ingest.errors import AdapterError
 
 from .helpers import RECEIVED_MS, SHARED, assert_canonical
 

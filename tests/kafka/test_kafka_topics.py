@@ -6,9 +6,9 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kafka_helpers import make_topic
 
-from agents.errors import TopicError
 from streams.cli import main as relsec_main
 from streams.kafka.clients import admin_config
+from streams.kafka.errors import TopicError
 from streams.kafka.topics import (
     CHANGELOG_MAX_MESSAGE_BYTES,
     DLQ_RETENTION_MS,

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from agents.errors import KafkaProvisionError
 from streams.devkafka import (
     DEFAULT_KAFKA_VERSION,
     LocalKafka,
@@ -28,6 +27,7 @@ from streams.devkafka import (
     locate_kafka,
     pick_free_ports,
 )
+from streams.devkafka.errors import KafkaProvisionError
 
 pytestmark = pytest.mark.kafka
 

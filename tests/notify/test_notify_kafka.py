@@ -278,7 +278,7 @@ def committed_total(settings: Settings, group: str) -> int:
 def test_missing_alerts_topic_is_a_clear_error(
     kafka_settings: Settings, recorder: Recorder
 ) -> None:
-    from agents.errors import TopicError
+    from streams.kafka.errors import TopicError
 
     with pytest.raises(TopicError, match="does not exist"):
         run_once(kafka_settings, make_config(recorder))
