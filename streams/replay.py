@@ -22,6 +22,7 @@ Every line is accounted for: ``read = applied + duplicates + dead_lettered``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import heapq
 import os
 import sys
@@ -452,8 +453,13 @@ def _read_run(path: str) -> Iterator[tuple[tuple[int, int, str], int, Event, _Li
             yield order_key(event), seq, event, line
 
 
-def make_engine(as_arrived: bool, allowed_lateness_ms: int) -> Engine:
+def make_engine(
+    as_arrived: bool, allowed_lateness_ms: int, base: EngineConfig | None = None
+) -> Engine:
     """Sorted input never arrives late, so sorted mode keeps no lateness log; its config
-    still carries the lateness, which sets the duplicate window in effect."""
-    config = EngineConfig(allowed_lateness_ms=allowed_lateness_ms, in_order=not as_arrived)
+    still carries the lateness, which sets the duplicate window in effect. ``base``: the
+    rest of the configuration (the duplicate window, mutable release names)."""
+    config = dataclasses.replace(
+        base or EngineConfig(), allowed_lateness_ms=allowed_lateness_ms, in_order=not as_arrived
+    )
     return Engine(config)

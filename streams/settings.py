@@ -26,10 +26,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
+from agents.engine import EngineConfig
+from agents.engine.core import DUPLICATE_WINDOW_MS
+from agents.engine.names import DEFAULT_MUTABLE_RELEASE_PATTERNS
 from agents.errors import ConfigError
 from agents.model.timefmt import MS_PER_HOUR, parse_duration_ms
 
@@ -142,6 +146,8 @@ class Setting(Generic[T]):
     metavar: str | None = None
     repeat: bool = False
     default_text: str | None = None
+    separator: str | None = os.pathsep
+    """Between the items of a ``repeat`` setting's variable; ``None``: any whitespace."""
 
     @property
     def option(self) -> str | None:
@@ -167,7 +173,8 @@ class Setting(Generic[T]):
     def parse_env(self, text: str, source: str) -> Any:
         """The value of the environment variable's text (a list for a ``repeat`` setting)."""
         if self.repeat:
-            return [self.parse(item, source) for item in text.split(os.pathsep) if item.strip()]
+            items = text.split(self.separator)
+            return [self.parse(item, source) for item in items if item.strip()]
         return self.parse(text, source)
 
     def parse(self, text: str, source: str) -> T:
@@ -376,6 +383,43 @@ ALLOWED_LATENESS: Final = Setting(
     flag="--allowed-lateness",
     check=at_least(0),
 )
+def valid_pattern(patterns: Any) -> str | None:
+    """What is wrong with a regular expression (or each of a list), or ``None``."""
+    for pattern in patterns if isinstance(patterns, list | tuple) else [patterns]:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            return f"{pattern!r} is not a regular expression: {exc}"
+    return None
+
+
+DUPLICATE_WINDOW: Final = Setting(
+    "duplicate_window_ms",
+    DURATION,
+    DUPLICATE_WINDOW_MS,
+    "how long, in event time behind its service's newest event, an event_id is remembered "
+    "so that a repeat is a duplicate (SPEC §1; never less than the allowed lateness)",
+    env="RELSEC_DUPLICATE_WINDOW",
+    flag="--duplicate-window",
+    check=at_least(0),
+)
+MUTABLE_RELEASE_PATTERNS: Final = Setting(
+    "mutable_release_patterns",
+    TEXT,
+    None,
+    "a regular expression (full match) of release names that move between releases and "
+    "never link (SPEC §8), besides latest, channel words (stable, main, ...) and floating "
+    "image tags (app:1, app:v2.7); repeatable (the variable: separated by whitespace)",
+    env="RELSEC_MUTABLE_RELEASE_PATTERNS",
+    flag="--mutable-release-pattern",
+    check=valid_pattern,
+    repeat=True,
+    metavar="REGEX",
+    separator=None,
+)
+JUDGMENT: Final = (ALLOWED_LATENESS, DUPLICATE_WINDOW, MUTABLE_RELEASE_PATTERNS)
+"""How the engine judges events: every process that runs or previews it (the worker,
+the API's check, the demo) must agree on these, so they are declared once, here."""
 SCHEMA_REGISTRY_URL: Final = Setting(
     "schema_registry_url",
     TEXT,
@@ -386,7 +430,7 @@ SCHEMA_REGISTRY_URL: Final = Setting(
 )
 KAFKA_FLAGS: Final = (BOOTSTRAP_SERVERS, TOPIC_PREFIX)
 """The options every Kafka-facing subcommand shares."""
-CONNECTION: Final = (BOOTSTRAP_SERVERS, TOPIC_PREFIX, ALLOWED_LATENESS, SCHEMA_REGISTRY_URL)
+CONNECTION: Final = (BOOTSTRAP_SERVERS, TOPIC_PREFIX, *JUDGMENT, SCHEMA_REGISTRY_URL)
 
 _PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -605,6 +649,20 @@ class Settings:
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     schema_registry_url: str | None = None
     allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS
+    duplicate_window_ms: int = DUPLICATE_WINDOW_MS
+    mutable_release_patterns: tuple[str, ...] = ()
+    """Patterns of mutable release names besides the engine's defaults."""
+
+    def engine_config(self) -> EngineConfig:
+        """The engine's configuration these settings ask for (the worker's, the check's)."""
+        return EngineConfig(
+            allowed_lateness_ms=self.allowed_lateness_ms,
+            duplicate_window_ms=self.duplicate_window_ms,
+            mutable_release_patterns=(
+                *DEFAULT_MUTABLE_RELEASE_PATTERNS,
+                *self.mutable_release_patterns,
+            ),
+        )
 
     @staticmethod
     def resolve(
@@ -634,4 +692,6 @@ class Settings:
             security=KafkaSecurity.from_env(env),
             schema_registry_url=values["schema_registry_url"],
             allowed_lateness_ms=values["allowed_lateness_ms"],
+            duplicate_window_ms=values["duplicate_window_ms"],
+            mutable_release_patterns=tuple(values["mutable_release_patterns"]),
         )

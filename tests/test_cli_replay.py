@@ -535,3 +535,42 @@ def test_chunked_reading_matches_the_whole_input_split(data: bytes, chunk: int) 
         stream = io.BufferedReader(_Trickle(data, chunk), buffer_size=max(chunk, 8))
         got = [(line.number, line.raw, line.size) for line in replay._lines_of("t", stream)]
     assert got == _reference_lines(data, 20, 5)
+
+
+@pytest.mark.parametrize("mode", [[], ["--as-arrived"]], ids=["sorted", "as-arrived"])
+def test_the_duplicate_window_is_configurable(tmp_path: Path, mode: list[str]) -> None:
+    """SPEC §1: a repeat of an event_id within the window is a duplicate, after it an
+    event like any other (the window is never shorter than the allowed lateness)."""
+    rows = [
+        ev("deploy", "d1", "2026-03-02T10:00:00Z", release="r1"),
+        ev("deploy", "d2", "2026-03-02T14:00:00Z", release="r2", previous_release="r1"),
+        ev("deploy", "d1", "2026-03-02T18:00:00Z", release="r3", previous_release="r2"),
+    ]
+    path = write(tmp_path / "repeat.jsonl", rows)
+    lateness = ["--allowed-lateness", "1h"]
+    remembered = relsec("replay", *mode, *lateness, str(path))
+    assert summary(remembered)["duplicates"] == 1  # the default: 7 days
+    forgotten = relsec("replay", *mode, *lateness, "--duplicate-window", "2h", str(path))
+    assert forgotten.returncode == 0, forgotten.stderr
+    assert summary(forgotten)["duplicates"] == 0 and summary(forgotten)["applied"] == 3
+    bad = relsec("replay", "--duplicate-window", "soon", str(path))
+    assert bad.returncode == 2 and b"--duplicate-window" in bad.stderr
+
+
+def test_a_mutable_release_pattern_keeps_a_name_from_linking(tmp_path: Path) -> None:
+    """A flag on ``build-current``, an alias of r1 that moves: linked by default, so the
+    deploy of r1 is flagged; never linked once the name is declared mutable."""
+    rows = [
+        ev("security_flag", "f1", "2026-03-02T09:00:00Z", flag_id="CVE-1",
+           release="build-current", severity="critical"),
+        ev("deploy", "d1", "2026-03-02T10:00:00Z", release="r1",
+           release_aliases=["build-current"]),
+    ]
+    path = write(tmp_path / "mutable.jsonl", rows)
+    linked = alerts(relsec("replay", str(path)))
+    assert "flagged-release-deployed" in {a["rule"] for a in linked}
+    unlinked = relsec("replay", "--mutable-release-pattern", "build-.*", str(path))
+    assert unlinked.returncode == 0, unlinked.stderr
+    assert "flagged-release-deployed" not in {a["rule"] for a in alerts(unlinked)}
+    bad = relsec("replay", "--mutable-release-pattern", "build-(", str(path))
+    assert bad.returncode == 2 and b"not a regular expression" in bad.stderr

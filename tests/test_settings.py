@@ -243,3 +243,24 @@ def test_the_table_lists_every_declaration_once_per_command() -> None:
         shown: Any = setting.env or setting.option
         assert f"`{shown}`" in table, setting.name
     assert "s3cret" not in table and "| `--api-token`" not in table  # secrets have no flag
+
+
+def test_the_engines_judgment_settings_reach_its_config_from_the_environment() -> None:
+    from agents.engine.names import DEFAULT_MUTABLE_RELEASE_PATTERNS
+    from streams.settings import Settings
+
+    env = {
+        "RELSEC_ALLOWED_LATENESS": "2h",
+        "RELSEC_DUPLICATE_WINDOW": "3d",
+        "RELSEC_MUTABLE_RELEASE_PATTERNS": r"rc-.*  (?:.+:)nightly-\d+",
+    }
+    config = Settings.resolve(env=env).engine_config()
+    assert config.allowed_lateness_ms == 2 * 3_600_000
+    assert config.duplicate_window_ms == 3 * 86_400_000
+    assert config.mutable_release_patterns == (
+        *DEFAULT_MUTABLE_RELEASE_PATTERNS, "rc-.*", r"(?:.+:)nightly-\d+"
+    )
+    assert config.name_policy.is_mutable("rc-7") and config.name_policy.is_mutable("app:nightly-3")
+    assert not config.name_policy.is_mutable("2.7.0")
+    with pytest.raises(ConfigError, match="RELSEC_MUTABLE_RELEASE_PATTERNS"):
+        Settings.resolve(env={"RELSEC_MUTABLE_RELEASE_PATTERNS": "(unclosed"})

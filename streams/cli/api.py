@@ -11,9 +11,9 @@ from typing import Any, Final
 
 from agents.errors import ConfigError
 from streams.settings import (
-    ALLOWED_LATENESS,
     BOOLEAN,
     INTEGER,
+    JUDGMENT,
     KAFKA_FLAGS,
     NUMBER,
     TEXT,
@@ -91,7 +91,7 @@ API_SETTINGS: Final[tuple[Setting[Any], ...]] = (
     API_HOST,
     API_PORT,
     CHECK_POLICY,
-    ALLOWED_LATENESS,
+    *JUDGMENT,
     Setting("tls_cert", TEXT, None, "serve HTTPS with this certificate (PEM)"),
     Setting("tls_key", TEXT, None, "the certificate's private key (PEM)"),
     Setting(
@@ -229,7 +229,6 @@ def build_api(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """``(api, follower, settings)`` from the options: nothing started yet."""
     import time
 
-    from agents.engine import EngineConfig
     from agents.model.timefmt import MS_PER_DAY
     from streams.api.github import GitHubConfig
     from streams.api.history import HistoryStore
@@ -267,7 +266,7 @@ def build_api(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         return time.time_ns() // 1_000_000
 
     model = ReadModel(
-        EngineConfig(allowed_lateness_ms=settings.allowed_lateness_ms),
+        settings.engine_config(),
         clock,
         topic_kinds(settings),
         HistoryStore(int(args.history_days * MS_PER_DAY), args.history_max_events),

@@ -21,10 +21,10 @@ from agents.model.events import Deploy, Event
 from streams.cli.api import API_TOKEN
 from streams.cli.api import DEFAULT_PORT as DEFAULT_API_PORT
 from streams.settings import (
-    ALLOWED_LATENESS,
     BOOLEAN,
     BOOTSTRAP_SERVERS,
     INTEGER,
+    JUDGMENT,
     KAFKA_FLAGS,
     NUMBER,
     TEXT,
@@ -46,7 +46,7 @@ DEMO_PARTITIONS: Final = 3
 
 WORKER_COMMAND_SETTINGS: Final[tuple[Setting[Any], ...]] = (
     *KAFKA_FLAGS,
-    ALLOWED_LATENESS,
+    *JUDGMENT,
     *WORKER_SETTINGS,
 )
 """What ``relsec worker`` reads (its handler resolves them: :class:`WorkerOptions`)."""

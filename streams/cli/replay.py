@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import stat
 import sys
@@ -26,9 +27,12 @@ from streams.replay import (
 from streams.settings import (
     BOOLEAN,
     DEFAULT_ALLOWED_LATENESS_MS,
+    DUPLICATE_WINDOW,
     DURATION,
+    MUTABLE_RELEASE_PATTERNS,
     TEXT,
     Setting,
+    Settings,
     add_flags,
     at_least,
 )
@@ -55,6 +59,8 @@ REPLAY_SETTINGS: Final[tuple[Setting[Any], ...]] = (
         flag="--allowed-lateness",
         check=at_least(0),
     ),
+    dataclasses.replace(DUPLICATE_WINDOW, env=None),
+    dataclasses.replace(MUTABLE_RELEASE_PATTERNS, env=None),
     Setting("strict", BOOLEAN, False, "exit 1 when any line was dead-lettered"),
     Setting(
         "dead_letters",
@@ -181,8 +187,16 @@ def run(args: argparse.Namespace) -> int:
         if dl_out is not None:
             dl_out.write_line(orjson.dumps(dl.to_dict(wall_clock_ms())))
 
+    judgment = Settings(
+        allowed_lateness_ms=lateness_ms,
+        duplicate_window_ms=args.duplicate_window_ms,
+        mutable_release_patterns=tuple(args.mutable_release_patterns),
+    )
     replayer = Replayer(
-        make_engine(args.as_arrived, lateness_ms), wall_clock_ms, on_alert, on_dead_letter
+        make_engine(args.as_arrived, lateness_ms, judgment.engine_config()),
+        wall_clock_ms,
+        on_alert,
+        on_dead_letter,
     )
     try:
         lines = read_lines(args.files)

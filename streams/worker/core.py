@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agents.engine import EngineConfig
 from streams.codecs import make_codec
 from streams.settings import Settings
 from streams.worker.delivery import RecordLimits
@@ -97,7 +96,7 @@ class WorkerCore:
         self.processor = Processor(
             topics,
             make_codec(settings),
-            EngineConfig(allowed_lateness_ms=settings.allowed_lateness_ms),
+            settings.engine_config(),
             options.partitions,
             load_state,
             clock,
