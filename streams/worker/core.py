@@ -20,9 +20,10 @@ eviction, the metrics that describe it, and the health report.
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from streams.codecs import make_codec
 from streams.settings import Settings
@@ -61,6 +62,10 @@ class Released:
     """The slice was cut at its size: more may be releasable right away."""
 
 
+MIN_SLICE_EVENTS: Final = 50
+"""The smallest slice: below it a turn's fixed costs (a poll, a checkpoint look) dominate."""
+
+
 def merge_policy(settings: Settings, options: WorkerOptions) -> MergePolicy:
     """The merge's waits, from the worker's options; far ahead is half the lateness."""
     return MergePolicy(
@@ -84,6 +89,7 @@ class WorkerCore:
         clock: Callable[[], int] = wall_ms,
         metrics: PipelineMetrics | None = None,
         limits: RecordLimits | None = None,
+        elapsed: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.settings = settings
         self.options = options
@@ -109,6 +115,10 @@ class WorkerCore:
         self.assigned: set[int] = set()
         self.progress = Progress(options.health_stall_ms)
         self._start = 0  # the partition a limited release starts from (round robin)
+        self._elapsed = elapsed
+        self.slice_limit = options.slice_events
+        """Events the next slice may take: adapted to how long slices take (see
+        :meth:`_adapt_slice`), at most ``slice_events``."""
 
     # -- records in ------------------------------------------------------------------
 
@@ -141,7 +151,8 @@ class WorkerCore:
     ) -> Released:
         """Release from the merges at most ``limit`` events (default one slice) and run
         them through the engine, each service's in one batch, in merge order."""
-        limit = self.options.slice_events if limit is None else limit
+        adaptive = limit is None
+        limit = self.slice_limit if limit is None else limit
         out = Released()
         items = out.items
         partitions = sorted(self.merges)
@@ -174,12 +185,27 @@ class WorkerCore:
                 break
         if not items:
             return out
+        started = self._elapsed()
         apply_batch = self.processor.apply_batch
         for service, batch in group_by_service(items).items():
             outputs = apply_batch(service, batch)
             if outputs:
                 out.outputs[service] = outputs
+        if adaptive:
+            self._adapt_slice(len(items), (self._elapsed() - started) * 1000.0)
         return out
+
+    def _adapt_slice(self, taken: int, took_ms: float) -> None:
+        """Size the next slice so that the engine's share of a turn stays near
+        ``slice_target_ms`` whatever the machine: events of a burst inside one service's
+        lateness log cost more each than a uniform stream's, and a loaded machine costs
+        more for all of them. Shrinks at once, grows by half at a time."""
+        target = self.options.slice_target_ms
+        if took_ms > target:
+            fitting = int(taken * target / took_ms)
+            self.slice_limit = max(MIN_SLICE_EVENTS, min(self.slice_limit, fitting))
+        elif took_ms < target / 2 and taken >= self.slice_limit:
+            self.slice_limit = min(self.options.slice_events, self.slice_limit * 3 // 2 + 1)
 
     def take_states(self) -> list[StateToStore]:
         """The states of the services touched since the last call."""

@@ -177,6 +177,15 @@ WORKER_SETTINGS: Final[tuple[Setting[Any], ...]] = (
         "in slices, so heartbeats, acknowledgements, commits and /healthz go on",
     ),
     _ms(
+        "slice_target_ms",
+        "RELSEC_SLICE_TARGET_MS",
+        500,
+        "how long the engine's share of one loop turn should take: a slice that took "
+        "longer makes the next one smaller (down to 50 events), a quick one lets it grow "
+        "back to --slice-events",
+        minimum=1,
+    ),
+    _ms(
         "drain_interval_ms",
         "RELSEC_DRAIN_INTERVAL_MS",
         50,
@@ -285,6 +294,7 @@ class WorkerOptions:
     batch_records: int = _DEFAULTS["batch_records"]
     merge_buffer_records: int = _DEFAULTS["merge_buffer_records"]
     slice_events: int = _DEFAULTS["slice_events"]
+    slice_target_ms: int = _DEFAULTS["slice_target_ms"]
     drain_interval_ms: int = _DEFAULTS["drain_interval_ms"]
     checkpoint_interval_ms: int | None = _DEFAULTS["checkpoint_interval_ms"]
     checkpoint_records: int = _DEFAULTS["checkpoint_records"]

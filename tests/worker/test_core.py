@@ -80,10 +80,13 @@ def record(obj: dict[str, Any], offset: int, partitions: int = 3) -> InputRecord
     )
 
 
-def core(**options: Any) -> WorkerCore:
+def core(elapsed: Any = lambda: 0.0, **options: Any) -> WorkerCore:
+    """A core whose engine work takes no time (``elapsed`` fixed) unless told otherwise."""
     changelog = store("c.")
     opts = WorkerOptions(partitions=3, merge_caught_up_grace_ms=0, **options)
-    return WorkerCore(SETTINGS, opts, changelog.state_of, "kafka", clock=lambda: NOW_MS)
+    return WorkerCore(
+        SETTINGS, opts, changelog.state_of, "kafka", clock=lambda: NOW_MS, elapsed=elapsed
+    )
 
 
 def test_release_takes_one_slice_and_says_more_is_waiting() -> None:
@@ -96,6 +99,64 @@ def test_release_takes_one_slice_and_says_more_is_waiting() -> None:
     rest = [c.release(NOW_MS, AllCaughtUp()) for _ in range(2)]
     assert [len(r.items) for r in rest] == [40, 20]
     assert [r.full for r in rest] == [True, False]
+
+
+class SlowEngine:
+    """A stopwatch for the core: each slice's engine work takes ``ms_per_event`` each."""
+
+    def __init__(self, ms_per_event: float) -> None:
+        self.ms_per_event = ms_per_event
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def test_a_slow_slice_makes_the_next_smaller_and_quick_ones_let_it_grow_back() -> None:
+    watch = SlowEngine(ms_per_event=5.0)  # 2 000 events: 10 s, twenty times the target
+    c = core(elapsed=watch, slice_events=2000, slice_target_ms=500)
+    original = c.processor.apply_batch
+
+    def timed(service: str, batch: Any) -> Any:
+        watch.now_s += len(batch) * watch.ms_per_event / 1000.0
+        return original(service, batch)
+
+    c.processor.apply_batch = timed  # type: ignore[method-assign]
+    for n in range(6000):
+        c.admit(record(flag("svc", n), n), NOW_MS)
+    sizes = []
+    turn_ms = []
+    for _ in range(6):
+        before = watch.now_s
+        sizes.append(len(c.release(NOW_MS, AllCaughtUp()).items))
+        turn_ms.append((watch.now_s - before) * 1000)
+    assert sizes[0] == 2000  # the first slice cannot know
+    assert sizes[1] == 100 and all(ms <= 500 for ms in turn_ms[1:])
+    # The burst is over; cheap events again: the slice grows back, half again a turn.
+    watch.ms_per_event = 0.01
+    for n in range(6000, 20000):
+        c.admit(record(flag("svc", n), n), NOW_MS)
+    grown = [len(c.release(NOW_MS, AllCaughtUp()).items) for _ in range(12)]
+    assert grown[:3] == [100, 151, 227]
+    assert max(grown) == 2000 and c.slice_limit == 2000
+
+
+def test_a_slice_never_shrinks_below_the_minimum() -> None:
+    from streams.worker.core import MIN_SLICE_EVENTS
+
+    watch = SlowEngine(ms_per_event=1000.0)  # every event takes a second
+    c = core(elapsed=watch, slice_events=500, slice_target_ms=100)
+    original = c.processor.apply_batch
+
+    def timed(service: str, batch: Any) -> Any:
+        watch.now_s += len(batch) * watch.ms_per_event / 1000.0
+        return original(service, batch)
+
+    c.processor.apply_batch = timed  # type: ignore[method-assign]
+    for n in range(1000):
+        c.admit(record(flag("svc", n), n), NOW_MS)
+    sizes = [len(c.release(NOW_MS, AllCaughtUp()).items) for _ in range(3)]
+    assert sizes == [500, MIN_SLICE_EVENTS, MIN_SLICE_EVENTS]
 
 
 def test_each_service_of_a_slice_goes_to_its_engine_in_one_batch() -> None:
