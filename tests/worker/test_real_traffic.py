@@ -186,14 +186,15 @@ def test_a_backfill_of_30000_events_over_20_services_published_first_equals_repl
         worker.stop()
 
 
+@pytest.mark.parametrize("runtime", ["kafka", "faust"])
 def test_a_backfill_survives_a_sigkill_mid_backlog_and_a_restart(
-    kafka_settings: Settings, tmp_path: Path
+    runtime: str, kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    events = backfill(30_000, services=20, seed=12)
+    events = backfill(30_000 if runtime == "kafka" else 12_000, services=20, seed=12)
     expected = replay_expected(sorted(events, key=order_key))
     create_topics(kafka_settings, partitions=6)
     assert publish_events(kafka_settings, events).ok
-    first = WorkerProcess(kafka_settings, tmp_path, name="first")
+    first = WorkerProcess(kafka_settings, tmp_path, "--runtime", runtime, name="first")
     target = len(expected) // 3
     deadline = time.monotonic() + 240
     seen = 0
@@ -205,7 +206,7 @@ def test_a_backfill_survives_a_sigkill_mid_backlog_and_a_restart(
         assert seen >= target, f"only {seen} alert records:\n{first.log_tail()}"
     finally:
         first.kill()
-    second = WorkerProcess(kafka_settings, tmp_path, name="second")
+    second = WorkerProcess(kafka_settings, tmp_path, "--runtime", runtime, name="second")
     try:
         active, _ = wait_healthy_for_alerts(kafka_settings, expected, 300, second)
         assert comparable(active) == comparable(expected), (
