@@ -311,6 +311,7 @@ class Replayer:
         outcomes: list[Outcome | None] = [None] * len(items)
         newest = self._newest_ms
         now_ms = self.clock()
+        config = self.engine.config
 
         def flush(positions: list[int]) -> None:
             batch = [e for e in (events[i] for i in positions) if e is not None]
@@ -322,6 +323,11 @@ class Replayer:
             if event is None:
                 continue
             service, at = event.service, event.occurred_at_ms
+            if future_outcome(at, now_ms, config) is not None:
+                # Refused without a trace in the engine: judged alone, it neither cuts a
+                # run nor moves the newest time, so runs never depend on refused lines.
+                (outcomes[position],) = self.engine.process_batch([event], now_ms)
+                continue
             seen = newest.get(service)
             kind = None if seen is not None and at < seen else at
             if seen is None or at > seen:
@@ -363,22 +369,40 @@ class Replayer:
 
 
 AS_ARRIVED_CHUNK_LINES = 10_000
-"""Lines read before they are fed: the largest batch of one instant (a scanner report
+"""Events read before they are fed: the largest batch of one instant (a scanner report
 of this many findings costs about what sorted replay costs, docs/performance.md),
 and a chunk's lines and events stay a few MB."""
+
+AS_ARRIVED_MAX_HELD_LINES = 10 * AS_ARRIVED_CHUNK_LINES
+"""Lines a chunk may hold, refused ones included, before it is fed anyway."""
 
 
 def replay_as_arrived(
     lines: Iterable[_Line], replayer: Replayer, chunk_lines: int = AS_ARRIVED_CHUNK_LINES
 ) -> ReplayReport:
-    """Feed the lines in file order, read in chunks of up to ``chunk_lines``."""
+    """Feed the lines in file order, in chunks of up to ``chunk_lines`` events.
+
+    Only events the engine may take count towards a chunk: a line refused before the
+    engine (undecodable, invalid, far in the future) rides along in the chunk that holds
+    its neighbours, so refused lines never move a chunk's boundary, and the alerts of a
+    file are those of its valid lines alone. A file of refused lines is still fed every
+    :data:`AS_ARRIVED_MAX_HELD_LINES` lines."""
     chunk: list[tuple[Event | DeadLetter, _Line]] = []
+    events = 0
+    config = replayer.engine.config
+    held_at_most = max(chunk_lines, AS_ARRIVED_MAX_HELD_LINES)
     for line in lines:
         replayer.report.read += 1
-        chunk.append((decode_line(line), line))
-        if len(chunk) >= chunk_lines:
+        decoded = decode_line(line)
+        chunk.append((decoded, line))
+        if not isinstance(decoded, DeadLetter) and (
+            future_outcome(decoded.occurred_at_ms, replayer.clock(), config) is None
+        ):
+            events += 1
+        if events >= chunk_lines or len(chunk) >= held_at_most:
             replayer.feed_chunk(chunk)
             chunk = []
+            events = 0
     if chunk:
         replayer.feed_chunk(chunk)
     return replayer.report

@@ -254,3 +254,27 @@ def test_an_out_of_order_burst_as_arrived_is_batched_and_ends_with_the_sorted_al
     # the runs, 3 000 batches (one re-evaluation of the log each).
     assert sum(batches) == 3001
     assert len(batches) < 200, len(batches)
+
+
+@pytest.mark.parametrize("chunk_lines", [3, 10_000])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+def test_refused_lines_change_nothing_as_arrived(
+    scenario: Path, tmp_path: Path, chunk_lines: int
+) -> None:
+    """Far-future copies (a clock gone wrong) and broken lines interleaved with the
+    lines: dead-lettered, and the alert records, in order, are those of the file
+    without them, whatever the chunk size (refused lines never move a chunk's edge)."""
+    lines = [x for x in scenario.read_bytes().splitlines() if x.strip()]
+    mixed: list[bytes] = []
+    for n, line in enumerate(lines):
+        mixed.append(line)
+        if n % 2 == 0:
+            future = dict(orjson.loads(line), event_id=f"f-{n}", occurred_at="2099-01-01T00:00:00Z")
+            mixed += [orjson.dumps(future), b'{"type": "deploy"', b"[]"]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(mixed))
+    plain, _, _ = _replay(scenario, as_arrived=True, chunk_lines=chunk_lines)
+    with_refused, dead, _ = _replay(path, as_arrived=True, chunk_lines=chunk_lines)
+    assert len(dead) == 3 * len(range(0, len(lines), 2))
+    assert {d.reason for d in dead} == {"future", "invalid_json", "wrong_type"}
+    assert [a.to_dict() for a in with_refused] == [a.to_dict() for a in plain]
