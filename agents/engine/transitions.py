@@ -54,7 +54,7 @@ def link(state: ServiceState, event: Event, policy: ReleaseNamePolicy) -> None:
         return
     first = names[0]
     for other in names[1:]:
-        state.link(first, other)
+        state.link(first, other, policy)
 
 
 def is_reversal(state: ServiceState, deploys: list[DeployRecord], at: int, release: str) -> bool:
