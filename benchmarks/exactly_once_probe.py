@@ -30,7 +30,7 @@ from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings, Topics
 from streams.synthetic import SyntheticSpec, generate
-from tests.pipeline.harness import (
+from tests.worker.harness import (
     WorkerProcess,
     comparable,
     replay_expected,

@@ -34,7 +34,7 @@ from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings, Topics
 from streams.synthetic import SyntheticSpec, generate
-from tests.pipeline.harness import WorkerProcess
+from tests.worker.harness import WorkerProcess
 
 
 def end_offsets(settings: Settings, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:

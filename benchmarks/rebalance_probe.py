@@ -10,7 +10,7 @@ prints A's metrics, the offsets and where the dead letters are. Exit status 1 wh
 run differs. On 2026-11-26: the kafka runtime 4 of 4 runs equal (seeds 40-43) after the
 merge fixes, and again 4 of 4 with the non-blocking checkpoints; the Faust runtime
 differed in about one run in two. The live-stream
-version of this is in the suite (tests/pipeline/test_pipeline_rebalance.py).
+version of this is in the suite (tests/worker/test_pipeline_rebalance.py).
 See docs/exactly-once.md, "Rebalancing".
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings, Topics
 from streams.synthetic import SyntheticSpec, generate
-from tests.pipeline.harness import (
+from tests.worker.harness import (
     WorkerProcess,
     comparable,
     diff_summary,
@@ -76,7 +76,7 @@ def one_run(bootstrap: str, tmp: Path, n_events: int, seed: int, runtime: str) -
             print(input_offsets(settings))
             import collections
 
-            from tests.pipeline.harness import dead_letters
+            from tests.worker.harness import dead_letters
 
             dl = dead_letters(settings)
             where = collections.Counter((d["topic"], d["partition"]) for d in dl)

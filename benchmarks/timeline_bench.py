@@ -38,8 +38,8 @@ from streams.api.history import HistoryStore
 from streams.api.readmodel import ReadModel
 from streams.api.server import Api, ApiOptions
 from streams.api.source import topic_kinds
-from streams.pipeline.processor import pack_state
 from streams.settings import Settings
+from streams.worker.state_records import StoredState, encode_state
 
 SERVICE = "checkout-api"
 START = parse_rfc3339_ms("2025-12-01T00:00:00Z")
@@ -143,7 +143,9 @@ def year_model(events: list[Event], now_ms: int) -> tuple[ReadModel, int]:
             alerts += 1
         model.history.add(event)
     for name, service_engine in engine.services.items():
-        model.put_state(name, pack_state({}, service_engine.to_bytes()), 0, 0, now_ms)
+        stored = StoredState({}, service_engine.to_bytes())
+        (head,) = encode_state("changelog", name.encode(), stored, "c", 0, 1 << 30)
+        model.put_state(name, head.value, 0, 0, now_ms)
     for progress in model.progress.values():
         progress.assign([0])
         progress.at_end(0, 1, now_ms)

@@ -1,25 +1,349 @@
-"""Settings in one place: Kafka address, topic names, client security, lateness.
+"""Settings in one place: each declared once, the flags and the environment read built from it.
 
-Every value comes from a command-line option, else an environment variable,
-else a default. Secrets (SASL passwords, key passwords) are read from the
-environment only and never printed: :meth:`KafkaSecurity.redacted` is what logs
-and ``--help`` output may show.
+A :class:`Setting` names one value: its attribute, how text becomes the value
+(:data:`INTEGER`, :data:`DURATION`, ...), its default, its help, the ``RELSEC_*``
+environment variable that may set it, its command-line flag, and a check.
+:func:`add_flags` turns declarations into argparse options (their help says the
+default and the variable); :func:`resolve` reads a value from the flag if given,
+else from the environment, else the default, and runs the check, so every
+setting is named, parsed and checked the same way wherever it comes from.
+
+The declarations of this module are the Kafka connection (:data:`CONNECTION`:
+bootstrap address, topic prefix, allowed lateness, Schema Registry) and the client
+security (:data:`SECURITY`, environment only: secrets are never flags). The
+worker declares its own options in :mod:`streams.worker.options`; another
+command adopts the mechanism by declaring a tuple of :class:`Setting` and calling
+:func:`add_flags` in its parser and :func:`resolve` in its handler.
+
+Secrets (SASL passwords, key passwords) are read from the environment only and
+never printed: :meth:`KafkaSecurity.redacted` is what logs may show.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Generic, TypeVar
 
 from agents.errors import ConfigError
 from agents.model.timefmt import MS_PER_HOUR, parse_duration_ms
 
-DEFAULT_BOOTSTRAP = "localhost:9092"
-DEFAULT_PREFIX = "relsec."
-DEFAULT_PARTITIONS = 6
-DEFAULT_ALLOWED_LATENESS_MS = 24 * MS_PER_HOUR
+T = TypeVar("T")
+
+DEFAULT_BOOTSTRAP: Final = "localhost:9092"
+DEFAULT_PREFIX: Final = "relsec."
+DEFAULT_PARTITIONS: Final = 6
+"""Partitions of each topic ``relsec topics create`` makes (the inputs must share it)."""
+DEFAULT_ALLOWED_LATENESS_MS: Final = 24 * MS_PER_HOUR
+
+
+# -- how text becomes a value --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Kind(Generic[T]):
+    """How a setting's text (a flag or an environment variable) becomes its value."""
+
+    name: str
+    parse: Callable[[str], T]
+    show: Callable[[T], str] = str
+
+
+def _parse_int(text: str) -> int:
+    return int(text.strip().replace("_", ""))
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use true or false)")
+
+
+def _show_duration(ms: int) -> str:
+    for unit, size in (("h", MS_PER_HOUR), ("m", 60_000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+TEXT: Final[Kind[str]] = Kind("text", str)
+INTEGER: Final[Kind[int]] = Kind("integer", _parse_int)
+NUMBER: Final[Kind[float]] = Kind("number", float)
+BOOLEAN: Final[Kind[bool]] = Kind("boolean", _parse_bool, lambda b: "true" if b else "false")
+DURATION: Final[Kind[int]] = Kind("duration", parse_duration_ms, _show_duration)
+"""A duration written ``24h``, ``90m``, ``30s`` or ``250ms``; the value is milliseconds."""
+
+
+# -- checks ----------------------------------------------------------------------
+
+
+def at_least(minimum: float) -> Callable[[float], str | None]:
+    def check(value: float) -> str | None:
+        return None if value >= minimum else f"must be at least {minimum}"
+
+    return check
+
+
+def one_of(*choices: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def not_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+# -- declarations ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Setting(Generic[T]):
+    """One setting, declared once.
+
+    ``flag``: the command-line option (``""``, the default, derives it from ``name``:
+    ``merge_idle_ms`` -> ``--merge-idle-ms``; ``None``: no flag, environment only).
+    ``env``: the environment variable, or ``None``. ``default`` ``None`` means unset.
+    ``check`` returns what is wrong with a value, or ``None``.
+    """
+
+    name: str
+    kind: Kind[T]
+    default: T | None
+    help: str
+    env: str | None = None
+    flag: str | None = ""
+    check: Callable[[T], str | None] | None = None
+    choices: tuple[str, ...] | None = None
+    secret: bool = False
+    metavar: str | None = None
+
+    @property
+    def option(self) -> str | None:
+        if self.flag == "":
+            return "--" + self.name.replace("_", "-")
+        return self.flag
+
+    def describe_default(self) -> str:
+        if self.default is None:
+            return "unset"
+        if self.secret:
+            return "***"
+        return self.kind.show(self.default)
+
+    def full_help(self) -> str:
+        sources = [f"default {self.describe_default()}"]
+        if self.env:
+            sources.append(f"${self.env}")
+        return f"{self.help} ({'; '.join(sources)})"
+
+    def parse(self, text: str, source: str) -> T:
+        try:
+            return self.kind.parse(text)
+        except (ValueError, TypeError) as exc:
+            if self.secret:  # the parser's message would quote the secret
+                raise ConfigError(f"{source}=***: not a valid {self.kind.name}") from None
+            raise ConfigError(f"{source}={text!r}: not a valid {self.kind.name}: {exc}") from None
+
+    def checked(self, value: T, source: str) -> T:
+        problem = None
+        if self.choices is not None and str(value) not in self.choices:
+            problem = f"must be one of {', '.join(self.choices)}"
+        elif self.check is not None:
+            problem = self.check(value)
+        if problem is not None:
+            shown = "***" if self.secret else repr(value)
+            raise ConfigError(f"{source}={shown}: {problem}")
+        return value
+
+
+def add_flags(parser: argparse.ArgumentParser, settings: Iterable[Setting[Any]]) -> None:
+    """Add one option per declared setting that has a flag.
+
+    Options default to ``None`` (not given), so :func:`resolve` can tell a flag from
+    the environment and the default.
+    """
+    for setting in settings:
+        option = setting.option
+        if option is None:
+            continue
+        if setting.kind is BOOLEAN:
+            parser.add_argument(
+                option,
+                dest=setting.name,
+                action="store_const",
+                const=True,
+                default=None,
+                help=setting.full_help(),
+            )
+            continue
+        parser.add_argument(
+            option,
+            dest=setting.name,
+            default=None,
+            choices=setting.choices,
+            metavar=setting.metavar or ("DURATION" if setting.kind is DURATION else None),
+            help=setting.full_help(),
+        )
+
+
+def resolve(
+    settings: Iterable[Setting[Any]],
+    given: Mapping[str, Any] | argparse.Namespace | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Each setting's value: the flag (or ``given`` entry) if not ``None``, else its
+    environment variable if set and not empty, else its default; checked.
+
+    Flag values that are text are parsed by the setting's kind; values already typed
+    (a caller passing Python values) are only checked. Errors name the flag or the
+    variable and what is wrong, never a secret's value.
+    """
+    values_given: Mapping[str, Any]
+    if given is None:
+        values_given = {}
+    elif isinstance(given, argparse.Namespace):
+        values_given = vars(given)
+    else:
+        values_given = given
+    environ = os.environ if env is None else env
+    out: dict[str, Any] = {}
+    for setting in settings:
+        raw = values_given.get(setting.name)
+        source = setting.option or setting.name
+        value: Any
+        if raw is not None:
+            value = setting.parse(raw, source) if isinstance(raw, str) else raw
+        elif setting.env and environ.get(setting.env):
+            source = setting.env
+            value = setting.parse(environ[setting.env], source)
+        else:
+            out[setting.name] = setting.default
+            continue
+        out[setting.name] = setting.checked(value, source)
+    return out
+
+
+def check_values(settings: Iterable[Setting[Any]], values: Mapping[str, Any]) -> None:
+    """Run each setting's check on values set in code (errors name the attribute)."""
+    for setting in settings:
+        value = values.get(setting.name)
+        if value is not None:
+            setting.checked(value, setting.name)
+
+
+# -- the Kafka connection ----------------------------------------------------------
+
+BOOTSTRAP_SERVERS: Final = Setting(
+    "bootstrap_servers",
+    TEXT,
+    DEFAULT_BOOTSTRAP,
+    "Kafka address, host:port[,host:port...]",
+    env="RELSEC_BOOTSTRAP_SERVERS",
+    check=not_empty,
+)
+TOPIC_PREFIX: Final = Setting(
+    "topic_prefix",
+    TEXT,
+    DEFAULT_PREFIX,
+    "topic name prefix (also names the worker's consumer group)",
+    env="RELSEC_TOPIC_PREFIX",
+    check=not_empty,
+)
+ALLOWED_LATENESS: Final = Setting(
+    "allowed_lateness_ms",
+    DURATION,
+    DEFAULT_ALLOWED_LATENESS_MS,
+    "how far behind its service's newest event an event may arrive (24h, 90m, 30s)",
+    env="RELSEC_ALLOWED_LATENESS",
+    flag="--allowed-lateness",
+    check=at_least(0),
+)
+SCHEMA_REGISTRY_URL: Final = Setting(
+    "schema_registry_url",
+    TEXT,
+    None,
+    "Confluent Schema Registry URL (Avro in the registry's wire format)",
+    env="RELSEC_SCHEMA_REGISTRY_URL",
+    flag=None,
+)
+KAFKA_FLAGS: Final = (BOOTSTRAP_SERVERS, TOPIC_PREFIX)
+"""The options every Kafka-facing subcommand shares."""
+CONNECTION: Final = (BOOTSTRAP_SERVERS, TOPIC_PREFIX, ALLOWED_LATENESS, SCHEMA_REGISTRY_URL)
+
+_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+UPPER_TEXT: Final[Kind[str]] = Kind("text", lambda text: text.strip().upper())
+
+SECURITY: Final = (
+    Setting(
+        "security_protocol",
+        UPPER_TEXT,
+        "PLAINTEXT",
+        "how clients reach Kafka",
+        env="RELSEC_KAFKA_SECURITY_PROTOCOL",
+        flag=None,
+        choices=_PROTOCOLS,
+    ),
+    Setting(
+        "sasl_mechanism",
+        UPPER_TEXT,
+        None,
+        "SASL mechanism",
+        env="RELSEC_KAFKA_SASL_MECHANISM",
+        flag=None,
+        choices=_MECHANISMS,
+    ),
+    Setting("sasl_username", TEXT, None, "SASL user", env="RELSEC_KAFKA_SASL_USERNAME", flag=None),
+    Setting(
+        "sasl_password",
+        TEXT,
+        None,
+        "SASL password",
+        env="RELSEC_KAFKA_SASL_PASSWORD",
+        flag=None,
+        secret=True,
+    ),
+    Setting(
+        "ssl_ca_location",
+        TEXT,
+        None,
+        "CA certificate file",
+        env="RELSEC_KAFKA_SSL_CA_LOCATION",
+        flag=None,
+    ),
+    Setting(
+        "ssl_cert_location",
+        TEXT,
+        None,
+        "client certificate file",
+        env="RELSEC_KAFKA_SSL_CERT_LOCATION",
+        flag=None,
+    ),
+    Setting(
+        "ssl_key_location",
+        TEXT,
+        None,
+        "client key file",
+        env="RELSEC_KAFKA_SSL_KEY_LOCATION",
+        flag=None,
+    ),
+    Setting(
+        "ssl_key_password",
+        TEXT,
+        None,
+        "client key password",
+        env="RELSEC_KAFKA_SSL_KEY_PASSWORD",
+        flag=None,
+        secret=True,
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +413,12 @@ class Topics:
 class KafkaSecurity:
     """SASL/TLS settings passed through to both clients (confluent-kafka and aiokafka).
 
-    Read from ``RELSEC_KAFKA_SECURITY_PROTOCOL`` (PLAINTEXT, SSL, SASL_PLAINTEXT,
-    SASL_SSL), ``RELSEC_KAFKA_SASL_MECHANISM`` (PLAIN, SCRAM-SHA-256,
-    SCRAM-SHA-512), ``RELSEC_KAFKA_SASL_USERNAME``, ``RELSEC_KAFKA_SASL_PASSWORD``,
-    ``RELSEC_KAFKA_SSL_CA_LOCATION``, ``RELSEC_KAFKA_SSL_CERT_LOCATION``,
-    ``RELSEC_KAFKA_SSL_KEY_LOCATION``, ``RELSEC_KAFKA_SSL_KEY_PASSWORD``.
+    Read from the environment only (:data:`SECURITY`): ``RELSEC_KAFKA_SECURITY_PROTOCOL``
+    (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), ``RELSEC_KAFKA_SASL_MECHANISM`` (PLAIN,
+    SCRAM-SHA-256, SCRAM-SHA-512), ``RELSEC_KAFKA_SASL_USERNAME``,
+    ``RELSEC_KAFKA_SASL_PASSWORD``, ``RELSEC_KAFKA_SSL_CA_LOCATION``,
+    ``RELSEC_KAFKA_SSL_CERT_LOCATION``, ``RELSEC_KAFKA_SSL_KEY_LOCATION``,
+    ``RELSEC_KAFKA_SSL_KEY_PASSWORD``.
     """
 
     security_protocol: str = "PLAINTEXT"
@@ -105,19 +430,16 @@ class KafkaSecurity:
     ssl_key_location: str | None = None
     ssl_key_password: str | None = field(default=None, repr=False)
 
-    _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-    _MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-
     def __post_init__(self) -> None:
-        if self.security_protocol not in self._PROTOCOLS:
+        if self.security_protocol not in _PROTOCOLS:
             raise ConfigError(
                 f"RELSEC_KAFKA_SECURITY_PROTOCOL={self.security_protocol!r} is not one of "
-                f"{', '.join(self._PROTOCOLS)}"
+                f"{', '.join(_PROTOCOLS)}"
             )
-        if self.sasl_mechanism is not None and self.sasl_mechanism not in self._MECHANISMS:
+        if self.sasl_mechanism is not None and self.sasl_mechanism not in _MECHANISMS:
             raise ConfigError(
                 f"RELSEC_KAFKA_SASL_MECHANISM={self.sasl_mechanism!r} is not one of "
-                f"{', '.join(self._MECHANISMS)}"
+                f"{', '.join(_MECHANISMS)}"
             )
         if self.security_protocol.startswith("SASL") and not (
             self.sasl_mechanism and self.sasl_username and self.sasl_password is not None
@@ -129,22 +451,7 @@ class KafkaSecurity:
 
     @staticmethod
     def from_env(env: Mapping[str, str] | None = None) -> KafkaSecurity:
-        e = os.environ if env is None else env
-
-        def get(name: str) -> str | None:
-            value = e.get(f"RELSEC_KAFKA_{name}")
-            return value if value else None
-
-        return KafkaSecurity(
-            security_protocol=(get("SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
-            sasl_mechanism=(get("SASL_MECHANISM") or "").upper() or None,
-            sasl_username=get("SASL_USERNAME"),
-            sasl_password=get("SASL_PASSWORD"),
-            ssl_ca_location=get("SSL_CA_LOCATION"),
-            ssl_cert_location=get("SSL_CERT_LOCATION"),
-            ssl_key_location=get("SSL_KEY_LOCATION"),
-            ssl_key_password=get("SSL_KEY_PASSWORD"),
-        )
+        return KafkaSecurity(**resolve(SECURITY, env=env))
 
     def confluent_config(self) -> dict[str, Any]:
         """librdkafka properties for confluent-kafka clients."""
@@ -196,20 +503,24 @@ class Settings:
         env: Mapping[str, str] | None = None,
     ) -> Settings:
         """Options first, then ``RELSEC_*`` environment variables, then defaults."""
-        e = os.environ if env is None else env
-        lateness_text = allowed_lateness or e.get("RELSEC_ALLOWED_LATENESS")
-        try:
-            lateness_ms = (
-                parse_duration_ms(lateness_text) if lateness_text else DEFAULT_ALLOWED_LATENESS_MS
-            )
-        except ValueError as exc:
-            raise ConfigError(f"allowed lateness: {exc}") from None
+        given = {
+            "bootstrap_servers": bootstrap_servers or None,
+            "topic_prefix": topic_prefix or None,
+            "allowed_lateness_ms": allowed_lateness or None,
+        }
+        return Settings.from_values(resolve(CONNECTION, given, env), env)
+
+    @staticmethod
+    def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+        """From a parser built with :data:`KAFKA_FLAGS` (and maybe ``--allowed-lateness``)."""
+        return Settings.from_values(resolve(CONNECTION, args, env), env)
+
+    @staticmethod
+    def from_values(values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
         return Settings(
-            bootstrap_servers=bootstrap_servers
-            or e.get("RELSEC_BOOTSTRAP_SERVERS")
-            or DEFAULT_BOOTSTRAP,
-            topics=Topics(topic_prefix or e.get("RELSEC_TOPIC_PREFIX") or DEFAULT_PREFIX),
-            security=KafkaSecurity.from_env(e),
-            schema_registry_url=e.get("RELSEC_SCHEMA_REGISTRY_URL") or None,
-            allowed_lateness_ms=lateness_ms,
+            bootstrap_servers=values["bootstrap_servers"],
+            topics=Topics(values["topic_prefix"]),
+            security=KafkaSecurity.from_env(env),
+            schema_registry_url=values["schema_registry_url"],
+            allowed_lateness_ms=values["allowed_lateness_ms"],
         )

@@ -28,7 +28,7 @@ from agents.engine.windows import REDEPLOY_WINDOW_MS, within_before
 from agents.errors import StateError
 from agents.model.alerts import SEVERITIES
 from agents.model.timefmt import format_rfc3339_ms
-from streams.api.changelog import engine_bytes_of
+from streams.api.changelog import PartsBuffer, engine_bytes_of
 from streams.api.history import HistoryStore
 from streams.api.progress import TopicProgress
 
@@ -199,6 +199,8 @@ class ReadModel:
         self._lock = threading.Lock()
         self._states: dict[str, StoredState] = {}
         self._engines: dict[str, tuple[int, ServiceEngine]] = {}
+        self.parts = PartsBuffer()
+        """Parts of states too big for one changelog record, until their head is read."""
         self.bad_states = 0
         self.bad_records: dict[str, int] = {}
         self.last_error: str | None = None
@@ -214,7 +216,7 @@ class ReadModel:
                 self._engines.pop(service, None)
             return
         try:
-            engine_bytes = engine_bytes_of(value)
+            engine_bytes = engine_bytes_of(service.encode(), value, self.parts)
         except StateError as exc:
             where = f"{service!r} at partition {partition} offset {offset}"
             self.count_bad("changelog", f"{where}: {exc}")

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from agents.errors import DecodeError, ValidationError
 from agents.model.events import parse_event
-from streams.api.changelog import is_service_key
+from streams.api.changelog import is_part_key, is_service_key
 from streams.api.readmodel import ReadModel
 from streams.codecs import Codec, make_codec
 from streams.kafka.clients import consumer_config
@@ -70,6 +70,10 @@ class RecordSink:
         kind = self.kind_of.get(topic)
         where = f"{topic}[{partition}]@{offset}"
         if kind == CHANGELOG:
+            if is_part_key(key):
+                assert key is not None
+                self.model.parts.put(key, value)
+                return
             if not is_service_key(key):
                 return
             assert key is not None

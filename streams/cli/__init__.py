@@ -27,17 +27,11 @@ COMMAND_MODULES = (
 
 
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
-    """The options every Kafka-facing subcommand shares."""
-    parser.add_argument(
-        "--bootstrap-servers",
-        default=None,
-        help="Kafka address (default: $RELSEC_BOOTSTRAP_SERVERS or localhost:9092)",
-    )
-    parser.add_argument(
-        "--topic-prefix",
-        default=None,
-        help="topic name prefix (default: $RELSEC_TOPIC_PREFIX or 'relsec.')",
-    )
+    """The options every Kafka-facing subcommand shares, from their declarations
+    (:data:`streams.settings.KAFKA_FLAGS`: each says its default and its variable)."""
+    from streams.settings import KAFKA_FLAGS, add_flags
+
+    add_flags(parser, KAFKA_FLAGS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -100,7 +100,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from streams.cli import add_kafka_options
 
     add_kafka_options(create)
-    create.add_argument("--partitions", type=int, default=6, help="partitions per topic (6)")
+    from streams.settings import DEFAULT_PARTITIONS
+
+    create.add_argument(
+        "--partitions",
+        type=int,
+        default=DEFAULT_PARTITIONS,
+        help=f"partitions per topic ({DEFAULT_PARTITIONS})",
+    )
     create.add_argument(
         "--replication-factor",
         type=int,

@@ -33,90 +33,16 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    w = sub.add_parser("worker", help="run the stream processor (alerts from the input topics)")
-    add_kafka_options(w)
-    w.add_argument(
-        "--runtime",
-        choices=("kafka", "faust"),
-        default="kafka",
-        help="what drives the engine: a confluent-kafka consumer loop (default) or a Faust "
-        "agent with a Table; both use the same changelog topic and consumer group, but never "
-        "run both in one group at once",
+    w = sub.add_parser(
+        "worker",
+        help="run the stream processor (alerts from the input topics)",
+        description="Run the stream worker. Every option can also be set by the environment "
+        "variable its help names (a flag wins over the variable).",
     )
-    w.add_argument(
-        "--instance-id",
-        default=None,
-        help="a stable name for this worker (transactional id with --exactly-once; default "
-        "the host name plus a random suffix)",
-    )
-    w.add_argument(
-        "--allowed-lateness", default=None, help="default $RELSEC_ALLOWED_LATENESS or 24h"
-    )
-    w.add_argument(
-        "--web-host", default="127.0.0.1", help="metrics/health bind address (default 127.0.0.1)"
-    )
-    w.add_argument("--web-port", type=int, default=6066)
-    w.add_argument(
-        "--store",
-        choices=("memory", "rocksdb"),
-        default="memory",
-        help="Faust runtime's table store (rocksdb needs rocksdict; default memory, rebuilt "
-        "from the changelog)",
-    )
-    w.add_argument("--data-dir", default=None, help="Faust data directory (tables' local state)")
-    w.add_argument(
-        "--exactly-once",
-        action="store_true",
-        help="Kafka transactions (processing_guarantee=exactly_once)",
-    )
-    w.add_argument(
-        "--replication-factor",
-        type=int,
-        default=None,
-        help="replication of the state changelog topic (default: min(3, brokers))",
-    )
-    w.add_argument(
-        "--merge-idle-ms",
-        type=int,
-        default=2000,
-        help="longest wait for a silent input partition in the event-time merge",
-    )
-    w.add_argument(
-        "--merge-caught-up-grace-ms",
-        type=int,
-        default=10,
-        help="how long a record waits ahead of a caught-up but empty input partition "
-        "(absorbs bursts whose topics arrive a fetch apart)",
-    )
-    w.add_argument(
-        "--checkpoint-interval-ms",
-        type=int,
-        default=None,
-        help="how often applied work is stored (kafka runtime: 10, or 100 with --exactly-once; "
-        "its alerts go out at checkpoints; faust runtime: 1000)",
-    )
-    w.add_argument(
-        "--fetch-max-wait-ms",
-        type=int,
-        default=100,
-        help="longest a fetch waits for new records (Faust's own is 1500 ms; alert latency "
-        "follows it through the event-time merge)",
-    )
-    w.add_argument(
-        "--shutdown-timeout-ms",
-        type=int,
-        default=25_000,
-        help="kafka runtime: how long SIGTERM waits for the last checkpoint before the "
-        "worker exits without it (its input is then read again; a second signal: at once)",
-    )
-    w.add_argument(
-        "--wait-for-topics",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="how long to wait for the input topics to exist before giving up (default 60)",
-    )
-    w.add_argument("--loglevel", default="warning")
+    from streams.settings import ALLOWED_LATENESS, KAFKA_FLAGS, add_flags
+    from streams.worker.options import WORKER_SETTINGS
+
+    add_flags(w, (*KAFKA_FLAGS, ALLOWED_LATENESS, *WORKER_SETTINGS))
     w.set_defaults(func=run_worker)
 
     p = sub.add_parser("publish", help="publish JSONL events to the input topics")
@@ -183,55 +109,36 @@ def _wait_for_inputs(settings: Settings, wait_s: float) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from streams.pipeline.options import WorkerOptions
+    import logging
 
-    settings = _settings(args)
-    partitions = _wait_for_inputs(settings, args.wait_for_topics)
-    replication = args.replication_factor
-    if replication is None:
+    from streams.settings import resolve
+    from streams.worker import WorkerOptions
+    from streams.worker import run_worker as run
+    from streams.worker.options import WORKER_SETTINGS
+
+    settings = Settings.from_args(args)
+    values = resolve(WORKER_SETTINGS, args)
+    partitions = _wait_for_inputs(settings, values["wait_for_topics_s"])
+    if values["replication_factor"] is None:
         from confluent_kafka.admin import AdminClient
 
         from streams.kafka.clients import admin_config
 
         brokers = len(AdminClient(admin_config(settings)).list_topics(timeout=10).brokers)
-        replication = max(1, min(3, brokers))
-    store = "memory://"
-    if args.store == "rocksdb":
-        store = "rocksdb://"
-    options = WorkerOptions(
-        partitions=partitions,
-        replication_factor=replication,
-        store=store,
-        web_host=args.web_host,
-        web_port=args.web_port,
-        merge_idle_ms=args.merge_idle_ms,
-        fetch_max_wait_ms=args.fetch_max_wait_ms,
-        exactly_once=args.exactly_once,
-        data_dir=args.data_dir,
-        runtime=args.runtime,
-        instance_id=args.instance_id,
-        checkpoint_interval_ms=args.checkpoint_interval_ms,
-        merge_caught_up_grace_ms=args.merge_caught_up_grace_ms,
-        shutdown_timeout_ms=args.shutdown_timeout_ms,
-    )
+        values["replication_factor"] = max(1, min(3, brokers))
+    options = WorkerOptions.from_values(values, partitions)
     print(
         f"relsec worker: group {settings.topics.consumer_group} on {settings.bootstrap_servers}, "
-        f"{partitions} partitions, metrics on http://{args.web_host}:{args.web_port}/metrics",
+        f"{partitions} partitions, {options.runtime} runtime, metrics on "
+        f"http://{options.web_host}:{options.web_port}/metrics",
         file=sys.stderr,
     )
-    if options.runtime == "faust":
-        from streams.pipeline.app import run_worker as run_faust
-
-        run_faust(settings, options, loglevel=args.loglevel)
-        return 0
-    import logging
-
-    from streams.pipeline.kafka_runtime import run_kafka_worker
-
-    logging.basicConfig(
-        level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    run_kafka_worker(settings, options)
+    if options.runtime == "kafka":
+        logging.basicConfig(
+            level=options.loglevel.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    run(settings, options)
     return 0
 
 
@@ -320,9 +227,12 @@ def render_table(alerts: list[dict[str, Any]]) -> str:
     order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
     for a in sorted(alerts, key=lambda a: (a["occurred_at"], order[a["severity"]], a["rule"])):
         rec = a.get("recommendation")
-        advice = (rec["release"] and f"move to {rec['release']}") or (
-            "coordinate a roll-forward fix" if rec else "-"
-        )
+        if rec is None:
+            advice = "-"
+        elif rec["release"]:
+            advice = f"move to {rec['release']}"
+        else:
+            advice = "coordinate a roll-forward fix"
         rows.append(
             (a["severity"], a["rule"], f"{a['service']}/{a['environment']}", a["release"], advice)
         )

@@ -2,9 +2,14 @@
 
 The three input topics are read side by side and joined per service, so they
 must have the same partition count (co-partitioned) and be keyed by service
-with murmur2. :func:`create_topics` creates what is missing and refuses to go
-on when existing input topics are not co-partitioned, since creating the rest
-would make the join wrong. Replication is ``min(3, brokers)`` unless given;
+with murmur2. The worker's state changelog is created here too (the worker
+creates it as well if it is missing), compacted, co-partitioned with the inputs,
+with its record size limit set: the worker splits states and outboxes to the
+limits it reads at start (:func:`max_message_bytes`).
+
+:func:`create_topics` creates what is missing and refuses to go on when existing
+input topics are not co-partitioned, since creating the rest would make the join
+wrong. Replication is ``min(3, brokers)`` unless given;
 with three or more replicas ``min.insync.replicas=2``, so an ``acks=all``
 write survives the loss of one broker.
 """
@@ -18,13 +23,16 @@ from typing import Any
 
 from agents.errors import TopicError
 from streams.kafka.clients import admin_config
-from streams.settings import Settings, Topics
+from streams.settings import DEFAULT_PARTITIONS, Settings, Topics
 
 MS_PER_DAY = 24 * 60 * 60 * 1000
 INPUT_RETENTION_MS = 7 * MS_PER_DAY
 ALERTS_OCSF_RETENTION_MS = 7 * MS_PER_DAY
 DLQ_RETENTION_MS = 30 * MS_PER_DAY
 METADATA_TIMEOUT_S = 15.0
+METADATA_SETTLE_S = 3.0
+CHANGELOG_MAX_MESSAGE_BYTES = 1_048_588
+"""Kafka's own default, written out so every cluster gives the changelog the same limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +59,27 @@ def _min_insync(replication_factor: int) -> str:
     return "2" if replication_factor >= 3 else "1"
 
 
+def changelog_spec(
+    topics: Topics, partitions: int = DEFAULT_PARTITIONS, replication_factor: int = 1
+) -> TopicSpec:
+    """The worker's state changelog: one record per service (and its parts), compacted."""
+    return TopicSpec(
+        topics.state_changelog,
+        partitions,
+        replication_factor,
+        {
+            "cleanup.policy": "compact",
+            "min.insync.replicas": _min_insync(replication_factor),
+            "max.message.bytes": str(CHANGELOG_MAX_MESSAGE_BYTES),
+        },
+    )
+
+
 def topic_specs(
-    topics: Topics, partitions: int = 6, replication_factor: int = 1
+    topics: Topics, partitions: int = DEFAULT_PARTITIONS, replication_factor: int = 1
 ) -> list[TopicSpec]:
-    """The specs of every relsec topic under ``topics.prefix``: inputs first, then outputs."""
+    """The specs of every relsec topic under ``topics.prefix``: inputs first, then outputs,
+    then the worker's state changelog."""
     if partitions < 1:
         raise TopicError(f"partitions must be at least 1, got {partitions}")
     if replication_factor < 1:
@@ -85,6 +110,7 @@ def topic_specs(
             **{"cleanup.policy": "delete", "retention.ms": str(ALERTS_OCSF_RETENTION_MS)},
         ),
         spec(topics.dlq, **{"cleanup.policy": "delete", "retention.ms": str(DLQ_RETENTION_MS)}),
+        changelog_spec(topics, partitions, replication_factor),
     ]
 
 
@@ -148,24 +174,35 @@ def check_copartitioned(
     return existing
 
 
-def input_partitions(settings: Settings) -> int:
-    """The partition count shared by the three input topics; TopicError if missing or unequal."""
+def input_partitions(settings: Settings, settle_s: float = METADATA_SETTLE_S) -> int:
+    """The partition count shared by the three input topics; TopicError if missing or unequal.
+
+    A topic just created may be missing from one broker's metadata for a moment (each
+    broker learns of it on its own): a missing topic is asked about again for up to
+    ``settle_s`` before it counts as missing.
+    """
     admin = _admin(settings)
-    metadata = _metadata(admin, settings.bootstrap_servers)
-    counts = {
-        name: len(metadata.topics[name].partitions)
-        for name in settings.topics.inputs
-        if name in metadata.topics
-    }
-    common = check_copartitioned(counts)
-    missing = [name for name in settings.topics.inputs if name not in counts]
-    if missing or common is None:
-        raise TopicError(f"input topics missing: {', '.join(missing)} (run `relsec topics create`)")
-    return common
+    deadline = time.monotonic() + settle_s
+    while True:
+        metadata = _metadata(admin, settings.bootstrap_servers)
+        counts = {
+            name: len(metadata.topics[name].partitions)
+            for name in settings.topics.inputs
+            if name in metadata.topics and metadata.topics[name].error is None
+        }
+        common = check_copartitioned(counts)
+        missing = [name for name in settings.topics.inputs if name not in counts]
+        if not missing and common is not None:
+            return common
+        if time.monotonic() >= deadline:
+            raise TopicError(
+                f"input topics missing: {', '.join(missing)} (run `relsec topics create`)"
+            )
+        time.sleep(0.2)
 
 
 def ensure_topics(
-    settings: Settings, partitions: int = 6, replication_factor: int | None = None
+    settings: Settings, partitions: int = DEFAULT_PARTITIONS, replication_factor: int | None = None
 ) -> list[TopicState]:
     """Create the missing relsec topics and report every topic's partitions and replicas."""
     from confluent_kafka import KafkaError, KafkaException
@@ -181,6 +218,15 @@ def ensure_topics(
             f"has {brokers}"
         )
     specs = topic_specs(settings.topics, partitions, rf)
+    missing_names = [s.name for s in specs if s.name not in metadata.topics]
+    if missing_names:
+        # A topic created a moment ago can be absent from a broker's metadata still:
+        # ask the broker to validate the creation first (it creates nothing) and read
+        # again what it says already exists, so a stale view never creates inputs with
+        # another partition count than existing ones.
+        known = _already_existing(admin, [s for s in specs if s.name in missing_names])
+        if known:
+            metadata = _wait_for_leaders(admin, settings.bootstrap_servers, known)
     existing_inputs = {
         name: len(metadata.topics[name].partitions)
         for name in settings.topics.inputs
@@ -227,7 +273,7 @@ def ensure_topics(
 
 
 def create_topics(
-    settings: Settings, partitions: int = 6, replication_factor: int | None = None
+    settings: Settings, partitions: int = DEFAULT_PARTITIONS, replication_factor: int | None = None
 ) -> list[str]:
     """Create the missing relsec topics (idempotent); return the names created by this call.
 
@@ -237,6 +283,29 @@ def create_topics(
     """
     states = ensure_topics(settings, partitions, replication_factor)
     return [s.name for s in states if s.created]
+
+
+def _already_existing(admin: Any, specs: list[TopicSpec]) -> list[str]:
+    """The topics of ``specs`` the broker says exist (a validate-only creation)."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    futures = admin.create_topics(
+        [
+            NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor)
+            for s in specs
+        ],
+        validate_only=True,
+        request_timeout=30,
+    )
+    existing = []
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                existing.append(name)
+    return existing
 
 
 def _wait_for_leaders(admin: Any, bootstrap: str, names: list[str]) -> Any:
@@ -260,3 +329,28 @@ def _wait_for_leaders(admin: Any, bootstrap: str, names: list[str]) -> Any:
         if time.monotonic() >= deadline:
             raise TopicError(f"topics created but without leaders after 15 s: {', '.join(pending)}")
         time.sleep(0.1)
+
+
+def max_message_bytes(
+    settings: Settings, names: list[str], timeout_s: float = METADATA_TIMEOUT_S
+) -> dict[str, int]:
+    """Each topic's ``max.message.bytes`` as the broker applies it (the topic's own
+    setting, else the broker's ``message.max.bytes``): the largest record batch it
+    accepts. TopicError when a topic cannot be described."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
+
+    admin = _admin(settings)
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+    limits: dict[str, int] = {}
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout_s).items():
+        try:
+            entry = future.result(timeout=timeout_s).get("max.message.bytes")
+        except KafkaException as exc:
+            raise TopicError(
+                f"cannot read the settings of {resource.name}: {exc.args[0]}"
+            ) from None
+        if entry is None or entry.value is None:
+            raise TopicError(f"{resource.name} reports no max.message.bytes")
+        limits[resource.name] = int(entry.value)
+    return limits

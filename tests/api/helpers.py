@@ -1,7 +1,7 @@
 """Building read models for the API tests from events, without a broker.
 
 Events go through the engine the worker runs (``Engine``); each service's state is
-stored the way the worker stores it (``pack_state`` of ``ServiceEngine.to_bytes``) and
+stored the way the worker stores it (``encode_state`` of ``ServiceEngine.to_bytes``) and
 fed to the read model through the same :class:`RecordSink` the consumer uses, with
 the alerts the engine emitted (encoded by the worker's codec) and the events
 themselves (encoded as they are published).
@@ -23,8 +23,8 @@ from streams.api.history import HistoryStore
 from streams.api.readmodel import ReadModel
 from streams.api.source import RecordSink, topic_kinds
 from streams.codecs import make_codec
-from streams.pipeline.processor import pack_state
 from streams.settings import Settings
+from streams.worker.state_records import StoredState, encode_state
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_STORY = REPO / "streams" / "data" / "seed-story.jsonl"
@@ -59,9 +59,11 @@ def build_model(
     now_ms: int,
     settings: Settings | None = None,
     caught_up: bool = True,
+    state_value_budget: int = 1_000_000,
 ) -> Built:
     """Feed ``events`` through an engine, then its states, alerts and the events into a
-    read model as the consumer would. ``caught_up`` marks every topic read to its end."""
+    read model as the consumer would. ``caught_up`` marks every topic read to its end;
+    a state bigger than ``state_value_budget`` is stored in parts, as the worker does."""
     settings = settings or Settings()
     config = EngineConfig(allowed_lateness_ms=settings.allowed_lateness_ms)
     engine = Engine(config)
@@ -96,15 +98,10 @@ def build_model(
             0,
         )
     for name, service_engine in engine.services.items():
-        value = pack_state({settings.topics.deploys: 1}, service_engine.to_bytes())
-        sink.record(
-            settings.topics.state_changelog,
-            0,
-            next(changelog_offsets),
-            name.encode(),
-            value,
-            now_ms,
-        )
+        stored = StoredState({settings.topics.deploys: 1}, service_engine.to_bytes())
+        topic = settings.topics.state_changelog
+        for record in encode_state(topic, name.encode(), stored, "c1", 0, state_value_budget):
+            sink.record(topic, 0, next(changelog_offsets), record.key, record.value, now_ms)
     if caught_up:
         for progress in model.progress.values():
             progress.assign([0])

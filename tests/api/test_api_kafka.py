@@ -27,7 +27,7 @@ from streams.publish import publish_events
 from streams.settings import Settings
 from tests.api.browser import served
 from tests.api.helpers import SEED_STORY, load_events
-from tests.pipeline.harness import WorkerProcess, replay_expected, wait_for_alerts
+from tests.worker.harness import WorkerProcess, replay_expected, wait_for_alerts
 
 pytestmark = pytest.mark.kafka
 

@@ -232,3 +232,30 @@ def test_policy_files_are_validated_with_the_key_named(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as err:
             load_policy(str(bad))
         assert needle in str(err.value) and str(bad) in str(err.value)
+
+
+def test_a_state_stored_in_parts_reads_as_the_same_verdict(seed) -> None:  # type: ignore[no-untyped-def]
+    """A burst's state is split into parts by the worker; the read model joins them."""
+    split = build_model(load_events(SEED_STORY), SEED_NOW, state_value_budget=600)
+    assert split.model.bad_records == {}
+    whole = check(seed, "checkout-api", "production", "2.7.0", "rollback")
+    parted = check(split, "checkout-api", "production", "2.7.0", "rollback")
+    assert parted == whole
+    assert parted["verdict"] == "deny"
+    assert len(split.model.parts) == 0  # every part was claimed by its head
+
+
+def test_a_head_whose_part_is_missing_counts_as_bad_and_names_the_part() -> None:
+    from streams.worker.state_records import StoredState, encode_state
+
+    built = build_model([], SEED_NOW)
+    *parts, head = encode_state("cl", b"svc", StoredState({}, b"x" * 5000), "c9", 0, 600)
+    assert len(parts) > 1
+    for record in parts[1:]:
+        assert record.key is not None
+        built.model.parts.put(record.key, record.value)
+    assert head.value is not None
+    built.model.put_state("svc", head.value, 0, 7, SEED_NOW)
+    assert built.model.bad_records == {"changelog": 1}
+    assert built.model.last_error is not None
+    assert "part 1 of" in built.model.last_error and "offset 7" in built.model.last_error

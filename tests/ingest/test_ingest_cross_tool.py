@@ -183,7 +183,7 @@ def test_through_the_gateway_a_worker_and_the_alerts_topic(
     kafka_settings: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from streams.kafka.topics import create_topics
-    from tests.pipeline.harness import (
+    from tests.worker.harness import (
         WorkerProcess,
         comparable,
         replay_expected,

@@ -10,12 +10,14 @@ from agents.errors import TopicError
 from streams.cli import main as relsec_main
 from streams.kafka.clients import admin_config
 from streams.kafka.topics import (
+    CHANGELOG_MAX_MESSAGE_BYTES,
     DLQ_RETENTION_MS,
     INPUT_RETENTION_MS,
     check_copartitioned,
     create_topics,
     ensure_topics,
     input_partitions,
+    max_message_bytes,
     topic_specs,
 )
 from streams.settings import Settings, Topics
@@ -31,6 +33,7 @@ def test_topic_specs() -> None:
         "p.alerts",
         "p.alerts.ocsf",
         "p.dlq",
+        "p-worker-service-state-changelog",
     ]
     assert all(s.partitions == 4 and s.replication_factor == 3 for s in specs.values())
     assert all(s.config["min.insync.replicas"] == "2" for s in specs.values())
@@ -40,6 +43,11 @@ def test_topic_specs() -> None:
     assert specs["p.alerts"].config["cleanup.policy"] == "compact"
     assert specs["p.dlq"].config["retention.ms"] == str(DLQ_RETENTION_MS)
     assert DLQ_RETENTION_MS > INPUT_RETENTION_MS
+    # The worker's state: one record per service (and its parts), so compacted, with the
+    # record limit the worker splits states to written out.
+    changelog = specs[topics.state_changelog].config
+    assert changelog["cleanup.policy"] == "compact"
+    assert changelog["max.message.bytes"] == str(CHANGELOG_MAX_MESSAGE_BYTES)
     single = topic_specs(topics, partitions=1, replication_factor=1)
     assert all(s.config["min.insync.replicas"] == "1" for s in single)
     with pytest.raises(TopicError):
@@ -66,7 +74,9 @@ def _configs(settings: Settings, name: str) -> dict[str, str]:
 def test_create_topics_is_idempotent_and_applies_configs(kafka_settings: Settings) -> None:
     names = kafka_settings.topics
     created = create_topics(kafka_settings)
-    assert sorted(created) == sorted([*names.inputs, names.alerts, names.alerts_ocsf, names.dlq])
+    assert sorted(created) == sorted(
+        [*names.inputs, names.alerts, names.alerts_ocsf, names.dlq, names.state_changelog]
+    )
     assert create_topics(kafka_settings) == []
     states = ensure_topics(kafka_settings)
     assert all(s.partitions == 6 and s.replication_factor == 1 for s in states)
@@ -78,6 +88,12 @@ def test_create_topics_is_idempotent_and_applies_configs(kafka_settings: Setting
     assert deploys["cleanup.policy"] == "delete"
     assert deploys["min.insync.replicas"] == "1"
     assert _configs(kafka_settings, names.dlq)["retention.ms"] == str(DLQ_RETENTION_MS)
+    # The record limits the worker reads at start (and splits its states to).
+    limits = max_message_bytes(kafka_settings, [names.state_changelog, names.alerts])
+    assert limits[names.state_changelog] == CHANGELOG_MAX_MESSAGE_BYTES
+    assert limits[names.alerts] > 0
+    with pytest.raises(TopicError, match="cannot read the settings of"):
+        max_message_bytes(kafka_settings, [names.prefix + "no-such-topic"])
     # Existing, co-partitioned inputs are fine whatever --partitions says now.
     assert create_topics(kafka_settings, partitions=3) == []
 
@@ -131,7 +147,7 @@ def test_cli_topics_create(kafka_settings: Settings, capsys: pytest.CaptureFixtu
     ]
     assert relsec_main(args) == 0
     first = capsys.readouterr().out.splitlines()
-    assert len(first) == 6 and all(line.startswith("created ") for line in first)
+    assert len(first) == 7 and all(line.startswith("created ") for line in first)
     assert "partitions=2 replication=1" in first[0]
     assert relsec_main(args) == 0
     assert all(line.startswith("exists ") for line in capsys.readouterr().out.splitlines())

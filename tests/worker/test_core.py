@@ -1,0 +1,247 @@
+"""The worker core without Kafka: slices, one engine batch per service, eviction, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agents.engine import EngineConfig
+from agents.model.events import parse_event
+from agents.model.timefmt import format_rfc3339_ms
+from streams.codecs import make_codec
+from streams.kafka.clients import murmur2_partition
+from streams.settings import Settings, Topics
+from streams.worker.core import WorkerCore, merge_policy
+from streams.worker.delivery import RecordLimits
+from streams.worker.health import Progress
+from streams.worker.merge import CAUGHT_UP
+from streams.worker.options import WorkerOptions
+from streams.worker.processor import Processor
+from streams.worker.records import InputRecord
+from streams.worker.state_records import StoredState, encode_state
+from tests.worker.fakes import FakeClock, store
+
+SETTINGS = Settings(topics=Topics("c."))
+TOPICS = SETTINGS.topics
+NOW_MS = 1_900_000_000_000
+CODEC = make_codec()
+
+
+class AllCaughtUp:
+    """A lag view where every input partition is caught up (nothing holds the merge)."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+
+    def lag_state(self, topic: str, partition: int) -> str:
+        self.asked.append((topic, partition))
+        return CAUGHT_UP
+
+
+def flag(service: str, n: int, at_ms: int = NOW_MS - 3_600_000) -> dict[str, Any]:
+    return {
+        "type": "security_flag",
+        "event_id": f"{service}-f{n}",
+        "occurred_at": format_rfc3339_ms(at_ms),
+        "source": "trivy",
+        "service": service,
+        "flag_id": f"CVE-2026-{n}",
+        "release": "1.0.0",
+        "status": "raised",
+        "severity": "high",
+        "vulnerabilities": [],
+        "title": "t",
+        "fixed_in": None,
+    }
+
+
+def deploy(service: str, at_ms: int = NOW_MS - 7_200_000) -> dict[str, Any]:
+    return {
+        "type": "deploy",
+        "event_id": f"{service}-d",
+        "occurred_at": format_rfc3339_ms(at_ms),
+        "source": "argocd",
+        "service": service,
+        "environment": "production",
+        "release": "1.0.0",
+        "previous_release": None,
+        "action": "deploy",
+        "status": "succeeded",
+    }
+
+
+def record(obj: dict[str, Any], offset: int, partitions: int = 3) -> InputRecord:
+    event = parse_event(obj)
+    topic = TOPICS.input_for_type(event.type)
+    key = event.service.encode()
+    return InputRecord(
+        topic, murmur2_partition(key, partitions), offset, key, CODEC.encode_event(obj)
+    )
+
+
+def core(**options: Any) -> WorkerCore:
+    changelog = store("c.")
+    opts = WorkerOptions(partitions=3, merge_caught_up_grace_ms=0, **options)
+    return WorkerCore(SETTINGS, opts, changelog.state_of, "kafka", clock=lambda: NOW_MS)
+
+
+def test_release_takes_one_slice_and_says_more_is_waiting() -> None:
+    c = core(slice_events=40)
+    for n in range(100):
+        assert c.admit(record(flag("svc", n), n), NOW_MS) == []
+    first = c.release(NOW_MS, AllCaughtUp())
+    assert len(first.items) == 40 and first.full
+    assert c.buffered() == 60
+    rest = [c.release(NOW_MS, AllCaughtUp()) for _ in range(2)]
+    assert [len(r.items) for r in rest] == [40, 20]
+    assert [r.full for r in rest] == [True, False]
+
+
+def test_each_service_of_a_slice_goes_to_its_engine_in_one_batch() -> None:
+    c = core()
+    batches: list[tuple[str, int]] = []
+    original = c.processor.apply_batch
+
+    def spy(service: str, batch: Any) -> Any:
+        batches.append((service, len(batch)))
+        return original(service, batch)
+
+    c.processor.apply_batch = spy  # type: ignore[method-assign]
+    offset = 0
+    for service in ("a", "b"):
+        c.admit(record(deploy(service), offset), NOW_MS)
+        offset += 1
+    for n in range(30):
+        for service in ("a", "b"):
+            c.admit(record(flag(service, n), offset), NOW_MS)
+            offset += 1
+    released = c.release(NOW_MS, AllCaughtUp())
+    assert sorted(batches) == [("a", 31), ("b", 31)]
+    # The outputs of each service in its order: every raise fired on the running release.
+    for service in ("a", "b"):
+        keys = [o.topic for o in released.outputs[service]]
+        assert keys.count(TOPICS.alerts) == 30 and keys.count(TOPICS.alerts_ocsf) == 30
+
+
+def test_a_slice_cut_on_one_partition_lets_the_next_one_start_the_next_slice() -> None:
+    c = core(slice_events=10)
+    services = {}
+    for name in (f"s{i}" for i in range(40)):
+        services.setdefault(murmur2_partition(name.encode(), 3), name)
+        if len(services) == 3:
+            break
+    for p, service in services.items():
+        for n in range(20):
+            c.admit(record(flag(service, n), p * 100 + n), NOW_MS)
+    starts = []
+    for _ in range(3):
+        starts.append(c.release(NOW_MS, AllCaughtUp()).items[0].record.partition)
+    assert len(set(starts)) == 3, "each partition gets a turn at the head of a slice"
+
+
+def test_bad_records_come_back_to_be_produced_and_never_enter_the_merge() -> None:
+    c = core()
+    bad = InputRecord(TOPICS.deploys, 0, 7, b"k", b"\x00not avro")
+    (letter,) = c.admit(bad, NOW_MS)
+    assert letter.topic == TOPICS.dlq and c.buffered() == 0
+    obj = deploy("svc")
+    misrouted = record(obj, 3)
+    wrong = InputRecord(misrouted.topic, (misrouted.partition + 1) % 3, 3, b"x", misrouted.value)
+    (rekeyed,) = c.admit(wrong, NOW_MS)
+    assert (rekeyed.topic, rekeyed.partition) == (misrouted.topic, misrouted.partition)
+
+
+def test_idle_services_are_evicted_once_stored_and_come_back_from_the_store() -> None:
+    changelog = store("c.")
+    clock = {"now": NOW_MS}
+    opts = WorkerOptions(partitions=3, merge_caught_up_grace_ms=0, idle_service_evict_ms=1_000)
+    c = WorkerCore(SETTINGS, opts, changelog.state_of, "kafka", clock=lambda: clock["now"])
+    c.admit(record(deploy("svc"), 0), NOW_MS)
+    c.release(NOW_MS, AllCaughtUp())
+    assert c.evict_idle(NOW_MS + 5_000) == 0, "touched and not stored: kept"
+    (state,) = c.take_states()
+    for r in encode_state("cl", b"svc", StoredState(state.offsets, state.engine), "e.1", 0, 10**6):
+        assert r.key is not None
+        changelog.put(r.key, 0, r.value)
+    assert c.evict_idle(NOW_MS + 500) == 0, "not idle long enough"
+    assert c.evict_idle(NOW_MS + 5_000) == 1
+    assert c.processor.engines == {} and c.metrics.evicted.value == 1
+    # Its next event finds the state in the store: the deploy it saw still counts.
+    clock["now"] = NOW_MS + 6_000
+    c.admit(record(flag("svc", 1), 1), NOW_MS)
+    released = c.release(NOW_MS, AllCaughtUp())
+    assert any(o.topic == TOPICS.alerts for o in released.outputs["svc"])
+    # The same record again is a duplicate by its offset, also after the eviction.
+    c.admit(record(flag("svc", 1), 1), NOW_MS)
+    assert c.release(NOW_MS, AllCaughtUp()).outputs == {}
+
+
+def test_a_dead_letter_too_big_for_its_topic_keeps_the_start_of_the_value() -> None:
+    limits = RecordLimits(2_000)
+    budget = limits.value_budget(TOPICS.dlq, 256)
+    processor = Processor(
+        TOPICS, CODEC, EngineConfig(), 3, lambda _: None, lambda: NOW_MS, dead_letter_budget=budget
+    )
+    big = InputRecord(TOPICS.deploys, 1, 9, b"k", b"\x00" + b"x" * 5_000)
+    (letter,) = processor.admit(big)  # type: ignore[misc]
+    assert letter.value is not None and len(letter.value) <= limits.value_budget(TOPICS.dlq, 256)
+    decoded = CODEC.decode_dead_letter(letter.value)
+    assert decoded["value"] == big.value[: len(decoded["value"])]
+    assert "truncated" in decoded["detail"] and "5001 bytes" in decoded["detail"]
+
+
+def test_the_merge_policy_is_built_once_from_the_options() -> None:
+    options = WorkerOptions(merge_idle_ms=7, merge_far_ahead_grace_ms=9)
+    policy = merge_policy(Settings(allowed_lateness_ms=10_000), options)
+    assert (policy.idle_ms, policy.far_ahead_ms, policy.far_ahead_grace_ms) == (7, 5_000, 9)
+
+
+def test_health_turns_503_once_progress_stops_for_the_stall_limit() -> None:
+    clock = FakeClock()
+    progress = Progress(stall_ms=10_000, clock=clock)
+    assert progress.report()["status"] == "ok"
+    clock.advance(9.9)
+    assert progress.report()["status"] == "ok"
+    clock.advance(0.2)
+    report = progress.report(runtime="kafka")
+    assert report["status"] == "stalled" and report["last_loop_ms_ago"] == 10_100
+    assert report["runtime"] == "kafka" and report["stall_limit_ms"] == 10_000
+    progress.beat()
+    assert progress.report()["status"] == "ok"
+
+
+def test_the_core_health_names_the_runtime_partitions_and_cache() -> None:
+    c = core()
+    c.assigned_partitions([2, 0])
+    report = c.health(checkpoints_in_flight=3)
+    assert report["partitions"] == [0, 2] and report["runtime"] == "kafka"
+    assert report["checkpoints_in_flight"] == 3 and report["status"] == "ok"
+
+
+def test_drop_partitions_forgets_held_records_and_engines_but_keeps_event_times() -> None:
+    c = core()
+    c.admit(record(deploy("svc"), 0), NOW_MS)
+    c.release(NOW_MS, AllCaughtUp())
+    c.admit(record(flag("svc", 2), 1), NOW_MS)
+    partition = murmur2_partition(b"svc", 3)
+    assert c.buffered() == 1
+    c.drop_partitions()
+    assert c.buffered() == 0 and c.processor.engines == {}
+    assert c.merges[partition].last_time_ms, "kept: they tell a burst from a live stream"
+
+
+@pytest.mark.parametrize("slice_events", [1, 7, 1_000])
+def test_any_slice_size_gives_the_same_outputs(slice_events: int) -> None:
+    def run(size: int) -> list[bytes | None]:
+        c = core(slice_events=size)
+        c.admit(record(deploy("svc"), 0), NOW_MS)
+        for n in range(25):
+            c.admit(record(flag("svc", n), n + 1), NOW_MS)
+        outputs: list[bytes | None] = []
+        while c.buffered():
+            for held in c.release(NOW_MS, AllCaughtUp()).outputs.values():
+                outputs.extend(o.key for o in held)
+        return outputs
+
+    assert run(slice_events) == run(1_000)
