@@ -149,7 +149,8 @@ _hostile_value = st.one_of(
     st.sampled_from(TEXT_FORBIDDEN).map(lambda c: f"a{c}b"),
     st.text(min_size=0, max_size=8),
     st.integers(0, 4200).map(lambda n: "x" * n),
-    st.lists(st.one_of(st.text(max_size=3), st.integers(), st.none()), max_size=3),
+    st.lists(st.one_of(st.text(max_size=3), st.integers(-(2**63), 2**63 - 1), st.none()),
+             max_size=3),
     st.integers(1, 1100).map(lambda n: [f"v{i}" for i in range(n)]),
 )
 
@@ -193,6 +194,9 @@ def test_the_fuzz_suites_hostile_lines_agree(
         b'"source":"s","service":"s","environment":"p","release":"r","action":"deploy"}',
         b'{"type":null,"event_id":"e","occurred_at":"2026-01-01T00:00:00Z","source":"s",'
         b'"service":"s","environment":"p","release":"r","action":"deploy"}',
+        # Nesting deeper than msgspec's limit (it raises RecursionError) and orjson's.
+        b'{"type":"deploy","x":' + b'{"a":' * 5000 + b'1' + b'}' * 5001,
+        b'{"type":"deploy","x":' + b'[' * 600 + b']' * 600 + b'}',
     ],
 )
 def test_edge_cases_agree(raw: bytes) -> None:

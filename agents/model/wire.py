@@ -223,7 +223,7 @@ def event_from_json(raw: bytes, expected_type: str | None = None) -> Event | Non
     try:
         record = decoder.decode(raw)
         at_ms = parse_rfc3339_ms(record.occurred_at)
-    except (msgspec.DecodeError, TimestampError):
+    except (msgspec.DecodeError, TimestampError, RecursionError):  # msgspec: deep nesting
         return None
     if type(record) is DeployRecord:
         return _deploy(record, at_ms)
