@@ -40,8 +40,17 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
+# The install compiles agents/engine and agents/model with mypyc (setup.py; RELSEC_PURE_PYTHON=1
+# at install time builds none). The suite runs against the compiled build, then the engine,
+# model and scenario tests again against the pure-Python sources; tests/engine/test_build.py
+# asserts which build each run loaded. Where no C compiler is: make test EXPECT_BUILD=pure.
+EXPECT_BUILD ?= compiled
+BOTH_BUILDS := tests/engine tests/test_model.py tests/test_wire.py tests/test_scenarios.py
+
 test: install-test lint typecheck browser
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+	RELSEC_EXPECT_BUILD=$(EXPECT_BUILD) $(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+	RELSEC_PURE_PYTHON=1 RELSEC_EXPECT_BUILD=pure \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider $(BOTH_BUILDS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -35,6 +35,7 @@ from agents.engine import EngineConfig
 from agents.engine.core import DUPLICATE_WINDOW_MS
 from agents.engine.names import DEFAULT_MUTABLE_RELEASE_PATTERNS
 from agents.errors import ConfigError
+from agents.model._pure import PURE_ENV
 from agents.model.timefmt import MS_PER_HOUR, parse_duration_ms
 
 T = TypeVar("T")
@@ -420,6 +421,17 @@ MUTABLE_RELEASE_PATTERNS: Final = Setting(
 JUDGMENT: Final = (ALLOWED_LATENESS, DUPLICATE_WINDOW, MUTABLE_RELEASE_PATTERNS)
 """How the engine judges events: every process that runs or previews it (the worker,
 the API's check, the demo) must agree on these, so they are declared once, here."""
+PURE_PYTHON: Final = Setting(
+    "pure_python",
+    TEXT,
+    None,
+    "1: build (pip install) or run the engine and model from their Python sources, not "
+    "the mypyc-compiled modules (agents/model/_pure.py reads it, before any setting)",
+    env=PURE_ENV,
+    flag=None,
+)
+BUILD_ENVIRONMENT: Final = (PURE_PYTHON,)
+"""Read before relsec's settings exist (by the package inits and setup.py)."""
 SCHEMA_REGISTRY_URL: Final = Setting(
     "schema_registry_url",
     TEXT,

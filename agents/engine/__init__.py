@@ -5,8 +5,11 @@
 duplicate, or a dead letter (late, future), plus the alert events to emit.
 :class:`~agents.engine.dedup.DuplicateFilter` is the duplicate window for input read in
 arrival order outside an engine (sorted replay).
+
+Compiled with mypyc where the install could; see :mod:`agents.model._pure`.
 """
 
+import agents.model._pure  # noqa: F401 - first: it chooses the build of what follows
 from agents.engine.core import (
     Disposition,
     Engine,

@@ -45,7 +45,13 @@ from typing import Any, Final
 import orjson
 
 from agents.engine.dedup import DuplicateWindow
-from agents.engine.names import DEFAULT_MUTABLE_RELEASE_PATTERNS, ReleaseNamePolicy, policy_for
+from agents.engine.names import (
+    DEFAULT_MUTABLE_RELEASE_PATTERNS,
+    MAX_LINKED_NAMES_PER_SERVICE,
+    MAX_NAMES_PER_RELEASE,
+    ReleaseNamePolicy,
+    policy_for,
+)
 from agents.engine.recommend import recommend
 from agents.engine.rules import RULES_BY_EVENT_TYPE, RULES_BY_ID
 from agents.engine.state import OrderKey, ServiceState
@@ -97,6 +103,12 @@ class EngineConfig:
     """SPEC §8: regular expressions (full match) of release names that never link, besides
     ``latest``; see :data:`agents.engine.names.DEFAULT_MUTABLE_RELEASE_PATTERNS`."""
 
+    max_names_per_release: int = MAX_NAMES_PER_RELEASE
+    """SPEC §8 bound: names one release class may hold; a link past it is not made."""
+
+    max_linked_names: int = MAX_LINKED_NAMES_PER_SERVICE
+    """SPEC §8 bound: linked release names one service may hold."""
+
     def __post_init__(self) -> None:
         if self.allowed_lateness_ms < 0:
             raise ValueError("allowed_lateness_ms must be >= 0")
@@ -108,6 +120,8 @@ class EngineConfig:
             raise ValueError("max_release_candidates must be >= 1")
         if self.duplicate_window_ms < 0:
             raise ValueError("duplicate_window_ms must be >= 0")
+        if self.max_names_per_release < 2 or self.max_linked_names < 2:
+            raise ValueError("max_names_per_release and max_linked_names must be >= 2")
         for pattern in self.mutable_release_patterns:
             try:
                 re.compile(pattern)
@@ -122,7 +136,9 @@ class EngineConfig:
 
     @property
     def name_policy(self) -> ReleaseNamePolicy:
-        return policy_for(self.mutable_release_patterns)
+        return policy_for(
+            self.mutable_release_patterns, self.max_names_per_release, self.max_linked_names
+        )
 
 
 class Disposition(enum.StrEnum):
@@ -204,6 +220,7 @@ class ServiceEngine:
         "_seen",
         "base",
         "config",
+        "evaluations",
         "head",
         "max_seen_ms",
         "service",
@@ -223,6 +240,9 @@ class ServiceEngine:
         self.max_seen_ms: int | None = None
         self._finalized_since_prune = 0
         self._last_key: OrderKey | None = None
+        self.evaluations = 0
+        """How many times the rules ran at an event (a cost measure: re-evaluation of
+        the lateness log counts each time)."""
         if config.in_order:
             self.base = self.head  # nothing is ever re-evaluated: one state
 
@@ -415,6 +435,7 @@ class ServiceEngine:
         recommendations judged. ``ref`` is the event's evidence reference, if the
         caller keeps one.
         """
+        self.evaluations += 1
         if ref is None:
             ref = evidence_of(event)
         link(state, event, self._policy)
@@ -650,8 +671,11 @@ class Engine:
         compact_idle: bool = True,
         idle_after_ms: int | None = None,
         max_live_services: int = MAX_LIVE_SERVICES,
+        sweep_every_events: int = IDLE_SWEEP_EVERY_EVENTS,
     ) -> None:
         self.config = config or EngineConfig()
+        self.sweep_every_events = sweep_every_events
+        """How often (in events processed) idle services are looked for."""
         self.services: dict[str, ServiceEngine] = {}
         """The live services (idle ones are in :attr:`idle`)."""
         self.idle: dict[str, bytes] = {}
@@ -707,7 +731,7 @@ class Engine:
         if newest is not None and (self.newest_ms is None or newest > self.newest_ms):
             self.newest_ms = newest
         self._since_sweep += count
-        if self._since_sweep >= IDLE_SWEEP_EVERY_EVENTS:
+        if self._since_sweep >= self.sweep_every_events:
             self._since_sweep = 0
             self.compact_idle_services()
 

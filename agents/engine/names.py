@@ -10,7 +10,8 @@ a name never linked is a class of its own without costing an entry.
 Links are never forgotten (pruning a link could change a later outcome: a deploy of one
 name and a flag on the other are the same release however far apart). Memory is bounded
 instead by caps: a class holds at most :data:`MAX_NAMES_PER_RELEASE` names and a service
-at most :data:`MAX_LINKED_NAMES_PER_SERVICE` linked names; a link that would pass a cap
+at most :data:`MAX_LINKED_NAMES_PER_SERVICE` linked names (by default; the engine's
+config sets them, through :class:`ReleaseNamePolicy`); a link that would pass a cap
 is not made. Both caps are judged in event order, so the classes stay a function of the
 events.
 
@@ -43,13 +44,21 @@ DEFAULT_MUTABLE_RELEASE_PATTERNS: Final[tuple[str, ...]] = (
 
 
 class ReleaseNamePolicy:
-    """Tells mutable release names (never linked) from immutable ones; answers are cached."""
+    """Which release names may link, and how many: tells mutable names (never linked)
+    from immutable ones (answers are cached) and carries the two caps."""
 
-    __slots__ = ("_cache", "_patterns")
+    __slots__ = ("_cache", "_patterns", "max_linked_names", "max_names_per_release")
 
-    def __init__(self, patterns: Sequence[str]) -> None:
+    def __init__(
+        self,
+        patterns: Sequence[str],
+        max_names_per_release: int = MAX_NAMES_PER_RELEASE,
+        max_linked_names: int = MAX_LINKED_NAMES_PER_SERVICE,
+    ) -> None:
         self._patterns = tuple(re.compile(p) for p in patterns)
         self._cache: dict[str, bool] = {}
+        self.max_names_per_release = max_names_per_release
+        self.max_linked_names = max_linked_names
 
     def is_mutable(self, name: str) -> bool:
         known = self._cache.get(name)
@@ -72,9 +81,13 @@ class ReleaseNamePolicy:
 
 
 @lru_cache(maxsize=16)
-def policy_for(patterns: tuple[str, ...]) -> ReleaseNamePolicy:
-    """One compiled policy per pattern set (configs are frozen and compared by value)."""
-    return ReleaseNamePolicy(patterns)
+def policy_for(
+    patterns: tuple[str, ...],
+    max_names_per_release: int = MAX_NAMES_PER_RELEASE,
+    max_linked_names: int = MAX_LINKED_NAMES_PER_SERVICE,
+) -> ReleaseNamePolicy:
+    """One compiled policy per setting (configs are frozen and compared by value)."""
+    return ReleaseNamePolicy(patterns, max_names_per_release, max_linked_names)
 
 
 _NO_ROOTS: Final[dict[str, str]] = {}
@@ -137,9 +150,16 @@ class ReleaseNames:
 
     # -- linking ---------------------------------------------------------------
 
-    def union(self, a: str, b: str) -> tuple[str, str] | None:
+    def union(
+        self,
+        a: str,
+        b: str,
+        max_per_release: int = MAX_NAMES_PER_RELEASE,
+        max_names: int = MAX_LINKED_NAMES_PER_SERVICE,
+    ) -> tuple[str, str] | None:
         """Link two names. Returns ``(kept root, absorbed root)`` when two classes merged,
-        ``None`` when they were one already or a cap refused the link."""
+        ``None`` when they were one already or a cap refused the link (a class of more
+        than ``max_per_release`` names, more than ``max_names`` linked names)."""
         root = self._root
         ra = root.get(a, a)
         rb = root.get(b, b)
@@ -147,10 +167,10 @@ class ReleaseNames:
             return None
         ma = self._members.get(ra, (ra,))
         mb = self._members.get(rb, (rb,))
-        if len(ma) + len(mb) > MAX_NAMES_PER_RELEASE:
+        if len(ma) + len(mb) > max_per_release:
             return None
         new_names = (ra not in root) + (rb not in root)
-        if len(root) + new_names > MAX_LINKED_NAMES_PER_SERVICE:
+        if len(root) + new_names > max_names:
             return None
         if len(ma) < len(mb):  # relabel the smaller class; on a tie ``a``'s root stays
             ra, rb, ma, mb = rb, ra, mb, ma

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from agents.engine.names import ReleaseNames
+from agents.engine.names import ReleaseNamePolicy, ReleaseNames
 from agents.engine.windows import FLIP_FLOP_WINDOW_MS, REDEPLOY_WINDOW_MS
 from agents.errors import StateError
 from agents.model.alerts import Evidence
@@ -360,7 +360,7 @@ class ServiceState:
     def flags_of(self, release: str) -> ReleaseFlags | None:
         """The flags of ``release``'s class, ``None`` when it has no active flag."""
         flags = self.flags.get(self.names.find(release))
-        return flags if flags else None
+        return flags if flags is not None and flags.active else None
 
     def has_active_flag(self, release: str) -> bool:
         return self.flags_of(release) is not None
@@ -415,10 +415,10 @@ class ServiceState:
         if flags is not None and flags.is_empty():
             del self.flags[root]
 
-
-    def link(self, a: str, b: str) -> None:
-        """Link two release names; on a merge the two classes' flags are merged."""
-        merged = self.names.union(a, b)
+    def link(self, a: str, b: str, policy: ReleaseNamePolicy) -> None:
+        """Link two release names (within the policy's caps); on a merge the two classes'
+        flags are merged."""
+        merged = self.names.union(a, b, policy.max_names_per_release, policy.max_linked_names)
         if merged is None:
             return
         kept, absorbed = merged

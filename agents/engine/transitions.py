@@ -54,7 +54,7 @@ def link(state: ServiceState, event: Event, policy: ReleaseNamePolicy) -> None:
         return
     first = names[0]
     for other in names[1:]:
-        state.link(first, other)
+        state.link(first, other, policy)
 
 
 def is_reversal(state: ServiceState, deploys: list[DeployRecord], at: int, release: str) -> bool:
@@ -70,7 +70,7 @@ def rolled_back_from(env: EnvState | None, deploy: Deploy) -> str | None:
     """The release a rollback rolled back from: ``previous_release``, else what ran before.
 
     SPEC §2 as written, also for a rollback "from R to R" (``previous_release`` its own
-    release): the shared scenarios expect it (docs/decisions.d/engine.md)."""
+    release): the shared scenarios expect it (docs/decisions.md)."""
     if deploy.previous_release is not None:
         return deploy.previous_release
     return env.running if env is not None else None

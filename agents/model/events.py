@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, Final, Literal
 
 from agents.errors import ValidationError
 from agents.model import messages
@@ -70,7 +70,9 @@ class Deploy:
     release_aliases: tuple[str, ...] = ()
     """SPEC §8: other names of ``release``."""
 
-    type: ClassVar[Literal["deploy"]] = "deploy"
+    @property
+    def type(self) -> Literal["deploy"]:
+        return "deploy"
 
     @property
     def succeeded(self) -> bool:
@@ -94,7 +96,9 @@ class Incident:
     release_aliases: tuple[str, ...] = ()
     """SPEC §8: other names of ``suspected_release``."""
 
-    type: ClassVar[Literal["incident"]] = "incident"
+    @property
+    def type(self) -> Literal["incident"]:
+        return "incident"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +119,9 @@ class SecurityFlag:
     release_aliases: tuple[str, ...] = ()
     """SPEC §8: other names of ``release``."""
 
-    type: ClassVar[Literal["security_flag"]] = "security_flag"
+    @property
+    def type(self) -> Literal["security_flag"]:
+        return "security_flag"
 
 
 Event = Deploy | Incident | SecurityFlag

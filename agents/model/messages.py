@@ -165,14 +165,16 @@ def epoch_not_a_number(value: object) -> str:
     return f"epoch time must be a number, got {json_type_name(value)}"
 
 
-def _number_text(value: float) -> str:
+# ``int | float``, not ``float``: compiled by mypyc, a ``float`` parameter converts an int
+# to a C double (10**5000 would overflow, and a large int would lose its digits).
+def _number_text(value: int | float) -> str:
     # repr() of an int beyond 4300 digits raises; such a number needs no digits quoted.
     if isinstance(value, int) and value.bit_length() > 128:
         return f"(an integer of {value.bit_length()} bits)"
     return repr(value)
 
 
-def epoch_out_of_range(value: float, first: str, last: str) -> str:
+def epoch_out_of_range(value: int | float, first: str, last: str) -> str:
     return (
         f"epoch time {_number_text(value)} ms is outside the instants relsec can represent "
         f"({first} to {last} in UTC)"

@@ -11,7 +11,7 @@ and comma-separated ``aliases`` optional), so names with any characters arrive i
 An item's value is ``{"verdict", "reasons", "recommended_release"}``: ``reasons`` are
 the fired rules' summaries, which the template puts into its violation message.
 
-Why Gatekeeper and not Kyverno's ``apiCall`` (see docs/decisions.d/api.md): a fixed,
+Why Gatekeeper and not Kyverno's ``apiCall`` (see docs/decisions.md): a fixed,
 documented request and response (testable as such), batching and caching by key, and
 mutual TLS between Gatekeeper and the provider, so relsec needs no bearer token inside a
 policy, and receives no cluster service-account token.

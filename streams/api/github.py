@@ -8,7 +8,7 @@ installation, with ``{"environment_name", "state": "approved"|"rejected", "comme
 or, when it cannot answer, with a comment only, which leaves the gate pending for a
 person (the request body's other documented shape).
 
-Mapping (decisions in docs/decisions.d/api.md):
+Mapping (decisions in docs/decisions.md):
 
 * service: ``--github-service OWNER/REPO=SERVICE``, else the repository's name;
 * environment: ``--github-environment GITHUB_ENV=ENVIRONMENT``, else the same name;

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from streams.devkafka.settings import DEVKAFKA_ENVIRONMENT
-from streams.settings import CONNECTION, SECURITY, Setting
+from streams.settings import BUILD_ENVIRONMENT, CONNECTION, SECURITY, Setting
 
 CONNECTION_TITLE: Final = "Kafka connection (every command that reaches Kafka)"
 DEVKAFKA_TITLE: Final = "Local Apache Kafka (`relsec kafka up`, `relsec demo`, the test suite)"
@@ -39,7 +39,13 @@ def command_settings() -> dict[str, tuple[Setting[Any], ...]]:
 def every_declaration() -> list[Setting[Any]]:
     """Every declared setting once (one object may serve several commands)."""
     seen: dict[int, Setting[Any]] = {}
-    for settings in (CONNECTION, SECURITY, DEVKAFKA_ENVIRONMENT, *command_settings().values()):
+    for settings in (
+        CONNECTION,
+        SECURITY,
+        DEVKAFKA_ENVIRONMENT,
+        BUILD_ENVIRONMENT,
+        *command_settings().values(),
+    ):
         for setting in settings:
             seen.setdefault(id(setting), setting)
     return list(seen.values())
@@ -80,6 +86,7 @@ def settings_table() -> str:
     for command, settings in command_settings().items():
         lines += ["", f"## relsec {command}", "", *_rows(settings)]
     lines += ["", f"## {DEVKAFKA_TITLE}", "", *_rows(DEVKAFKA_ENVIRONMENT)]
+    lines += ["", "## The build of the engine", "", *_rows(BUILD_ENVIRONMENT)]
     return "\n".join(lines) + "\n"
 
 

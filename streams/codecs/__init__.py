@@ -6,6 +6,10 @@ encoding by default, the Confluent Schema Registry wire format when
 formats (Avro single-object ``C3 01``, Confluent ``00``, JSON ``{``), told apart by
 the first byte, and raises :class:`agents.errors.DecodeError` with a reason in
 :data:`DECODE_REASONS` for anything it cannot decode. See docs/schemas.md.
+
+:func:`decode_input_event` is the one call from an input record's bytes to a validated
+:class:`~agents.model.events.Event` (JSON records on the fast path of
+:mod:`agents.model.wire`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from agents.model.alerts import Alert
+from agents.model.events import Event, parse_event
+from agents.model.wire import event_from_json
 from streams.codecs.single_object import (
     AVRO_ERROR,
     DECODE_REASONS,
@@ -33,6 +39,7 @@ __all__ = [
     "UNKNOWN_SCHEMA",
     "Codec",
     "SingleObjectCodec",
+    "decode_input_event",
     "make_codec",
     "register_faust_codecs",
 ]
@@ -61,6 +68,21 @@ class Codec(Protocol):
     def encode_dead_letter(self, dl: Mapping[str, Any]) -> bytes: ...
 
     def decode_dead_letter(self, raw: bytes) -> dict[str, Any]: ...
+
+
+def decode_input_event(codec: Codec, raw: bytes, event_type: str | None = None) -> Event:
+    """The validated event of an input record's value, in one call.
+
+    The same as ``parse_event(codec.decode_event(raw, event_type), expected_type=event_type)``
+    and raising what that raises (:class:`~agents.errors.DecodeError`,
+    :class:`~agents.errors.ValidationError`, with the same messages), but a JSON record
+    the fast path accepts is decoded and validated by msgspec in one pass.
+    """
+    if type(raw) is bytes and raw[:1] == b"{":
+        event = event_from_json(raw, event_type)
+        if event is not None:
+            return event
+    return parse_event(codec.decode_event(raw, event_type), expected_type=event_type)
 
 
 def make_codec(settings: Settings | None = None) -> Codec:

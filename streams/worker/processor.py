@@ -25,9 +25,9 @@ import orjson
 from agents.engine import EngineConfig, ServiceEngine
 from agents.errors import DecodeError, StateError, ValidationError
 from agents.model.alerts import Alert
-from agents.model.events import Event, order_key, parse_event
+from agents.model.events import Event, order_key
 from agents.model.timefmt import format_rfc3339_ms
-from streams.codecs import Codec
+from streams.codecs import Codec, decode_input_event
 from streams.kafka.clients import murmur2_partition
 from streams.ocsf import alert_to_ocsf
 from streams.settings import Topics
@@ -110,8 +110,7 @@ class Processor:
         if record.value is None:
             return [self.dead_letter(record, "undecodable", "record has no value (tombstone)")]
         try:
-            obj = self.codec.decode_event(record.value, event_type)
-            event = parse_event(obj, expected_type=event_type)
+            event = decode_input_event(self.codec, record.value, event_type)
         except DecodeError as exc:
             return [self.dead_letter(record, exc.reason, exc.detail)]
         except ValidationError as exc:

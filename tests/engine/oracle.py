@@ -7,7 +7,7 @@ release at the event being evaluated when a chain of events up to and including 
 links them, mutable names never linking. Quadratic and slow, and meant to be: it
 shares no code with the engine except the event model and the alert id.
 
-Where the SPEC is silent it follows docs/decisions.d/engine.md: the recommendation and
+Where the SPEC is silent it follows docs/decisions.md: the recommendation and
 the alert show a release by the name its newest deploy used.
 """
 

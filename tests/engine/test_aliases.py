@@ -8,12 +8,10 @@ newest deploy of that release used.
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.engine import Disposition, Engine, EngineConfig, ServiceEngine
-from agents.engine import names as names_module
 from agents.model.alerts import FIRING, RETRACTED, alert_id_for
 from agents.model.events import Event, order_key, parse_event
 from agents.model.timefmt import format_rfc3339_ms
@@ -170,13 +168,12 @@ def test_recommendation_compares_classes_and_names_the_deployed_release() -> Non
     assert [a.trigger for a in redeploy] == ["d"]
 
 
-def test_a_release_with_more_names_than_the_cap_stops_linking(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(names_module, "MAX_NAMES_PER_RELEASE", 4)
+def test_a_release_with_more_names_than_the_cap_stops_linking() -> None:
     events = [deploy("2.7.0", ms(), aliases=["a", "b", "c", "d", "e"]),
               flag("CVE-1", "c", ms(hours=1)), flag("CVE-2", "d", ms(hours=1))]
-    alerts = fired(events, "flag-raised-on-running-release")
+    alerts = fired(
+        events, "flag-raised-on-running-release", config=EngineConfig(max_names_per_release=4)
+    )
     assert [a.trigger for a in alerts] == ["CVE-1"]
     assert alerts[0].release_aliases == ("a", "b", "c")
 
@@ -267,9 +264,8 @@ def test_names_and_tombstones_survive_the_state_bytes() -> None:
     assert a == [[], [], ["flagged-release-deployed"]]
 
 
-def test_release_names_are_bounded_per_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(names_module, "MAX_LINKED_NAMES_PER_SERVICE", 10)
-    svc = ServiceEngine(SERVICE, EngineConfig())
+def test_release_names_are_bounded_per_service() -> None:
+    svc = ServiceEngine(SERVICE, EngineConfig(max_linked_names=10))
     for i in range(20):
         svc.process(deploy(f"v{i}", ms(minutes=i), aliases=[f"img:v{i}.0.0"]), NOW_MS)
     assert len(svc.head.names) == 10

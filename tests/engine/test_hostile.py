@@ -125,7 +125,7 @@ def test_a_rollback_from_r_to_r_counts_as_rolled_back_from_r() -> None:
     """SPEC §2: the release a rollback rolled back from is its previous_release. A
     rollback "from 2.0.0 to 2.0.0" during an incident therefore rolled back from 2.0.0,
     and the shared scenario generated-7 expects the redeploy alert this gives (see
-    docs/decisions.d/engine.md). Its summary does not say "from 2.0.0 to 2.0.0"."""
+    docs/decisions.md). Its summary does not say "from 2.0.0 to 2.0.0"."""
     events = [deploy("2.0.0", ms()), incident("INC-1", ms(hours=1)),
               rollback("2.0.0", ms(hours=2), previous="2.0.0", event_id="rb"),
               incident("INC-1", ms(hours=3), "resolved"),

@@ -7,11 +7,9 @@ here on every event (a sweep after each event, no idle time needed).
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given
 
 from agents.engine import Engine, EngineConfig, Outcome
-from agents.engine import core as core_module
 from agents.model.events import Event
 
 from .factory import deploy, ms
@@ -38,22 +36,16 @@ def test_services_kept_as_bytes_between_events_change_nothing(
     case: tuple[list[Event], list[Event]],
 ) -> None:
     events, arrived = case
-    mp = pytest.MonkeyPatch()
-    mp.setattr(core_module, "IDLE_SWEEP_EVERY_EVENTS", 1)
-    try:
-        compacting = Engine(CONFIG, idle_after_ms=0)
-        got = _feed(arrived, compacting)
-    finally:
-        mp.undo()
+    compacting = Engine(CONFIG, idle_after_ms=0, sweep_every_events=1)
+    got = _feed(arrived, compacting)
     plain = _feed(arrived, Engine(CONFIG, compact_idle=False))
     assert stripped(got) == stripped(plain)
     assert compacting.snapshot().keys() == {e.service for e in arrived}
     assert active(got) == sorted_run(events)
 
 
-def test_an_idle_service_is_bytes_until_its_next_event(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(core_module, "IDLE_SWEEP_EVERY_EVENTS", 1)
-    engine = Engine(EngineConfig(), idle_after_ms=24 * 3_600_000)
+def test_an_idle_service_is_bytes_until_its_next_event() -> None:
+    engine = Engine(EngineConfig(), idle_after_ms=24 * 3_600_000, sweep_every_events=1)
     engine.process(deploy("1.0", ms(), service="quiet"), NOW_MS)
     engine.process(deploy("1.0", ms(days=2), service="busy"), NOW_MS)
     assert set(engine.services) == {"busy"}
