@@ -62,8 +62,10 @@ class Released:
     """The slice was cut at its size: more may be releasable right away."""
 
 
-MIN_SLICE_EVENTS: Final = 50
-"""The smallest slice: below it a turn's fixed costs (a poll, a checkpoint look) dominate."""
+MIN_SLICE_EVENTS: Final = 500
+"""The smallest slice. Each batch of a burst re-evaluates the burst's log from its earliest
+insertion, so smaller slices cost more in all: 50-event slices took a 20 000-finding
+report from 87 s to 123 s end to end (fewer, longer turns against more, shorter ones)."""
 
 
 def merge_policy(settings: Settings, options: WorkerOptions) -> MergePolicy:

@@ -179,9 +179,9 @@ WORKER_SETTINGS: Final[tuple[Setting[Any], ...]] = (
     _ms(
         "slice_target_ms",
         "RELSEC_SLICE_TARGET_MS",
-        500,
+        1_000,
         "how long the engine's share of one loop turn should take: a slice that took "
-        "longer makes the next one smaller (down to 50 events), a quick one lets it grow "
+        "longer makes the next one smaller (down to 500 events), a quick one lets it grow "
         "back to --slice-events",
         minimum=1,
     ),
