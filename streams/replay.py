@@ -417,18 +417,20 @@ def replay_as_arrived(
     events = 0
     config = replayer.engine.config
     held_at_most = max(chunk_lines, AS_ARRIVED_MAX_HELD_LINES)
+    now_ms = replayer.clock()  # once a chunk: only which lines count is decided with it
     for line in lines:
         replayer.report.read += 1
         decoded = decode_line(line)
         chunk.append((decoded, line))
         if not isinstance(decoded, DeadLetter) and (
-            future_outcome(decoded.occurred_at_ms, replayer.clock(), config) is None
+            future_outcome(decoded.occurred_at_ms, now_ms, config) is None
         ):
             events += 1
         if events >= chunk_lines or len(chunk) >= held_at_most:
             replayer.feed_chunk(chunk)
             chunk = []
             events = 0
+            now_ms = replayer.clock()
     if chunk:
         replayer.feed_chunk(chunk)
     return replayer.report
