@@ -10,7 +10,6 @@ does not model yet).
 
 from __future__ import annotations
 
-import dataclasses
 from functools import cache
 from typing import Any
 
@@ -53,7 +52,7 @@ def _alert(status: str = "firing", severity: str = "critical", **changes: Any) -
         recommendation=Recommendation("v1.4.3", "Move to v1.4.3: it fixes CVE-2026-1111."),
         detected_at_ms=parse_rfc3339_ms("2026-03-04T09:20:02.5Z"),
     )
-    return dataclasses.replace(alert, **changes)
+    return alert.replace(**changes)
 
 
 # OCSF 1.5.0 attributes that py-ocsf-models 0.10 does not model (the JSON Schema has them;

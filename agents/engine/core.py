@@ -38,9 +38,9 @@ import enum
 import heapq
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import orjson
 
@@ -61,6 +61,7 @@ from agents.errors import StateError, ValidationError
 from agents.model.alerts import FIRING, RETRACTED, Alert, Evidence, alert_id_for
 from agents.model.events import Event, event_to_dict, order_key, parse_event
 from agents.model.timefmt import MS_PER_DAY, MS_PER_HOUR, format_rfc3339_ms
+from agents.model.values import Value
 
 STATE_FORMAT_VERSION: Final = 2
 """2: release names, flags by release class with tombstones, the duplicate window's ids,
@@ -154,30 +155,43 @@ class Disposition(enum.StrEnum):
         return self in (Disposition.LATE, Disposition.FUTURE)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(Value):
     """The result of processing one event: its disposition and the alert events to emit."""
 
-    disposition: Disposition
-    alerts: tuple[Alert, ...] = ()
-    detail: str = ""
+    FIELDS: ClassVar[tuple[str, ...]] = ("disposition", "alerts", "detail")
+    __slots__ = FIELDS
+
+    def __init__(
+        self, disposition: Disposition, alerts: tuple[Alert, ...] = (), detail: str = ""
+    ) -> None:
+        self.disposition: Final = disposition
+        self.alerts: Final = alerts
+        self.detail: Final = detail
+
+    def values(self) -> tuple[object, ...]:
+        return (self.disposition, self.alerts, self.detail)
 
 
 _NO_ALERTS: Final[dict[str, Alert]] = {}
 """What an event that owns no alert owns (shared, never changed: most events own none)."""
 
 
-@dataclass(slots=True)
 class _LogEntry:
-    key: OrderKey
-    event: Event
-    ref: Evidence
-    """The event's evidence reference, shared by the records and alerts that cite it."""
-    owned: dict[str, Alert] = field(default_factory=lambda: _NO_ALERTS)
-    stored: orjson.Fragment | None = None
-    """The event as serialized in a state, kept: an event stays in the log (and in
-    every snapshot of its service) for the allowed lateness, but is rendered once
-    (as ``str``: an ``orjson.dumps`` result keeps a 4 KB buffer however short it is)."""
+    """An event in the lateness log, with what the engine keeps beside it."""
+
+    __slots__ = ("event", "key", "owned", "ref", "stored")
+
+    def __init__(self, key: OrderKey, event: Event, ref: Evidence) -> None:
+        self.key: Final = key
+        self.event: Final = event
+        self.ref: Final = ref
+        """The event's evidence reference, shared by the records and alerts that cite it."""
+        self.owned: dict[str, Alert] = _NO_ALERTS
+        """The alerts this event owns (the shared empty dict until it owns one)."""
+        self.stored: orjson.Fragment | None = None
+        """The event as serialized in a state, kept: an event stays in the log (and in
+        every snapshot of its service) for the allowed lateness, but is rendered once
+        (as ``str``: an ``orjson.dumps`` result keeps a 4 KB buffer however short it is)."""
 
     def serialized(self) -> orjson.Fragment:
         if self.stored is None:
@@ -336,9 +350,7 @@ class ServiceEngine:
         self._seen.remember(event.event_id, at, newest)
         return None
 
-    def _take(
-        self, taken: list[tuple[OrderKey, Event]], now_ms: int
-    ) -> list[tuple[Alert, ...]]:
+    def _take(self, taken: list[tuple[OrderKey, Event]], now_ms: int) -> list[tuple[Alert, ...]]:
         """Log admitted events (distinct keys, none before ``base``); the alert records
         each one's outcome carries, in the order given."""
         log = self._log

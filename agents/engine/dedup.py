@@ -142,9 +142,7 @@ class DuplicateWindow:
                 rendered = self._rendered.get(hour)
                 if rendered is None:
                     groups = self._groups(hour, edge_ms, before_ms)
-                    rendered = self._rendered[hour] = orjson.Fragment(
-                        orjson.dumps(groups).decode()
-                    )
+                    rendered = self._rendered[hour] = orjson.Fragment(orjson.dumps(groups).decode())
                 out.append(rendered)
             else:
                 groups = self._groups(hour, edge_ms, before_ms)

@@ -59,8 +59,10 @@ def recommend(
         judged.add(root)
         if state.has_active_flag(candidate):
             continue
-        if env is not None and env.linked_rollbacks and env.rolled_back_from_since(
-            names.members(candidate), since_ms
+        if (
+            env is not None
+            and env.linked_rollbacks
+            and env.rolled_back_from_since(names.members(candidate), since_ms)
         ):
             continue
         return _move_to(service, environment, state.display_name(candidate, max_releases))

@@ -18,7 +18,6 @@ vulnerability ids and :data:`SUMMARY_INCIDENTS` incidents, then says how many mo
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from itertools import chain, islice
 from typing import ClassVar, Final
 
@@ -28,6 +27,7 @@ from agents.engine.windows import FLIP_FLOP_WINDOW_MS, REDEPLOY_WINDOW_MS, in_ha
 from agents.model.alerts import Evidence
 from agents.model.events import Deploy, Event, Incident, SecurityFlag
 from agents.model.timefmt import format_rfc3339_ms
+from agents.model.values import Value
 
 SRE_AND_SECURITY: Final = ("security", "sre")
 _BUMP: Final = {"low": "medium", "medium": "high", "high": "critical", "critical": "critical"}
@@ -43,19 +43,53 @@ FLIP_FLOP_PATH: Final = 8
 """Releases of a flip-flop path named in its summary (the newest ones)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(Value):
     """A rule's verdict at one event, before it becomes an alert."""
 
-    rule: str
-    environment: str
-    release: str
-    trigger: str
-    severity: str
-    evidence: tuple[Evidence, ...]
-    summary: str
-    evidence_count: int = 0
-    """How many events made the rule fire (``len(evidence)`` when 0)."""
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "rule",
+        "environment",
+        "release",
+        "trigger",
+        "severity",
+        "evidence",
+        "summary",
+        "evidence_count",
+    )
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        rule: str,
+        environment: str,
+        release: str,
+        trigger: str,
+        severity: str,
+        evidence: tuple[Evidence, ...],
+        summary: str,
+        evidence_count: int = 0,
+    ) -> None:
+        self.rule: Final = rule
+        self.environment: Final = environment
+        self.release: Final = release
+        self.trigger: Final = trigger
+        self.severity: Final = severity
+        self.evidence: Final = evidence
+        self.summary: Final = summary
+        self.evidence_count: Final = evidence_count
+        """How many events made the rule fire (``len(evidence)`` when 0)."""
+
+    def values(self) -> tuple[object, ...]:
+        return (
+            self.rule,
+            self.environment,
+            self.release,
+            self.trigger,
+            self.severity,
+            self.evidence,
+            self.summary,
+            self.evidence_count,
+        )
 
 
 class Rule:
@@ -232,7 +266,7 @@ class RedeployOfRolledBackRelease(Rule):
             f"rolled back{incident} at {format_rfc3339_ms(last.ms)}."
         )
         # Evidence: the trigger, then the newest rollbacks (in time order).
-        kept = rollbacks[-(MAX_EVIDENCE - 1):]
+        kept = rollbacks[-(MAX_EVIDENCE - 1) :]
         return [
             Finding(
                 self.rule_id,
@@ -382,7 +416,7 @@ class ReleaseFlipFlop(Rule):
             "SRE and security are reversing each other's changes."
         )
         # Evidence: the deploys of the window in time order (the newest ones), the trigger.
-        kept = window[-(MAX_EVIDENCE - 1):]
+        kept = window[-(MAX_EVIDENCE - 1) :]
         return [
             Finding(
                 self.rule_id,

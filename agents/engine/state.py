@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from agents.engine.names import ReleaseNamePolicy, ReleaseNames
 from agents.engine.windows import FLIP_FLOP_WINDOW_MS, REDEPLOY_WINDOW_MS
 from agents.errors import StateError
 from agents.model.alerts import Evidence
+from agents.model.values import Value
 
 OrderKey = tuple[int, int, str]
 FlagOrder = tuple[int, str]
@@ -44,44 +44,81 @@ SEVERITY_ORDER: Final = ("critical", "high", "medium", "low")
 """Flag severities, most severe first."""
 
 
-@dataclass(frozen=True, slots=True)
-class DeployRecord:
+class DeployRecord(Value):
     """A succeeded deploy (either action) on one environment."""
 
-    ms: int
-    release: str
-    ref: Evidence
+    FIELDS: ClassVar[tuple[str, ...]] = ("ms", "release", "ref")
+    __slots__ = FIELDS
+
+    def __init__(self, ms: int, release: str, ref: Evidence) -> None:
+        self.ms: Final = ms
+        self.release: Final = release
+        self.ref: Final = ref
+
+    def values(self) -> tuple[object, ...]:
+        return (self.ms, self.release, self.ref)
 
 
-@dataclass(frozen=True, slots=True)
-class RollbackRecord:
+class RollbackRecord(Value):
     """An incident-linked rollback and the release it rolled back from."""
 
-    ms: int
-    from_release: str
-    incident_id: str | None
-    ref: Evidence
+    FIELDS: ClassVar[tuple[str, ...]] = ("ms", "from_release", "incident_id", "ref")
+    __slots__ = FIELDS
+
+    def __init__(self, ms: int, from_release: str, incident_id: str | None, ref: Evidence) -> None:
+        self.ms: Final = ms
+        self.from_release: Final = from_release
+        self.incident_id: Final = incident_id
+        self.ref: Final = ref
+
+    def values(self) -> tuple[object, ...]:
+        return (self.ms, self.from_release, self.incident_id, self.ref)
 
 
-@dataclass(frozen=True, slots=True)
-class IncidentRecord:
+class IncidentRecord(Value):
     """The last event of an open incident."""
 
-    incident_id: str
-    status: str
-    severity: str
-    ref: Evidence
+    FIELDS: ClassVar[tuple[str, ...]] = ("incident_id", "status", "severity", "ref")
+    __slots__ = FIELDS
+
+    def __init__(self, incident_id: str, status: str, severity: str, ref: Evidence) -> None:
+        self.incident_id: Final = incident_id
+        self.status: Final = status
+        self.severity: Final = severity
+        self.ref: Final = ref
+
+    def values(self) -> tuple[object, ...]:
+        return (self.incident_id, self.status, self.severity, self.ref)
 
 
-@dataclass(frozen=True, slots=True)
-class FlagRecord:
+class FlagRecord(Value):
     """An active flag: the last raise of (release, flag_id)."""
 
-    flag_id: str
-    severity: str
-    vulnerabilities: tuple[str, ...]
-    fixed_in: str | None
-    ref: Evidence
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "flag_id",
+        "severity",
+        "vulnerabilities",
+        "fixed_in",
+        "ref",
+    )
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        flag_id: str,
+        severity: str,
+        vulnerabilities: tuple[str, ...],
+        fixed_in: str | None,
+        ref: Evidence,
+    ) -> None:
+        self.flag_id: Final = flag_id
+        self.severity: Final = severity
+        self.vulnerabilities: Final = vulnerabilities
+        self.fixed_in: Final = fixed_in
+        self.ref: Final = ref
+
+    def values(self) -> tuple[object, ...]:
+        return (self.flag_id, self.severity, self.vulnerabilities, self.fixed_in, self.ref)
 
     @property
     def order(self) -> FlagOrder:
@@ -568,7 +605,10 @@ class ServiceState:
                 for fid, sev, vulns, fixed, ref in records:
                     flags.raise_flag(
                         FlagRecord(
-                            fid, sev, (fid,) if vulns is None else tuple(vulns), fixed,
+                            fid,
+                            sev,
+                            (fid,) if vulns is None else tuple(vulns),
+                            fixed,
                             _ref_req(ref),
                         )
                     )

@@ -10,10 +10,10 @@ stamped by whoever ran the engine and is not part of the identity, nor of
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from agents.model.timefmt import format_rfc3339_ms, parse_rfc3339_ms
+from agents.model.values import Value
 
 FIRING: Final = "firing"
 RETRACTED: Final = "retracted"
@@ -26,13 +26,19 @@ def alert_id_for(rule: str, service: str, environment: str, release: str, trigge
     return hashlib.sha256(material).hexdigest()[:32]
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(Value):
     """One event that made a rule fire."""
 
-    event_id: str
-    type: str
-    occurred_at_ms: int
+    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "type", "occurred_at_ms")
+    __slots__ = FIELDS
+
+    def __init__(self, event_id: str, type: str, occurred_at_ms: int) -> None:
+        self.event_id: Final = event_id
+        self.type: Final = type
+        self.occurred_at_ms: Final = occurred_at_ms
+
+    def values(self) -> tuple[object, ...]:
+        return (self.event_id, self.type, self.occurred_at_ms)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,48 +48,108 @@ class Evidence:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Recommendation:
+class Recommendation(Value):
     """The release to move to (or ``None``) and why."""
 
-    release: str | None
-    text: str
+    FIELDS: ClassVar[tuple[str, ...]] = ("release", "text")
+    __slots__ = FIELDS
+
+    def __init__(self, release: str | None, text: str) -> None:
+        self.release: Final = release
+        self.text: Final = text
+
+    def values(self) -> tuple[object, ...]:
+        return (self.release, self.text)
 
     def to_dict(self) -> dict[str, Any]:
         return {"release": self.release, "text": self.text}
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
+class Alert(Value):
     """One alert event: a firing or a retraction of an alert identity."""
 
-    alert_id: str
-    rule: str
-    status: str
-    severity: str
-    service: str
-    environment: str
-    release: str
-    trigger: str
-    occurred_at_ms: int
-    summary: str
-    notify: tuple[str, ...]
-    evidence: tuple[Evidence, ...]
-    recommendation: Recommendation | None
-    detected_at_ms: int = 0
-    release_aliases: tuple[str, ...] = ()
-    """SPEC §8: the other known names of ``release`` at the trigger."""
-    evidence_count: int = 0
-    """How many events made the rule fire; ``evidence`` may list fewer (it is capped where
-    the alert is built). Below ``len(evidence)`` (0 when not given) it reads as that."""
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "alert_id",
+        "rule",
+        "status",
+        "severity",
+        "service",
+        "environment",
+        "release",
+        "trigger",
+        "occurred_at_ms",
+        "summary",
+        "notify",
+        "evidence",
+        "recommendation",
+        "detected_at_ms",
+        "release_aliases",
+        "evidence_count",
+    )
+    __slots__ = FIELDS
 
-    def __post_init__(self) -> None:
-        if self.evidence_count < len(self.evidence):
-            object.__setattr__(self, "evidence_count", len(self.evidence))
-        if self.status not in (FIRING, RETRACTED):
-            raise ValueError(f"alert status {self.status!r} is not firing or retracted")
-        if self.severity not in SEVERITIES:
-            raise ValueError(f"alert severity {self.severity!r} is not one of {SEVERITIES}")
+    def __init__(
+        self,
+        alert_id: str,
+        rule: str,
+        status: str,
+        severity: str,
+        service: str,
+        environment: str,
+        release: str,
+        trigger: str,
+        occurred_at_ms: int,
+        summary: str,
+        notify: tuple[str, ...],
+        evidence: tuple[Evidence, ...],
+        recommendation: Recommendation | None,
+        detected_at_ms: int = 0,
+        release_aliases: tuple[str, ...] = (),
+        evidence_count: int = 0,
+    ) -> None:
+        if status != FIRING and status != RETRACTED:
+            raise ValueError(f"alert status {status!r} is not firing or retracted")
+        if severity not in SEVERITIES:
+            raise ValueError(f"alert severity {severity!r} is not one of {SEVERITIES}")
+        self.alert_id: Final = alert_id
+        self.rule: Final = rule
+        self.status: Final = status
+        self.severity: Final = severity
+        self.service: Final = service
+        self.environment: Final = environment
+        self.release: Final = release
+        self.trigger: Final = trigger
+        self.occurred_at_ms: Final = occurred_at_ms
+        self.summary: Final = summary
+        self.notify: Final = notify
+        self.evidence: Final = evidence
+        self.recommendation: Final = recommendation
+        self.detected_at_ms: Final = detected_at_ms
+        self.release_aliases: Final = release_aliases
+        """SPEC §8: the other known names of ``release`` at the trigger."""
+        self.evidence_count: Final = max(evidence_count, len(evidence))
+        """How many events made the rule fire; ``evidence`` may list fewer (it is capped
+        where the alert is built). Never below ``len(evidence)`` (given as 0: that)."""
+
+    def values(self) -> tuple[object, ...]:
+        return (
+            self.alert_id,
+            self.rule,
+            self.status,
+            self.severity,
+            self.service,
+            self.environment,
+            self.release,
+            self.trigger,
+            self.occurred_at_ms,
+            self.summary,
+            self.notify,
+            self.evidence,
+            self.recommendation,
+            self.detected_at_ms,
+            self.release_aliases,
+            self.evidence_count,
+        )
 
     def same_content(self, other: Alert) -> bool:
         """Equal in everything but ``detected_at``."""
@@ -106,7 +172,24 @@ class Alert:
         )
 
     def with_status(self, status: str, detected_at_ms: int) -> Alert:
-        return replace(self, status=status, detected_at_ms=detected_at_ms)
+        return Alert(
+            self.alert_id,
+            self.rule,
+            status,
+            self.severity,
+            self.service,
+            self.environment,
+            self.release,
+            self.trigger,
+            self.occurred_at_ms,
+            self.summary,
+            self.notify,
+            self.evidence,
+            self.recommendation,
+            detected_at_ms,
+            self.release_aliases,
+            self.evidence_count,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The SPEC §4 JSON object; ``release_aliases`` and ``evidence_count`` (SPEC §8, the

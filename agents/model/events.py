@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from agents.errors import ValidationError
 from agents.model import messages
 from agents.model.timefmt import TimestampError, format_rfc3339_ms, parse_rfc3339_ms
+from agents.model.values import Value
 
 EventType = Literal["deploy", "incident", "security_flag"]
 
@@ -50,25 +50,77 @@ MAX_RELEASE_ALIASES: Final = 64
 """SPEC §8: other names of an event's release (tags, digests, a commit SHA, a version)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Deploy:
+class Deploy(Value):
     """A change to what runs in (service, environment)."""
 
-    event_id: str
-    occurred_at_ms: int
-    source: str
-    service: str
-    environment: str
-    release: str
-    previous_release: str | None
-    action: str
-    status: str = "succeeded"
-    team: str | None = None
-    actor: str | None = None
-    reason: str | None = None
-    incident_id: str | None = None
-    release_aliases: tuple[str, ...] = ()
-    """SPEC §8: other names of ``release``."""
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "event_id",
+        "occurred_at_ms",
+        "source",
+        "service",
+        "environment",
+        "release",
+        "previous_release",
+        "action",
+        "status",
+        "team",
+        "actor",
+        "reason",
+        "incident_id",
+        "release_aliases",
+    )
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        event_id: str,
+        occurred_at_ms: int,
+        source: str,
+        service: str,
+        environment: str,
+        release: str,
+        previous_release: str | None,
+        action: str,
+        status: str = "succeeded",
+        team: str | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        incident_id: str | None = None,
+        release_aliases: tuple[str, ...] = (),
+    ) -> None:
+        self.event_id: Final = event_id
+        self.occurred_at_ms: Final = occurred_at_ms
+        self.source: Final = source
+        self.service: Final = service
+        self.environment: Final = environment
+        self.release: Final = release
+        self.previous_release: Final = previous_release
+        self.action: Final = action
+        self.status: Final = status
+        self.team: Final = team
+        self.actor: Final = actor
+        self.reason: Final = reason
+        self.incident_id: Final = incident_id
+        self.release_aliases: Final = release_aliases
+        """SPEC §8: other names of ``release``."""
+
+    def values(self) -> tuple[object, ...]:
+        return (
+            self.event_id,
+            self.occurred_at_ms,
+            self.source,
+            self.service,
+            self.environment,
+            self.release,
+            self.previous_release,
+            self.action,
+            self.status,
+            self.team,
+            self.actor,
+            self.reason,
+            self.incident_id,
+            self.release_aliases,
+        )
 
     @property
     def type(self) -> Literal["deploy"]:
@@ -79,45 +131,134 @@ class Deploy:
         return self.status == "succeeded"
 
 
-@dataclass(frozen=True, slots=True)
-class Incident:
+class Incident(Value):
     """One event of an incident (opened, acknowledged, resolved)."""
 
-    event_id: str
-    occurred_at_ms: int
-    source: str
-    service: str
-    environment: str
-    incident_id: str
-    status: str
-    severity: str
-    title: str
-    suspected_release: str | None = None
-    release_aliases: tuple[str, ...] = ()
-    """SPEC §8: other names of ``suspected_release``."""
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "event_id",
+        "occurred_at_ms",
+        "source",
+        "service",
+        "environment",
+        "incident_id",
+        "status",
+        "severity",
+        "title",
+        "suspected_release",
+        "release_aliases",
+    )
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        event_id: str,
+        occurred_at_ms: int,
+        source: str,
+        service: str,
+        environment: str,
+        incident_id: str,
+        status: str,
+        severity: str,
+        title: str,
+        suspected_release: str | None = None,
+        release_aliases: tuple[str, ...] = (),
+    ) -> None:
+        self.event_id: Final = event_id
+        self.occurred_at_ms: Final = occurred_at_ms
+        self.source: Final = source
+        self.service: Final = service
+        self.environment: Final = environment
+        self.incident_id: Final = incident_id
+        self.status: Final = status
+        self.severity: Final = severity
+        self.title: Final = title
+        self.suspected_release: Final = suspected_release
+        self.release_aliases: Final = release_aliases
+        """SPEC §8: other names of ``suspected_release``."""
+
+    def values(self) -> tuple[object, ...]:
+        return (
+            self.event_id,
+            self.occurred_at_ms,
+            self.source,
+            self.service,
+            self.environment,
+            self.incident_id,
+            self.status,
+            self.severity,
+            self.title,
+            self.suspected_release,
+            self.release_aliases,
+        )
 
     @property
     def type(self) -> Literal["incident"]:
         return "incident"
 
 
-@dataclass(frozen=True, slots=True)
-class SecurityFlag:
+class SecurityFlag(Value):
     """A security finding against one release of a service (all environments)."""
 
-    event_id: str
-    occurred_at_ms: int
-    source: str
-    service: str
-    flag_id: str
-    release: str
-    status: str
-    severity: str
-    title: str
-    vulnerabilities: tuple[str, ...] = ()
-    fixed_in: str | None = None
-    release_aliases: tuple[str, ...] = ()
-    """SPEC §8: other names of ``release``."""
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "event_id",
+        "occurred_at_ms",
+        "source",
+        "service",
+        "flag_id",
+        "release",
+        "status",
+        "severity",
+        "title",
+        "vulnerabilities",
+        "fixed_in",
+        "release_aliases",
+    )
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        event_id: str,
+        occurred_at_ms: int,
+        source: str,
+        service: str,
+        flag_id: str,
+        release: str,
+        status: str,
+        severity: str,
+        title: str,
+        vulnerabilities: tuple[str, ...] = (),
+        fixed_in: str | None = None,
+        release_aliases: tuple[str, ...] = (),
+    ) -> None:
+        self.event_id: Final = event_id
+        self.occurred_at_ms: Final = occurred_at_ms
+        self.source: Final = source
+        self.service: Final = service
+        self.flag_id: Final = flag_id
+        self.release: Final = release
+        self.status: Final = status
+        self.severity: Final = severity
+        self.title: Final = title
+        self.vulnerabilities: Final = vulnerabilities
+        self.fixed_in: Final = fixed_in
+        self.release_aliases: Final = release_aliases
+        """SPEC §8: other names of ``release``."""
+
+    def values(self) -> tuple[object, ...]:
+        return (
+            self.event_id,
+            self.occurred_at_ms,
+            self.source,
+            self.service,
+            self.flag_id,
+            self.release,
+            self.status,
+            self.severity,
+            self.title,
+            self.vulnerabilities,
+            self.fixed_in,
+            self.release_aliases,
+        )
 
     @property
     def type(self) -> Literal["security_flag"]:
@@ -144,18 +285,39 @@ _MISSING: Final = object()
 # unicodedata). Names are identities: a name with an invisible character looks like
 # another name, and U+001F is the separator inside alert ids.
 NAME_FORBIDDEN_RANGES: Final = (
-    (0x0000, 0x001F), (0x007F, 0x009F), (0x00AD, 0x00AD), (0x0600, 0x0605),
-    (0x061C, 0x061C), (0x06DD, 0x06DD), (0x070F, 0x070F), (0x0890, 0x0891),
-    (0x08E2, 0x08E2), (0x180E, 0x180E), (0x200B, 0x200F), (0x2028, 0x202E),
-    (0x2060, 0x2064), (0x2066, 0x206F), (0xD800, 0xDFFF), (0xFEFF, 0xFEFF),
-    (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x1343F),
-    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+    (0x0000, 0x001F),
+    (0x007F, 0x009F),
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x2028, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xD800, 0xDFFF),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
 )
 # Free text (title, reason, actor) may hold tab, line feed and carriage return (a
 # multi-line reason is normal); other controls (NUL, ESC, DEL, C1) and lone
 # surrogates are refused. Format characters and separators are fine in prose.
 TEXT_FORBIDDEN_RANGES: Final = (
-    (0x0000, 0x0008), (0x000B, 0x000C), (0x000E, 0x001F), (0x007F, 0x009F),
+    (0x0000, 0x0008),
+    (0x000B, 0x000C),
+    (0x000E, 0x001F),
+    (0x007F, 0x009F),
     (0xD800, 0xDFFF),
 )
 

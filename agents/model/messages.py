@@ -128,6 +128,7 @@ def control_character_in_text(index: int, char: str) -> str:
 
 # --- timestamps ----------------------------------------------------------------------
 
+
 def not_rfc3339(text: str) -> str:
     return (
         f"{excerpt(text)} is not an RFC 3339 timestamp "
@@ -186,6 +187,7 @@ def instant_out_of_range(ms: int, first: str, last: str) -> str:
 
 
 # --- durations -----------------------------------------------------------------------
+
 
 def not_a_duration(text: str) -> str:
     return f"{excerpt(text)} is not a duration (examples: 24h, 90m, 7d, 30s, 1500ms)"

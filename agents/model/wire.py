@@ -134,8 +134,11 @@ def _aliases(names: list[str] | None) -> tuple[str, ...]:
 
 def _deploy(r: DeployRecord, at_ms: int) -> Deploy | None:
     if not (
-        r.event_id.isprintable() and r.source.isprintable() and r.service.isprintable()
-        and r.environment.isprintable() and r.release.isprintable()
+        r.event_id.isprintable()
+        and r.source.isprintable()
+        and r.service.isprintable()
+        and r.environment.isprintable()
+        and r.release.isprintable()
         and (r.previous_release is None or r.previous_release.isprintable())
         and (r.actor is None or r.actor.isprintable())
         and (r.reason is None or r.reason.isprintable())
@@ -163,8 +166,11 @@ def _deploy(r: DeployRecord, at_ms: int) -> Deploy | None:
 
 def _incident(r: IncidentRecord, at_ms: int) -> Incident | None:
     if not (
-        r.event_id.isprintable() and r.source.isprintable() and r.service.isprintable()
-        and r.environment.isprintable() and r.incident_id.isprintable()
+        r.event_id.isprintable()
+        and r.source.isprintable()
+        and r.service.isprintable()
+        and r.environment.isprintable()
+        and r.incident_id.isprintable()
         and r.title.isprintable()
         and (r.suspected_release is None or r.suspected_release.isprintable())
         and _names_printable(r.release_aliases)
@@ -187,8 +193,12 @@ def _incident(r: IncidentRecord, at_ms: int) -> Incident | None:
 
 def _security_flag(r: SecurityFlagRecord, at_ms: int) -> SecurityFlag | None:
     if not (
-        r.event_id.isprintable() and r.source.isprintable() and r.service.isprintable()
-        and r.flag_id.isprintable() and r.release.isprintable() and r.title.isprintable()
+        r.event_id.isprintable()
+        and r.source.isprintable()
+        and r.service.isprintable()
+        and r.flag_id.isprintable()
+        and r.release.isprintable()
+        and r.title.isprintable()
         and (r.fixed_in is None or r.fixed_in.isprintable())
         and _names_printable(r.vulnerabilities)
         and _names_printable(r.release_aliases)

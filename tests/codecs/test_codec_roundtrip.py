@@ -69,9 +69,8 @@ def test_alert_round_trip(codec: SingleObjectCodec, alert: Alert) -> None:
 
 
 def test_alert_without_recommendation_round_trips(codec: SingleObjectCodec) -> None:
-    import dataclasses
 
-    alert = dataclasses.replace(make_alert(), recommendation=None, rule="rollback-performed")
+    alert = make_alert().replace(recommendation=None, rule="rollback-performed")
     decoded = codec.decode_alert(codec.encode_alert(alert.to_dict()))
     assert decoded["recommendation"] is None
     assert Alert.from_dict(decoded) == alert

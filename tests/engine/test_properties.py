@@ -211,7 +211,7 @@ Hook = Callable[[Engine, int], Engine]
 
 
 def _strip(alert: Alert) -> Alert:
-    return replace(alert, detected_at_ms=0)
+    return alert.replace(detected_at_ms=0)
 
 
 def feed(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import orjson
 import pytest
 
@@ -112,7 +110,7 @@ def test_a_format_1_state_restores_and_goes_on_as_if_never_stored() -> None:
 
     def plain(svc: ServiceEngine) -> list[list[tuple[str, str, str]]]:
         return [[(a.rule, a.status, a.alert_id) for a in
-                 (replace(x, detected_at_ms=0) for x in svc.process(e, now).alerts)]
+                 (x.replace(detected_at_ms=0) for x in svc.process(e, now).alerts)]
                 for e in more]
 
     assert plain(restored) == plain(fresh)
