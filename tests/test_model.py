@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -443,6 +443,25 @@ def test_format_refuses_what_no_parser_produces() -> None:
 @given(ms=st.integers(MIN_MS, MAX_MS))
 def test_every_instant_in_range_formats_and_parses_back(ms: int) -> None:
     assert parse_rfc3339_ms(format_rfc3339_ms(ms)) == ms
+
+
+def _formatted_by_datetime(ms: int) -> str:
+    seconds, millis = divmod(ms, 1000)
+    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+    text = f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%S")
+    return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    ms=st.integers(MIN_MS, MAX_MS)
+    | st.sampled_from([MIN_MS, MAX_MS, 0, -1, 951_782_400_000, 951_868_799_999])
+    | st.integers(-1000, 1000).map(lambda d: 4_107_542_400_000 + d * 86_400_000)
+)
+def test_the_arithmetic_formatter_agrees_with_datetime(ms: int) -> None:
+    """format_rfc3339_ms computes the calendar by hand (speed): the same text as
+    datetime's, leap days (2000-02-29, 2100 not a leap year) and both ends included."""
+    assert format_rfc3339_ms(ms) == _formatted_by_datetime(ms)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ So the hot values are plain classes: ``__slots__``, an ``__init__`` that assigns
 field once as ``Final`` (``mypy --strict`` refuses any later assignment; the compiled
 build refuses it at run time too), and this base for what a dataclass would have
 generated: equality and hashing over :meth:`Value.values` (which each class lists in
-field order), a ``repr`` naming the fields, and :meth:`Value.replace`.
+field order), a ``repr`` naming the fields, :meth:`Value.replace`, and pickling.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ class Value:
     def __repr__(self) -> str:
         shown = ", ".join(f"{n}={v!r}" for n, v in zip(self.FIELDS, self.values(), strict=True))
         return f"{type(self).__name__}({shown})"
+
+    def __reduce__(self) -> tuple[type[Value], tuple[object, ...]]:
+        """Pickled as its class and field values (sorted replay spills runs this way)."""
+        return (type(self), self.values())
 
     def replace(self: V, **changes: Any) -> V:
         """A copy with ``changes`` (field name to new value), as ``dataclasses.replace``."""
