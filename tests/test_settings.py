@@ -264,3 +264,31 @@ def test_the_engines_judgment_settings_reach_its_config_from_the_environment() -
     assert not config.name_policy.is_mutable("2.7.0")
     with pytest.raises(ConfigError, match="RELSEC_MUTABLE_RELEASE_PATTERNS"):
         Settings.resolve(env={"RELSEC_MUTABLE_RELEASE_PATTERNS": "(unclosed"})
+
+
+def test_every_command_is_registered_by_the_module_main_imports_for_it() -> None:
+    """main() registers only the module of the command asked for (start-up time): the
+    table of owners must name every command, and the module that really registers it."""
+    from streams.cli import COMMAND_MODULES, COMMAND_OWNERS, build_parser
+
+    def commands(parser: argparse.ArgumentParser) -> set[str]:
+        (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return set(sub.choices)
+
+    assert commands(build_parser()) == set(COMMAND_OWNERS)
+    assert set(COMMAND_OWNERS.values()) == set(COMMAND_MODULES)
+    for command, module in COMMAND_OWNERS.items():
+        assert command in commands(build_parser((module,))), (command, module)
+
+
+def test_replay_does_not_import_the_webhook_gateway(tmp_path: Path) -> None:
+    events = tmp_path / "none.jsonl"
+    events.write_text("")
+    probe = (
+        "import sys; from streams.cli import main; status = main(['replay', sys.argv[1]]); "
+        "print(sorted(m for m in sys.modules if m.startswith(('aiohttp', 'streams.ingest'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(events)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -99,3 +99,10 @@ def test_compiled_values_refuse_assignment() -> None:
     with pytest.raises(AttributeError):
         deploy.release = "v3"  # type: ignore[misc]
     assert isinstance(deploy, Value)
+
+
+def test_values_pickle_as_their_fields() -> None:
+    import pickle
+
+    flag = SecurityFlag("e1", 1, "trivy", "checkout", "CVE-1", "v2", "raised", "high", "t", ("a",))
+    assert pickle.loads(pickle.dumps(flag)) == flag

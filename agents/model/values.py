@@ -44,7 +44,7 @@ class Value:
         return f"{type(self).__name__}({shown})"
 
     def __reduce__(self) -> tuple[type[Value], tuple[object, ...]]:
-        """Pickled as its class and field values (sorted replay spills runs this way)."""
+        """Pickled as its class and field values (the compiled classes have no ``__dict__``)."""
         return (type(self), self.values())
 
     def replace(self: V, **changes: Any) -> V:
