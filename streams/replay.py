@@ -450,7 +450,8 @@ def replay_as_arrived(
 
 
 CLOCK_READ_EVERY: Final = 1024
-"""Events sorted replay feeds between two readings of the wall clock."""
+"""Lines sorted replay reads, and events it feeds, between two readings of the wall clock
+(which judges the future and stamps ``detected_at``: milliseconds, not lines, matter)."""
 
 _Spilled = tuple[tuple[int, int, str], int, Event, _Line]
 """A line of sorted replay: its order key, its place in the input, the event, the line."""
@@ -471,14 +472,17 @@ def replay_sorted(
     batch: list[_Spilled] = []
     runs: list[str] = []
     sequence = 0
+    now_ms = replayer.clock()
     try:
         for line in lines:
             replayer.report.read += 1
+            if replayer.report.read % CLOCK_READ_EVERY == 0:
+                now_ms = replayer.clock()
             decoded = decode_line(line)
             if isinstance(decoded, DeadLetter):
                 replayer.dead_letter(decoded)
                 continue
-            future = future_outcome(decoded.occurred_at_ms, replayer.clock(), config)
+            future = future_outcome(decoded.occurred_at_ms, now_ms, config)
             if future is not None:
                 replayer.dead_letter(
                     DeadLetter(line.file, line.number, "future", future.detail, line.raw)

@@ -63,8 +63,78 @@ def test_every_field_is_listed_in_init_order() -> None:
         "incident_id": None,
         "release_aliases": ("a",),
     }
-    for cls in (Deploy, Incident, SecurityFlag, Evidence, Recommendation, Alert):
-        assert tuple(inspect.signature(cls).parameters) == cls.FIELDS
+
+
+_VALUE_MODULES = (
+    "agents/model/events.py",
+    "agents/model/alerts.py",
+    "agents/engine/core.py",
+    "agents/engine/rules.py",
+    "agents/engine/state.py",
+)
+
+
+def _value_classes() -> list[tuple[type[Value], list[str]]]:
+    """Every Value class of the model and engine, with its __init__'s annotations as
+    written in the source (the compiled build keeps none)."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for path in _VALUE_MODULES:
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        for node in ast.walk(ast.parse((root / path).read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                getattr(base, "id", None) == "Value" for base in node.bases
+            ):
+                (init,) = (
+                    f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"
+                )
+                annotations = [
+                    ast.unparse(a.annotation)
+                    for a in init.args.args[1:]
+                    if a.annotation is not None
+                ]
+                found.append((getattr(module, node.name), annotations))
+    return found
+
+
+def _marker(annotation: str, n: int) -> object:
+    """A value of the annotated type, distinct for each ``n``."""
+    from agents.engine.core import Disposition
+
+    return {
+        "str": f"<{n}>",
+        "str | None": f"<{n}>",
+        "int": 1000 + n,
+        "tuple[str, ...]": (f"<{n}>",),
+        "Evidence": Evidence(f"<{n}>", "deploy", n),
+        "tuple[Evidence, ...]": (Evidence(f"<{n}>", "deploy", n),),
+        "Recommendation | None": Recommendation(f"<{n}>", "text"),
+        "Disposition": Disposition.APPLIED,
+        "tuple[Alert, ...]": (),
+    }[annotation]
+
+
+def test_fields_values_and_init_agree_in_every_value_class() -> None:
+    """Each field is named three times (FIELDS, __init__, values()): a field added in
+    one place and forgotten or misplaced in another fails here."""
+    classes = _value_classes()
+    assert len(classes) >= 12
+    for cls, written in classes:
+        assert tuple(inspect.signature(cls).parameters) == cls.FIELDS, cls
+        assert len(written) == len(cls.FIELDS), cls
+        given = {
+            name: _marker(a, n) for n, (name, a) in enumerate(zip(cls.FIELDS, written, strict=True))
+        }
+        if cls is Alert:
+            given.update(status="firing", severity="high", evidence_count=1)
+        value = cls(**given)
+        assert value.values() == tuple(given.values()), cls
+        assert tuple(getattr(value, name) for name in cls.FIELDS) == tuple(given.values())
+        assert cls(*value.values()) == value
 
 
 def test_replace_changes_only_the_named_fields() -> None:
