@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -464,6 +465,39 @@ def test_the_arithmetic_formatter_agrees_with_datetime(ms: int) -> None:
     assert format_rfc3339_ms(ms) == _formatted_by_datetime(ms)
 
 
+def _parsed(parse: Callable[[str], int], text: str) -> int | str:
+    try:
+        return parse(text)
+    except TimestampError as exc:
+        return f"error: {exc}"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    ms=st.integers(MIN_MS, MAX_MS),
+    millis=st.booleans(),
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, 23),
+            st.sampled_from([*"0123456789-:TtZz .+", "\u0661", "\uff11", "60", "29", "31"]),
+        ),
+        max_size=3,
+    ),
+)
+def test_the_canonical_parser_agrees_with_the_general_one(
+    ms: int, millis: bool, edits: list[tuple[int, str]]
+) -> None:
+    """parse_rfc3339_ms reads the canonical shape by position (speed); on that shape and
+    on every edit of it (other digits, separators, Unicode digits, 60 seconds, February
+    30, year 0) it answers as the general parser does, value or error word for word."""
+    from agents.model import timefmt
+
+    text = format_rfc3339_ms(ms - ms % 1000 + (ms % 1000 or 1) if millis else ms - ms % 1000)
+    for at, piece in edits:
+        text = text[:at] + piece + text[at + len(piece) :]
+    assert _parsed(parse_rfc3339_ms, text) == _parsed(timefmt._parse_any, text)
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -831,3 +865,12 @@ def test_excerpt() -> None:
     assert excerpt("short") == "'short'"
     assert excerpt("y" * 64) == repr("y" * 64)
     assert excerpt("y" * 65) == repr("y" * 64) + "… (65 chars)"
+
+
+def test_the_canonical_shapes_take_the_positional_parser() -> None:
+    from agents.model import timefmt
+
+    assert timefmt._parse_canonical("2026-05-01T00:00:02Z") == 1_777_593_602_000
+    assert timefmt._parse_canonical("2026-05-01T00:00:02.250Z") == 1_777_593_602_250
+    for declined in ("2026-05-01T00:00:02.25Z", "2026-05-01t00:00:02Z", "2026-05-01T00:00:60Z"):
+        assert timefmt._parse_canonical(declined) == timefmt._NOT_CANONICAL
