@@ -12,7 +12,7 @@ One loop turn: consume a batch; admit each record (a bad record's dead letter is
 produced at once); release one slice of events from the merge through the engine
 (their outputs wait in their services' outbox); move sealed checkpoints on;
 seal a checkpoint when due (every ``checkpoint_every_ms``, 10 ms by default,
-250 ms while a backlog is read, or every ``checkpoint_records`` records, or
+1 s while a backlog is read, or every ``checkpoint_records`` records, or
 once the outbox holds ``checkpoint_bytes``); commit completed checkpoints'
 offsets. No turn runs long: a burst of findings is worked off one slice per
 turn, so delivery reports, commits and ``/healthz`` go on.

@@ -29,7 +29,7 @@ from agents.model.events import Event, order_key
 from agents.model.timefmt import format_rfc3339_ms
 from streams.codecs import Codec, decode_input_event
 from streams.kafka.clients import murmur2_partition
-from streams.ocsf import alert_to_ocsf
+from streams.ocsf import alert_value_to_ocsf
 from streams.settings import Topics
 from streams.worker.metrics import PipelineMetrics
 from streams.worker.records import InputRecord, Output
@@ -200,7 +200,7 @@ class Processor:
             self.metrics.alerts.labels(alert.rule, alert.status).inc()
             key = alert.alert_id.encode("ascii")
             out.append(Output(self.topics.alerts, key, self.codec.encode_alert_value(alert)))
-            ocsf = alert_to_ocsf(alert.to_dict(), alert)
+            ocsf = alert_value_to_ocsf(alert)
             out.append(Output(self.topics.alerts_ocsf, key, orjson.dumps(ocsf)))
         return out
 

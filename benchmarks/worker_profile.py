@@ -1,0 +1,140 @@
+"""Profile of the live kafka-runtime worker working off a backlog (py-spy, sampled).
+
+    python benchmarks/worker_profile.py --events 100000 --services 2000 --out /tmp/worker.raw
+
+Starts its own single-node Kafka (unless --bootstrap-servers), publishes the synthetic
+backlog that ``benchmarks/pipeline_bench.py`` uses, starts ``relsec worker``, attaches
+``py-spy record`` to it from the first alert until every input offset is committed, and
+prints the shares of the samples: per function on top of the stack (self) and per
+function anywhere on it (inclusive). ``--out`` keeps py-spy's raw collapsed stacks
+(for a flame graph). mypyc-compiled functions (the engine and model) show as time in
+their Python caller. Needs py-spy (``pip install py-spy``) and ptrace permission.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.model.events import parse_event
+from benchmarks.pipeline_bench import committed, end_offsets, first_alert_time, start_worker
+from streams.devkafka import LocalKafka, pick_free_ports
+from streams.kafka.topics import create_topics
+from streams.publish import publish_events
+from streams.settings import Settings, Topics
+from streams.synthetic import SyntheticSpec, generate
+
+
+def summarize(raw: Path, top: int) -> None:
+    """Print self and inclusive shares of py-spy's collapsed stacks."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = [
+            f.split(" (", 1)[0] + " (" + f.split(" (", 1)[1].split(":")[0] + ")" if " (" in f else f
+            for f in stack.split(";")
+        ]
+        if frames and frames[0].startswith("thread"):  # with --threads
+            frames = frames[1:]
+        total += count
+        if frames:
+            own[frames[-1]] += count
+        for name in set(frames):
+            inclusive[name] += count
+    print(f"{total} samples")
+    for title, counter in (("self", own), ("inclusive", inclusive)):
+        print(f"-- {title}")
+        for name, count in counter.most_common(top):
+            print(f"{100 * count / total:5.1f}%  {name}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--services", type=int, default=2_000)
+    p.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    p.add_argument("--top", type=int, default=45)
+    p.add_argument("--out", type=Path, default=None, help="keep the raw collapsed stacks here")
+    p.add_argument("--bootstrap-servers", default=None)
+    p.add_argument("--worker-args", default="", help="extra `relsec worker` options, quoted")
+    a = p.parse_args()
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    from benchmarks import pipeline_bench
+
+    pipeline_bench.WORKER_ARGS.extend(a.worker_args.split())
+    tmp = Path(tempfile.mkdtemp(prefix="relsec-prof-"))
+    kafka = None
+    if a.bootstrap_servers:
+        bootstrap = a.bootstrap_servers
+    else:
+        kafka = LocalKafka(tmp / "kafka", brokers=1, port=pick_free_ports(1)[0])
+        bootstrap = kafka.up()
+    raw = a.out or tmp / "worker.raw"
+    try:
+        spec = SyntheticSpec(
+            services=a.services, events=a.events, out_of_order_share=0.0, duplicate_share=0.0
+        )
+        events = [parse_event(e) for e in generate(spec)]
+        settings = Settings(
+            bootstrap_servers=bootstrap, topics=Topics(f"prof-{uuid.uuid4().hex[:6]}.")
+        )
+        create_topics(settings, partitions=6)
+        assert publish_events(settings, events).ok
+        ends = end_offsets(settings, settings.topics.inputs)
+        worker = start_worker(settings, tmp, "profiled", "kafka")
+        try:
+            first_alert_time(settings, 180)
+            spy = subprocess.Popen(
+                [
+                    py_spy,
+                    "record",
+                    "-p",
+                    str(worker.pid),
+                    "-r",
+                    str(a.rate),
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(raw),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            t0 = time.monotonic()
+            while True:
+                done = committed(settings, settings.topics.consumer_group, list(ends))
+                if all(done.get(tp, -1) >= end for tp, end in ends.items()):
+                    break
+                time.sleep(0.05)
+            took = time.monotonic() - t0
+            spy.send_signal(2)  # py-spy writes its output on SIGINT
+            spy.wait(30)
+        finally:
+            worker.stop()
+        print(f"{len(events)} events worked off in {took:.1f} s while profiled")
+        summarize(raw, a.top)
+    finally:
+        if kafka is not None:
+            kafka.down(purge=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
