@@ -113,10 +113,24 @@ def ceiling(settings: Settings, total: int) -> tuple[float, float]:
 
 
 WORKER_ARGS: list[str] = []
+WORKER_CODE: dict[str, str] = {}
+"""Runtime label -> a source tree the worker runs from instead (``--compare``)."""
 
 
 def start_worker(settings: Settings, tmp: Path, name: str, runtime: str) -> WorkerProcess:
-    return WorkerProcess(settings, tmp, "--runtime", runtime, *WORKER_ARGS, name=name)
+    code = WORKER_CODE.get(runtime)
+    real = runtime.split("@", 1)[0]
+    if code is None:
+        return WorkerProcess(settings, tmp, "--runtime", real, *WORKER_ARGS, name=name)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = code
+    try:
+        return WorkerProcess(settings, tmp, "--runtime", real, *WORKER_ARGS, name=name)
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 def first_alert_time(settings: Settings, timeout_s: float) -> float:
@@ -194,6 +208,7 @@ def latency(
         # Encoded ahead: at 5,000/s this process's own encoding would compete for the cores.
         values = [codec.encode_event(event_to_dict(event)) for event in stream]
         start = time.monotonic()
+        cpu_start = cpu_seconds(worker.pid)
         for i, (event, value) in enumerate(zip(stream, values, strict=True)):
             due = start + i / rate
             delay = due - time.monotonic()
@@ -205,6 +220,8 @@ def latency(
             )
             producer.poll(0)
         producer.flush(30)
+        busy = (cpu_seconds(worker.pid) - cpu_start) / (time.monotonic() - start)
+        print(f"  worker CPU while {rate}/s were produced: {busy:.2f} of a core", flush=True)
         latencies: list[float] = []
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -234,7 +251,10 @@ def one_run(
     results: dict[str, list[float]],
 ) -> None:
     rate_ceiling = cpu_ceiling = None
-    for runtime in a.runtimes.split(","):
+    variants = list(a.variants)
+    if a.run_index % 2:  # alternate which code goes first
+        variants.reverse()
+    for runtime in variants:
         s1 = Settings(bootstrap_servers=bootstrap, topics=Topics(f"bench-{uuid.uuid4().hex[:6]}."))
         create_topics(s1, partitions=6)
         rate_worker, took, cpu_worker = throughput(s1, tmp, events, runtime)
@@ -256,7 +276,7 @@ def one_run(
         results[f"{runtime} cpu"].append(cpu_worker)
         results[f"{runtime} cpu ratio"].append(cpu_worker / cpu_ceiling)
     for rate in a.rate_list:
-        for runtime in a.runtimes.split(","):
+        for runtime in variants:
             s2 = Settings(
                 bootstrap_servers=bootstrap, topics=Topics(f"lat-{uuid.uuid4().hex[:6]}.")
             )
@@ -290,7 +310,19 @@ def main() -> int:
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--runtimes", default="kafka", help="comma-separated worker runtimes to measure")
     p.add_argument("--worker-args", default="", help="extra `relsec worker` options, quoted")
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="DIR",
+        help="also measure workers running the source tree DIR (on PYTHONPATH), alternating "
+        "with this tree's in every run (the ratios of the two are taken within a run)",
+    )
     a = p.parse_args()
+    a.variants = a.runtimes.split(",")
+    if a.compare:
+        for runtime in list(a.variants):
+            WORKER_CODE[f"{runtime}@before"] = a.compare
+            a.variants.append(f"{runtime}@before")
     a.rate_list = [a.rate] if a.rate else [int(r) for r in a.rates.split(",") if r]
     WORKER_ARGS.extend(a.worker_args.split())
     tmp = Path(tempfile.mkdtemp(prefix="relsec-pipe-"))
@@ -329,6 +361,7 @@ def main() -> int:
             print(
                 f"-- run {run + 1} of {a.runs} (load average {os.getloadavg()[0]:.1f})", flush=True
             )
+            a.run_index = run
             one_run(a, bootstrap, tmp, events, lat_events, results)
         if a.runs > 1:
             print(f"-- medians of {a.runs} runs")

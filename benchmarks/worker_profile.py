@@ -22,12 +22,21 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.model.events import parse_event
-from benchmarks.pipeline_bench import committed, end_offsets, first_alert_time, start_worker
+from agents.model.events import event_to_dict, parse_event
+from benchmarks.pipeline_bench import (
+    committed,
+    cpu_seconds,
+    end_offsets,
+    first_alert_time,
+    start_worker,
+)
+from streams.codecs import make_codec
 from streams.devkafka import LocalKafka, pick_free_ports
+from streams.kafka.clients import producer_config
 from streams.kafka.topics import create_topics
 from streams.publish import publish_events
 from streams.settings import Settings, Topics
@@ -62,6 +71,42 @@ def summarize(raw: Path, top: int) -> None:
             print(f"{100 * count / total:5.1f}%  {name}")
 
 
+def produce_at(settings: Settings, events: list[Any], rate: int) -> None:
+    """Produce ``events`` at ``rate`` per second, as ``relsec publish`` sends (encoded ahead)."""
+    from confluent_kafka import Producer
+
+    codec = make_codec(settings)
+    producer = Producer(producer_config(settings))
+    values = [codec.encode_event(event_to_dict(e)) for e in events]
+    start = time.monotonic()
+    for i, (event, value) in enumerate(zip(events, values, strict=True)):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        producer.produce(
+            settings.topics.input_for_type(event.type), key=event.service.encode(), value=value
+        )
+        producer.poll(0)
+    producer.flush(30)
+
+
+def print_counts(web_port: int) -> None:
+    """Checkpoints and loop turns so far, from the worker's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    for line in text.splitlines():
+        if line.startswith(
+            (
+                "relsec_checkpoint_seconds_count",
+                "relsec_loop_turn_seconds_count",
+                "relsec_loop_turn_seconds_sum",
+            )
+        ):
+            print(line)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -71,6 +116,14 @@ def main() -> int:
     p.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     p.add_argument("--top", type=int, default=45)
     p.add_argument("--out", type=Path, default=None, help="keep the raw collapsed stacks here")
+    p.add_argument(
+        "--live",
+        type=int,
+        default=0,
+        metavar="RATE",
+        help="profile a live stream at RATE events/s (for --seconds) instead of a backlog",
+    )
+    p.add_argument("--seconds", type=int, default=15)
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--worker-args", default="", help="extra `relsec worker` options, quoted")
     a = p.parse_args()
@@ -95,11 +148,18 @@ def main() -> int:
             bootstrap_servers=bootstrap, topics=Topics(f"prof-{uuid.uuid4().hex[:6]}.")
         )
         create_topics(settings, partitions=6)
-        assert publish_events(settings, events).ok
+        if a.live:
+            events = events[: a.live * (a.seconds + 1)]
+            assert publish_events(settings, events[: a.live]).ok  # warm-up
+            events = events[a.live :]
+        else:
+            assert publish_events(settings, events).ok
         ends = end_offsets(settings, settings.topics.inputs)
         worker = start_worker(settings, tmp, "profiled", "kafka")
         try:
             first_alert_time(settings, 180)
+            if a.live:
+                time.sleep(2)
             spy = subprocess.Popen(
                 [
                     py_spy,
@@ -118,16 +178,23 @@ def main() -> int:
                 stderr=subprocess.DEVNULL,
             )
             t0 = time.monotonic()
-            while True:
-                done = committed(settings, settings.topics.consumer_group, list(ends))
-                if all(done.get(tp, -1) >= end for tp, end in ends.items()):
-                    break
-                time.sleep(0.05)
+            cpu0 = cpu_seconds(worker.pid)
+            if a.live:
+                produce_at(settings, events, a.live)
+            else:
+                while True:
+                    done = committed(settings, settings.topics.consumer_group, list(ends))
+                    if all(done.get(tp, -1) >= end for tp, end in ends.items()):
+                        break
+                    time.sleep(0.05)
             took = time.monotonic() - t0
+            cpu = cpu_seconds(worker.pid) - cpu0
             spy.send_signal(2)  # py-spy writes its output on SIGINT
             spy.wait(30)
+            print_counts(worker.web_port)
         finally:
             worker.stop()
+        print(f"worker CPU {cpu:.1f} s over {took:.1f} s ({cpu / took:.2f} of a core)")
         print(f"{len(events)} events worked off in {took:.1f} s while profiled")
         summarize(raw, a.top)
     finally:

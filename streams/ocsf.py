@@ -194,6 +194,21 @@ def alert_to_ocsf(alert: Mapping[str, Any], value: Alert | None = None) -> dict[
     return out
 
 
+_INSTANT_TEXT: dict[int, str] = {}
+_INSTANT_TEXT_LIMIT: Final = 65_536
+
+
+def _instant_text(ms: int) -> str:
+    """``format_instant(ms)``, remembered: an event is evidence of many alerts, and the
+    worker renders an alert event for each firing and each retraction."""
+    text = _INSTANT_TEXT.get(ms)
+    if text is None:
+        if len(_INSTANT_TEXT) >= _INSTANT_TEXT_LIMIT:
+            _INSTANT_TEXT.clear()
+        text = _INSTANT_TEXT[ms] = format_instant(ms)
+    return text
+
+
 def alert_value_to_ocsf(alert: Alert) -> dict[str, Any]:
     """``alert_to_ocsf(alert.to_dict())``, built from the value (equal, key order too; a
     test holds the two together). Instants come from the value; only the two that OCSF
@@ -211,7 +226,7 @@ def alert_value_to_ocsf(alert: Alert) -> dict[str, Any]:
     service, environment, release = alert.service, alert.environment, alert.release
     aliases = list(alert.release_aliases)
     evidence_count = max(alert.evidence_count, len(evidence))
-    evidence_text = [format_instant(e.occurred_at_ms) for e in evidence]
+    evidence_text = [_instant_text(e.occurred_at_ms) for e in evidence]
 
     finding_info: dict[str, Any] = {
         "uid": alert_id,
@@ -241,7 +256,7 @@ def alert_value_to_ocsf(alert: Alert) -> dict[str, Any]:
         "rule": rule,
         "status": status,
         "trigger": alert.trigger,
-        "occurred_at": format_instant(alert.occurred_at_ms),
+        "occurred_at": _instant_text(alert.occurred_at_ms),
         "notify": list(alert.notify),
         "evidence_count": evidence_count,
     }

@@ -74,6 +74,11 @@ outbox references and the key of a long service name."""
 HIGHWATER_TIMEOUT_S = 5.0
 WATCHDOG_GRACE_S = 5.0
 GC_FREEZE_EVERY_MS = 1_000
+GC_YOUNG_THRESHOLD = 50_000
+"""Allocations between generation-0 collections while the loop runs (CPython's default:
+700). The loop's path makes no cyclic garbage (tests/worker/test_gc_policy.py), so each
+collection is pure cost: at 700 a backlog ran about 600 of them per 40,000 events, and
+12-30% slower (docs/perf.d/wspeed.md)."""
 
 
 def learn_limits(settings: Settings, options: WorkerOptions) -> RecordLimits:
@@ -577,6 +582,8 @@ class KafkaRuntime:
         more = False
         progress = self.core.progress
         turn_seconds = self.metrics.turn_seconds
+        saved_thresholds = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *saved_thresholds[1:])
         try:
             while self.running:
                 started = time.perf_counter()
@@ -619,6 +626,7 @@ class KafkaRuntime:
             self.failed = True
             raise
         finally:
+            gc.set_threshold(*saved_thresholds)
             # Unless Kafka did not answer in time: closing would wait for it (librdkafka
             # leaves the group and waits out its requests, minutes); the caller exits.
             if not self.stop_overdue():
