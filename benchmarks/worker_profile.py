@@ -149,7 +149,21 @@ def main() -> int:
         )
         create_topics(settings, partitions=6)
         if a.live:
-            events = events[: a.live * (a.seconds + 1)]
+            # The latency phase's stream of pipeline_bench.py: event time moving an hour a
+            # second, as in a replayed day of a busy fleet.
+            events = [
+                parse_event(e)
+                for e in generate(
+                    SyntheticSpec(
+                        services=a.services,
+                        events=a.live * (a.seconds + 1),
+                        out_of_order_share=0.0,
+                        duplicate_share=0.0,
+                        seed=99,
+                        span_ms=(a.seconds + 1) * 1000 * 3600,
+                    )
+                )
+            ]
             assert publish_events(settings, events[: a.live]).ok  # warm-up
             events = events[a.live :]
         else:

@@ -217,7 +217,8 @@ WORKER_SETTINGS: Final[tuple[Setting[Any], ...]] = (
         "backlog_checkpoint_interval_ms",
         "RELSEC_BACKLOG_CHECKPOINT_INTERVAL_MS",
         1_000,
-        "the checkpoint interval while a backlog is read (full batches): each checkpoint "
+        "the checkpoint interval while a backlog is read (full batches, thousands of "
+        "records behind): each checkpoint "
         "serializes every service it touched, so this sets how often a busy service's "
         "state is written",
     ),

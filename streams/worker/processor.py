@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -41,9 +41,9 @@ PARTITION_CACHE_LIMIT = 100_000
 """Services whose partition number is remembered (murmur2 is pure Python)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """A valid event on the right partition, waiting for the merge.
+class Admitted(NamedTuple):
+    """A valid event on the right partition, waiting for the merge (a named tuple, like
+    :class:`~streams.worker.records.InputRecord`: one per record).
 
     ``token`` is the runtime's own handle of the record (the Faust runtime keeps its
     event and acknowledgement entry there)."""
@@ -57,8 +57,7 @@ class Admitted:
         return order_key(self.event)
 
 
-@dataclass(frozen=True, slots=True)
-class StateToStore:
+class StateToStore(NamedTuple):
     """A touched service's state, for the checkpoint to store."""
 
     service: str
