@@ -9,9 +9,10 @@ publish`` sends it, is fed through the kafka runtime's core exactly as its loop 
 ``WorkerCore.admit`` per record, ``WorkerCore.release`` one slice at a time, the outputs
 held in the at-least-once checkpoint machine, a checkpoint sealed every
 ``checkpoint_records`` records — over a producer stand-in that acknowledges every
-record at the next poll (no broker, no librdkafka). CPU time, medians of ``--runs``. What this measures is the ceiling of
-the worker's Python side: the live worker adds the consumer, the producer's queues and
-the delivery reports' C side on top.
+record at the next poll (no broker, no librdkafka). CPU time, medians of ``--runs``.
+What this measures is the ceiling of the worker's Python side: the live worker adds
+the consumer, the producer's queues and the delivery reports' C side on top (and its
+loop's collector threshold and ``gc.freeze``, which this does not copy).
 """
 
 from __future__ import annotations
