@@ -1,6 +1,7 @@
 """End-to-end worker benchmark on a local Apache Kafka.
 
-    python benchmarks/pipeline_bench.py --events 100000 --services 2000 --rate 2000 --seconds 30
+    python benchmarks/pipeline_bench.py --events 100000 --services 2000 --rates 2000,5000 \
+        --seconds 20 --runs 3
 
 Reports, in one run:
 
@@ -9,7 +10,14 @@ Reports, in one run:
    first alert to the last input offset committed — and its ratio to the ceiling;
 3. **latency**: events produced at a fixed rate into a running worker; event-to-alert
    latency = the alert record's timestamp (set when the worker produced it) minus the
-   triggering input record's timestamp (set when the publisher produced it); p50/p99.
+   triggering input record's timestamp (set when the publisher produced it); p50/p99,
+   at each of ``--rates``.
+
+Throughput is given twice: by wall time, and by the worker process's CPU time (user +
+system, all its threads, from ``/proc``) over the same interval; the ceiling likewise by
+this process's CPU time. On a shared machine wall time measures the neighbours; the CPU
+ratio is the steadier one. With ``--runs N`` everything is measured N times (fresh
+topics each run, one broker) and the medians printed at the end.
 
 Starts its own single-node Kafka in a temp dir unless --bootstrap-servers is given.
 """
@@ -17,6 +25,7 @@ Starts its own single-node Kafka in a temp dir unless --bootstrap-servers is giv
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -65,8 +74,14 @@ def committed(
     return {(tp.topic, tp.partition): tp.offset for tp in res.topic_partitions}
 
 
-def ceiling(settings: Settings, total: int) -> float:
-    """Raw consume + decode of every input record."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ceiling(settings: Settings, total: int) -> tuple[float, float]:
+    """Raw consume + decode of every input record: (events/s wall, events/s CPU)."""
     from confluent_kafka import Consumer
 
     codec = make_codec(settings)
@@ -80,25 +95,42 @@ def ceiling(settings: Settings, total: int) -> float:
     c.subscribe(list(settings.topics.inputs))
     n = 0
     start = None
+    cpu_start = 0.0
     while n < total:
         for msg in c.consume(1000, 1.0):
             if msg.error():
                 continue
             if start is None:
                 start = time.perf_counter()
+                cpu_start = time.process_time()
             topic_type = settings.topics.type_for_input(msg.topic())
             codec.decode_event(msg.value(), topic_type)
             n += 1
+    wall, cpu = time.perf_counter() - start if start else 0.0, time.process_time() - cpu_start
     c.close()
     assert start is not None
-    return n / (time.perf_counter() - start)
+    return n / wall, n / cpu
 
 
 WORKER_ARGS: list[str] = []
+WORKER_CODE: dict[str, str] = {}
+"""Runtime label -> a source tree the worker runs from instead (``--compare``)."""
 
 
 def start_worker(settings: Settings, tmp: Path, name: str, runtime: str) -> WorkerProcess:
-    return WorkerProcess(settings, tmp, "--runtime", runtime, *WORKER_ARGS, name=name)
+    code = WORKER_CODE.get(runtime)
+    real = runtime.split("@", 1)[0]
+    if code is None:
+        return WorkerProcess(settings, tmp, "--runtime", real, *WORKER_ARGS, name=name)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = code
+    try:
+        return WorkerProcess(settings, tmp, "--runtime", real, *WORKER_ARGS, name=name)
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 def first_alert_time(settings: Settings, timeout_s: float) -> float:
@@ -123,12 +155,16 @@ def first_alert_time(settings: Settings, timeout_s: float) -> float:
         c.close()
 
 
-def throughput(settings: Settings, tmp: Path, events: list, runtime: str) -> tuple[float, float]:
+def throughput(
+    settings: Settings, tmp: Path, events: list, runtime: str
+) -> tuple[float, float, float]:
+    """(events/s wall, seconds wall, events/s of the worker's CPU time)."""
     assert publish_events(settings, events).ok
     ends = end_offsets(settings, settings.topics.inputs)
     worker = start_worker(settings, tmp, f"throughput-{runtime}", runtime)
     try:
         t0 = first_alert_time(settings, 180)
+        cpu0 = cpu_seconds(worker.pid)
         while True:
             done = committed(settings, settings.topics.consumer_group, list(ends))
             if all(done.get(tp, -1) >= end for tp, end in ends.items()):
@@ -136,11 +172,12 @@ def throughput(settings: Settings, tmp: Path, events: list, runtime: str) -> tup
             if not worker.alive():
                 log = (tmp / f"throughput-{runtime}.log").read_text()[-2000:]
                 raise RuntimeError(f"worker died: {log}")
-            time.sleep(0.2)
+            time.sleep(0.05)
         t1 = time.monotonic()
+        cpu1 = cpu_seconds(worker.pid)
     finally:
         worker.stop()
-    return len(events) / (t1 - t0), t1 - t0
+    return len(events) / (t1 - t0), t1 - t0, len(events) / (cpu1 - cpu0)
 
 
 def latency(
@@ -168,19 +205,23 @@ def latency(
         reader.subscribe([settings.topics.alerts])
         reader.poll(2.0)
         stream = events[rate : rate + rate * seconds]
+        # Encoded ahead: at 5,000/s this process's own encoding would compete for the cores.
+        values = [codec.encode_event(event_to_dict(event)) for event in stream]
         start = time.monotonic()
-        for i, event in enumerate(stream):
+        cpu_start = cpu_seconds(worker.pid)
+        for i, (event, value) in enumerate(zip(stream, values, strict=True)):
             due = start + i / rate
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            value = codec.encode_event(event_to_dict(event))
             sent_at[event.event_id] = int(time.time() * 1000)
             producer.produce(
                 settings.topics.input_for_type(event.type), key=event.service.encode(), value=value
             )
             producer.poll(0)
         producer.flush(30)
+        busy = (cpu_seconds(worker.pid) - cpu_start) / (time.monotonic() - start)
+        print(f"  worker CPU while {rate}/s were produced: {busy:.2f} of a core", flush=True)
         latencies: list[float] = []
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -197,18 +238,92 @@ def latency(
         worker.stop()
 
 
+def percentile(sorted_values: list[float], share: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * share))]
+
+
+def one_run(
+    a: argparse.Namespace,
+    bootstrap: str,
+    tmp: Path,
+    events: list,
+    lat_events: list,
+    results: dict[str, list[float]],
+) -> None:
+    rate_ceiling = cpu_ceiling = None
+    variants = list(a.variants)
+    if a.run_index % 2:  # alternate which code goes first
+        variants.reverse()
+    for runtime in variants:
+        s1 = Settings(bootstrap_servers=bootstrap, topics=Topics(f"bench-{uuid.uuid4().hex[:6]}."))
+        create_topics(s1, partitions=6)
+        rate_worker, took, cpu_worker = throughput(s1, tmp, events, runtime)
+        if rate_ceiling is None or cpu_ceiling is None:
+            rate_ceiling, cpu_ceiling = ceiling(s1, len(events))
+            print(
+                f"ceiling (consume + Avro decode): {rate_ceiling:,.0f} events/s wall, "
+                f"{cpu_ceiling:,.0f} events/s CPU"
+            )
+            results["ceiling wall"].append(rate_ceiling)
+            results["ceiling cpu"].append(cpu_ceiling)
+        print(
+            f"runtime {runtime}: worker: {rate_worker:,.0f} events/s ({len(events)} events in "
+            f"{took:.1f} s), {rate_worker / rate_ceiling:.3f} of the ceiling; CPU time: "
+            f"{cpu_worker:,.0f} events/s, {cpu_worker / cpu_ceiling:.3f} of the CPU ceiling"
+        )
+        results[f"{runtime} wall"].append(rate_worker)
+        results[f"{runtime} wall ratio"].append(rate_worker / rate_ceiling)
+        results[f"{runtime} cpu"].append(cpu_worker)
+        results[f"{runtime} cpu ratio"].append(cpu_worker / cpu_ceiling)
+    for rate in a.rate_list:
+        for runtime in variants:
+            s2 = Settings(
+                bootstrap_servers=bootstrap, topics=Topics(f"lat-{uuid.uuid4().hex[:6]}.")
+            )
+            create_topics(s2, partitions=6)
+            lats = sorted(latency(s2, tmp, lat_events, rate, a.seconds, runtime))
+            if lats:
+                p50, p99 = statistics.median(lats), percentile(lats, 0.99)
+                print(
+                    f"runtime {runtime}: latency at {rate} events/s for {a.seconds} s: "
+                    f"{len(lats)} alerts, p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+                    f"max {lats[-1]:.0f} ms",
+                    flush=True,
+                )
+                results[f"{runtime} p50 @{rate}"].append(p50)
+                results[f"{runtime} p99 @{rate}"].append(p99)
+                results[f"{runtime} max @{rate}"].append(lats[-1])
+            else:
+                print(f"runtime {runtime}: latency at {rate}/s: no alerts matched")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--services", type=int, default=2_000)
-    p.add_argument("--rate", type=int, default=2_000)
+    p.add_argument("--rate", type=int, default=None, help="one latency rate (see --rates)")
+    p.add_argument("--rates", default="2000,5000", help="comma-separated latency rates")
     p.add_argument("--seconds", type=int, default=30)
+    p.add_argument("--runs", type=int, default=1, help="repeat everything; medians at the end")
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--runtimes", default="kafka", help="comma-separated worker runtimes to measure")
     p.add_argument("--worker-args", default="", help="extra `relsec worker` options, quoted")
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="DIR",
+        help="also measure workers running the source tree DIR (on PYTHONPATH), alternating "
+        "with this tree's in every run (the ratios of the two are taken within a run)",
+    )
     a = p.parse_args()
+    a.variants = a.runtimes.split(",")
+    if a.compare:
+        for runtime in list(a.variants):
+            WORKER_CODE[f"{runtime}@before"] = a.compare
+            a.variants.append(f"{runtime}@before")
+    a.rate_list = [a.rate] if a.rate else [int(r) for r in a.rates.split(",") if r]
     WORKER_ARGS.extend(a.worker_args.split())
     tmp = Path(tempfile.mkdtemp(prefix="relsec-pipe-"))
     kafka = None
@@ -222,26 +337,13 @@ def main() -> int:
             services=a.services, events=a.events, out_of_order_share=0.0, duplicate_share=0.0
         )
         events = [parse_event(e) for e in generate(spec)]
-        rate_ceiling = None
-        for runtime in a.runtimes.split(","):
-            s1 = Settings(
-                bootstrap_servers=bootstrap, topics=Topics(f"bench-{uuid.uuid4().hex[:6]}.")
-            )
-            create_topics(s1, partitions=6)
-            rate_worker, took = throughput(s1, tmp, events, runtime)
-            if rate_ceiling is None:
-                rate_ceiling = ceiling(s1, len(events))
-                print(f"ceiling (consume + Avro decode): {rate_ceiling:,.0f} events/s")
-            print(
-                f"runtime {runtime}: worker: {rate_worker:,.0f} events/s ({len(events)} events in "
-                f"{took:.1f} s), {rate_worker / rate_ceiling:.3f} of the ceiling"
-            )
+        top = max(a.rate_list, default=0)
         lat_events = [
             parse_event(e)
             for e in generate(
                 SyntheticSpec(
                     services=a.services,
-                    events=a.rate * (a.seconds + 1),
+                    events=top * (a.seconds + 1),
                     out_of_order_share=0.0,
                     duplicate_share=0.0,
                     seed=99,
@@ -249,22 +351,28 @@ def main() -> int:
                 )
             )
         ]
-        for runtime in a.runtimes.split(","):
-            s2 = Settings(
-                bootstrap_servers=bootstrap, topics=Topics(f"lat-{uuid.uuid4().hex[:6]}.")
+        results: dict[str, list[float]] = {}
+        results.setdefault("ceiling wall", [])
+        results.setdefault("ceiling cpu", [])
+        from collections import defaultdict
+
+        results = defaultdict(list, results)
+        for run in range(a.runs):
+            print(
+                f"-- run {run + 1} of {a.runs} (load average {os.getloadavg()[0]:.1f})", flush=True
             )
-            create_topics(s2, partitions=6)
-            lats = sorted(latency(s2, tmp, lat_events, a.rate, a.seconds, runtime))
-            if lats:
-                p50 = statistics.median(lats)
-                p99 = lats[min(len(lats) - 1, int(len(lats) * 0.99))]
+            a.run_index = run
+            one_run(a, bootstrap, tmp, events, lat_events, results)
+        if a.runs > 1:
+            print(f"-- medians of {a.runs} runs")
+            for name, values in results.items():
+                shown = ", ".join(f"{v:,.3f}" if v < 10 else f"{v:,.0f}" for v in values)
+                median = statistics.median(values)
                 print(
-                    f"runtime {runtime}: latency at {a.rate} events/s for {a.seconds} s: "
-                    f"{len(lats)} alerts, p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
-                    f"max {lats[-1]:.0f} ms"
+                    f"{name}: median {median:,.3f} ({shown})"
+                    if median < 10
+                    else f"{name}: median {median:,.0f} ({shown})"
                 )
-            else:
-                print(f"runtime {runtime}: latency: no alerts matched")
     finally:
         if kafka is not None:
             kafka.down(purge=True)

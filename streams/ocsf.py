@@ -2,7 +2,10 @@
 
 ``alert_to_ocsf(alert)`` takes the ``Alert.to_dict()`` shape and returns a plain
 JSON-ready dict following OCSF 1.5.0 (the schema version py-ocsf-models 0.10
-models; the tests validate against it). Mapping decisions (docs/schemas.md):
+models; the tests validate against it). ``alert_value_to_ocsf(alert)`` returns the
+same dict from an :class:`~agents.model.alerts.Alert` value, without the dict in
+between (the worker's path: one per alert it emits). Mapping decisions
+(docs/schemas.md):
 
 * activity: a firing alert is ``Create`` (1), a retraction is ``Close`` (3);
   ``type_uid`` = 2004 * 100 + activity_id.
@@ -39,6 +42,7 @@ from typing import Any, Final
 
 from agents.model.alerts import Alert
 from agents.model.timefmt import parse_rfc3339_ms
+from streams.codecs.datum import format_instant
 
 OCSF_VERSION: Final = "1.5.0"
 CLASS_UID: Final = 2004
@@ -50,6 +54,7 @@ _ACTIVITY_NAMES: Final = {ACTIVITY_CREATE: "Create", ACTIVITY_CLOSE: "Close"}
 
 STATUS_NEW: Final = 1
 STATUS_OTHER: Final = 99
+_RETRACTED_DETAIL: Final = "retracted by relsec: a late event made the condition false"
 
 SEVERITY_IDS: Final = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 _SEVERITY_NAMES: Final = {1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
@@ -178,7 +183,7 @@ def alert_to_ocsf(alert: Mapping[str, Any], value: Alert | None = None) -> dict[
     if aliases:
         out["unmapped"]["relsec"]["release_aliases"] = aliases
     if retracted:
-        out["status_detail"] = "retracted by relsec: a late event made the condition false"
+        out["status_detail"] = _RETRACTED_DETAIL
     rec = alert.get("recommendation")
     if rec:
         out["remediation"] = {"desc": rec["text"]}
@@ -186,4 +191,118 @@ def alert_to_ocsf(alert: Mapping[str, Any], value: Alert | None = None) -> dict[
     cves = list(dict.fromkeys(_CVE.findall(alert["summary"])))
     if cves:
         out["vulnerabilities"] = [{"cve": {"uid": c}} for c in cves]
+    return out
+
+
+_INSTANT_TEXT: dict[int, str] = {}
+_INSTANT_TEXT_LIMIT: Final = 65_536
+
+
+def _instant_text(ms: int) -> str:
+    """``format_instant(ms)``, remembered: an event is evidence of many alerts, and the
+    worker renders an alert event for each firing and each retraction."""
+    text = _INSTANT_TEXT.get(ms)
+    if text is None:
+        if len(_INSTANT_TEXT) >= _INSTANT_TEXT_LIMIT:
+            _INSTANT_TEXT.clear()
+        text = _INSTANT_TEXT[ms] = format_instant(ms)
+    return text
+
+
+def alert_value_to_ocsf(alert: Alert) -> dict[str, Any]:
+    """``alert_to_ocsf(alert.to_dict())``, built from the value (equal, key order too; a
+    test holds the two together). Instants come from the value; only the two that OCSF
+    carries as relsec's text (the evidence's and the alert's ``occurred_at``) are
+    formatted."""
+    status = alert.status
+    retracted = status == "retracted"
+    activity_id = ACTIVITY_CLOSE if retracted else ACTIVITY_CREATE
+    activity_name = _ACTIVITY_NAMES[activity_id]
+    severity_id = SEVERITY_IDS.get(alert.severity, 0)
+    rule, alert_id, summary = alert.rule, alert.alert_id, alert.summary
+    evidence = alert.evidence
+    detected_ms = alert.detected_at_ms
+    evidence_ms = [e.occurred_at_ms for e in evidence] or [alert.occurred_at_ms]
+    service, environment, release = alert.service, alert.environment, alert.release
+    aliases = list(alert.release_aliases)
+    evidence_count = max(alert.evidence_count, len(evidence))
+    evidence_text = [_instant_text(e.occurred_at_ms) for e in evidence]
+
+    finding_info: dict[str, Any] = {
+        "uid": alert_id,
+        "title": RULE_TITLES.get(rule, rule),
+        "desc": summary,
+        "types": [rule],
+        "analytic": {"name": rule, "uid": rule, "type_id": 1, "type": "Rule"},
+        "created_time": detected_ms,
+        "first_seen_time": min(evidence_ms),
+        "last_seen_time": max(evidence_ms),
+        "related_events": [{"uid": e.event_id, "type": e.type} for e in evidence],
+        "related_events_count": evidence_count,
+        "data_sources": sorted({e.type for e in evidence}),
+    }
+    resource: dict[str, Any] = {
+        "type": "service",
+        "name": service,
+        "uid": f"{service}/{environment}",
+        "version": release,
+        "labels": [f"environment:{environment}", f"release:{release}"],
+        "data": {"service": service, "environment": environment, "release": release},
+    }
+    if aliases:
+        resource["tags"] = [{"name": "release_aliases", "values": aliases}]
+        resource["data"]["release_aliases"] = aliases
+    relsec: dict[str, Any] = {
+        "rule": rule,
+        "status": status,
+        "trigger": alert.trigger,
+        "occurred_at": _instant_text(alert.occurred_at_ms),
+        "notify": list(alert.notify),
+        "evidence_count": evidence_count,
+    }
+    out: dict[str, Any] = {
+        "activity_id": activity_id,
+        "activity_name": activity_name,
+        "category_uid": CATEGORY_UID,
+        "category_name": "Findings",
+        "class_uid": CLASS_UID,
+        "class_name": "Detection Finding",
+        "type_uid": CLASS_UID * 100 + activity_id,
+        "type_name": f"Detection Finding: {activity_name}",
+        "severity_id": severity_id,
+        "severity": _SEVERITY_NAMES.get(severity_id, "Unknown"),
+        "status_id": STATUS_OTHER if retracted else STATUS_NEW,
+        "status": "Retracted" if retracted else "New",
+        "time": detected_ms,
+        "message": summary,
+        "finding_info": finding_info,
+        "evidences": [
+            {
+                "name": e.type,
+                "data": {"event_id": e.event_id, "type": e.type, "occurred_at": text},
+            }
+            for e, text in zip(evidence, evidence_text, strict=True)
+        ],
+        "resources": [resource],
+        "metadata": {
+            "version": OCSF_VERSION,
+            "uid": f"{alert_id}:{status}",
+            "correlation_uid": alert_id,
+            "product": {"name": "relsec", "vendor_name": "relsec", "version": relsec_version()},
+            "labels": [f"notify:{n}" for n in alert.notify],
+        },
+        "unmapped": {"relsec": relsec},
+    }
+    if aliases:
+        relsec["release_aliases"] = aliases
+    if retracted:
+        out["status_detail"] = _RETRACTED_DETAIL
+    rec = alert.recommendation
+    if rec is not None:
+        out["remediation"] = {"desc": rec.text}
+        relsec["recommended_release"] = rec.release
+    if "CVE-" in summary:
+        cves = list(dict.fromkeys(_CVE.findall(summary)))
+        if cves:
+            out["vulnerabilities"] = [{"cve": {"uid": c}} for c in cves]
     return out

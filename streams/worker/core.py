@@ -19,7 +19,6 @@ eviction, the metrics that describe it, and the health report.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -240,12 +239,12 @@ class WorkerCore:
     def refresh_metrics(
         self, lags: Iterable[tuple[str, int, int]], store_bytes: int | None = None
     ) -> None:
-        """The gauges: lag per input partition, services cached, records held, GC frozen."""
+        """The gauges: lag per input partition, services cached, records held (the
+        frozen-object count is read when scraped, see :class:`PipelineMetrics`)."""
         for topic, partition, lag in lags:
             self.metrics.lag.labels(topic, str(partition)).set(max(0, lag))
         self.metrics.services.set(len(self.processor.engines))
         self.metrics.merge_buffered.set(self.buffered())
-        self.metrics.gc_frozen.set(gc.get_freeze_count())
         if store_bytes is not None:
             self.metrics.state_bytes.set(store_bytes)
 

@@ -12,10 +12,10 @@ One loop turn: consume a batch; admit each record (a bad record's dead letter is
 produced at once); release one slice of events from the merge through the engine
 (their outputs wait in their services' outbox); move sealed checkpoints on;
 seal a checkpoint when due (every ``checkpoint_every_ms``, 10 ms by default,
-250 ms while a backlog is read, or every ``checkpoint_records`` records, or
-once the outbox holds ``checkpoint_bytes``); commit completed checkpoints'
-offsets. No turn runs long: a burst of findings is worked off one slice per
-turn, so delivery reports, commits and ``/healthz`` go on.
+1 s while a backlog of at least ``BACKLOG_RECORDS`` is read, or every
+``checkpoint_records`` records, or once the outbox holds ``checkpoint_bytes``);
+commit completed checkpoints' offsets. No turn runs long: a burst of findings is
+worked off one slice per turn, so delivery reports, commits and ``/healthz`` go on.
 
 The state of the services of partition *p* lives in partition *p* of the state
 changelog, read back when *p* is assigned (:mod:`streams.worker.changelog`).
@@ -74,6 +74,17 @@ outbox references and the key of a long service name."""
 HIGHWATER_TIMEOUT_S = 5.0
 WATCHDOG_GRACE_S = 5.0
 GC_FREEZE_EVERY_MS = 1_000
+BACKLOG_RECORDS = 2_500
+"""Input records waiting on the broker (our partitions, by the cached high watermarks)
+from which a full consumed batch means a backlog and checkpoints go to the backlog
+cadence: a fraction of a second of work. Below it a full batch is a moment of load in
+live traffic, which keeps the live cadence (its alerts would otherwise wait up to
+``backlog_checkpoint_interval_ms``)."""
+GC_YOUNG_THRESHOLD = 50_000
+"""Allocations between generation-0 collections while the loop runs (CPython's default:
+700). The loop's path makes no cyclic garbage (tests/worker/test_gc_policy.py), so each
+collection is pure cost: at 700 a backlog ran about 600 of them per 40,000 events, and
+12-30% slower (docs/perf.d/wspeed.md)."""
 
 
 def learn_limits(settings: Settings, options: WorkerOptions) -> RecordLimits:
@@ -496,6 +507,18 @@ class KafkaRuntime:
             self.commit_ready.clear()
             self.last_commit_ms = now_ms
 
+    def _behind(self) -> int:
+        """Records on the broker not yet delivered to us, over our input partitions (by
+        librdkafka's cached high watermarks: no request)."""
+        behind = 0
+        for (topic, partition), position in self.positions.items():
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), cached=True
+            )
+            if high is not None and high > position:
+                behind += high - position
+        return behind
+
     def lags(self) -> list[tuple[str, int, int]]:
         return [
             (topic, partition, self.highwater[(topic, partition)] - position)
@@ -577,6 +600,8 @@ class KafkaRuntime:
         more = False
         progress = self.core.progress
         turn_seconds = self.metrics.turn_seconds
+        saved_thresholds = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *saved_thresholds[1:])
         try:
             while self.running:
                 started = time.perf_counter()
@@ -597,7 +622,9 @@ class KafkaRuntime:
                     self.checkpoints.advance()
                 now = self.clock()
                 progress.beat()
-                backlog = more or len(messages) >= options.batch_records
+                backlog = more or (
+                    len(messages) >= options.batch_records and self._behind() >= BACKLOG_RECORDS
+                )
                 if self._checkpoint_due(now, backlog):
                     if exactly_once:
                         self.checkpoint()
@@ -619,6 +646,7 @@ class KafkaRuntime:
             self.failed = True
             raise
         finally:
+            gc.set_threshold(*saved_thresholds)
             # Unless Kafka did not answer in time: closing would wait for it (librdkafka
             # leaves the group and waits out its requests, minutes); the caller exits.
             if not self.stop_overdue():

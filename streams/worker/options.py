@@ -202,8 +202,9 @@ WORKER_SETTINGS: Final[tuple[Setting[Any], ...]] = (
     _count(
         "checkpoint_records",
         "RELSEC_CHECKPOINT_RECORDS",
-        5_000,
-        "a checkpoint is sealed after this many records at most",
+        20_000,
+        "a checkpoint is sealed after this many records at most (each checkpoint stores "
+        "every service it touched: while a backlog is read, fewer and larger ones cost less)",
     ),
     _count(
         "checkpoint_bytes",
@@ -215,8 +216,11 @@ WORKER_SETTINGS: Final[tuple[Setting[Any], ...]] = (
     _ms(
         "backlog_checkpoint_interval_ms",
         "RELSEC_BACKLOG_CHECKPOINT_INTERVAL_MS",
-        250,
-        "the checkpoint interval while a backlog is read (full batches)",
+        1_000,
+        "the checkpoint interval while a backlog is read (full batches, thousands of "
+        "records behind): each checkpoint "
+        "serializes every service it touched, so this sets how often a busy service's "
+        "state is written",
     ),
     _ms(
         "commit_interval_ms",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -29,7 +29,7 @@ from agents.model.events import Event, order_key
 from agents.model.timefmt import format_rfc3339_ms
 from streams.codecs import Codec, decode_input_event
 from streams.kafka.clients import murmur2_partition
-from streams.ocsf import alert_to_ocsf
+from streams.ocsf import alert_value_to_ocsf
 from streams.settings import Topics
 from streams.worker.metrics import PipelineMetrics
 from streams.worker.records import InputRecord, Output
@@ -41,9 +41,9 @@ PARTITION_CACHE_LIMIT = 100_000
 """Services whose partition number is remembered (murmur2 is pure Python)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """A valid event on the right partition, waiting for the merge.
+class Admitted(NamedTuple):
+    """A valid event on the right partition, waiting for the merge (a named tuple, like
+    :class:`~streams.worker.records.InputRecord`: one per record).
 
     ``token`` is the runtime's own handle of the record (the Faust runtime keeps its
     event and acknowledgement entry there)."""
@@ -57,8 +57,7 @@ class Admitted:
         return order_key(self.event)
 
 
-@dataclass(frozen=True, slots=True)
-class StateToStore:
+class StateToStore(NamedTuple):
     """A touched service's state, for the checkpoint to store."""
 
     service: str
@@ -200,7 +199,7 @@ class Processor:
             self.metrics.alerts.labels(alert.rule, alert.status).inc()
             key = alert.alert_id.encode("ascii")
             out.append(Output(self.topics.alerts, key, self.codec.encode_alert_value(alert)))
-            ocsf = alert_to_ocsf(alert.to_dict(), alert)
+            ocsf = alert_value_to_ocsf(alert)
             out.append(Output(self.topics.alerts_ocsf, key, orjson.dumps(ocsf)))
         return out
 

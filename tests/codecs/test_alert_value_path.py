@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import orjson
 import pytest
 
 from agents.engine import EngineConfig, ServiceEngine
@@ -9,7 +12,7 @@ from agents.model.alerts import RETRACTED, Alert
 from agents.model.events import parse_event
 from streams.codecs import make_codec
 from streams.codecs.datum import alert_to_datum, alert_value_to_datum
-from streams.ocsf import alert_to_ocsf
+from streams.ocsf import alert_to_ocsf, alert_value_to_ocsf
 from streams.synthetic import SyntheticSpec, generate
 from tests.codecs.codec_samples import make_alert
 
@@ -27,7 +30,13 @@ def _engine_alerts() -> list[Alert]:
 
 
 ENGINE_ALERTS = _engine_alerts()
-SAMPLES = [make_alert(), make_alert("retracted"), make_alert(release_rec=None)]
+SAMPLES = [
+    make_alert(),
+    make_alert("retracted"),
+    make_alert(release_rec=None),
+    dataclasses.replace(make_alert(), release_aliases=(), evidence_count=0, recommendation=None),
+    dataclasses.replace(make_alert(), evidence=(), evidence_count=0, summary="no CVE- id here"),
+]
 
 
 def test_the_sample_covers_retractions_and_every_rule() -> None:
@@ -48,3 +57,11 @@ def test_avro_from_the_value_equals_avro_from_the_dict(alert: Alert) -> None:
 def test_ocsf_with_the_value_equals_ocsf_from_the_dict(alert: Alert) -> None:
     as_dict = alert.to_dict()
     assert alert_to_ocsf(as_dict, alert) == alert_to_ocsf(as_dict)
+
+
+@pytest.mark.parametrize("alert", SAMPLES + ENGINE_ALERTS[::3])
+def test_ocsf_of_the_value_is_the_dict_paths_byte_for_byte(alert: Alert) -> None:
+    expected = alert_to_ocsf(alert.to_dict())
+    rendered = alert_value_to_ocsf(alert)
+    assert rendered == expected
+    assert orjson.dumps(rendered) == orjson.dumps(expected)  # key order too

@@ -77,3 +77,40 @@ def test_the_per_record_path_makes_no_cyclic_garbage() -> None:
     assert processor.metrics.rerouted.value == 1
     assert found == 0, f"{found} objects were cyclic garbage"
     assert len(changelog.values) > 50 and checkpoints.in_flight == 0
+
+
+def test_the_frozen_object_count_is_read_at_scrape_time_not_by_the_loop() -> None:
+    # gc.get_freeze_count() walks every frozen object: the loop must not call it; the
+    # gauge counts when /metrics is scraped, and then says what is frozen at that moment.
+    from prometheus_client import generate_latest
+
+    from streams.worker.core import WorkerCore
+    from streams.worker.metrics import PipelineMetrics
+    from streams.worker.options import WorkerOptions
+
+    calls = []
+    real = gc.get_freeze_count
+
+    def counting() -> int:
+        calls.append(1)
+        return real()
+
+    gc.get_freeze_count = counting  # type: ignore[assignment]
+    try:
+        metrics = PipelineMetrics()
+        settings = Settings(bootstrap_servers="127.0.0.1:1", topics=Topics("gcm."))
+        options = WorkerOptions(partitions=3)
+        core = WorkerCore(settings, options, store().state_of, "kafka", metrics=metrics)
+        core.refresh_metrics([("gcm.deploys", 0, 5)], 0)
+        assert not calls
+        keep = [[i] for i in range(1_000)]
+        gc.freeze()
+        try:
+            scraped = generate_latest(metrics.registry).decode()
+        finally:
+            gc.unfreeze()
+        assert calls
+        line = next(x for x in scraped.splitlines() if x.startswith("relsec_gc_frozen_objects "))
+        assert float(line.split()[1]) >= len(keep)
+    finally:
+        gc.get_freeze_count = real  # type: ignore[assignment]

@@ -1,0 +1,206 @@
+"""The worker's own per-record work without Kafka: admit, merge, engine, outputs, checkpoints.
+
+    python benchmarks/worker_core_bench.py --events 100000 --services 2000 --runs 3
+    python benchmarks/worker_core_bench.py --events 50000 --profile   # cProfile, top functions
+
+The synthetic backlog of ``benchmarks/pipeline_bench.py``, encoded as the default codec
+writes it (Avro single-object) and split by service over 6 partitions as ``relsec
+publish`` sends it, is fed through the kafka runtime's core exactly as its loop does —
+``WorkerCore.admit`` per record, ``WorkerCore.release`` one slice at a time, the outputs
+held in the at-least-once checkpoint machine, a checkpoint sealed every
+``checkpoint_records`` records — over a producer stand-in that acknowledges every
+record at the next poll (no broker, no librdkafka). CPU time, medians of ``--runs``.
+What this measures is the ceiling of the worker's Python side: the live worker adds
+the consumer, the producer's queues and the delivery reports' C side on top (and its
+loop's collector threshold and ``gc.freeze``, which this does not copy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.model.events import event_to_dict, parse_event
+from streams.codecs import make_codec
+from streams.kafka.clients import murmur2_partition
+from streams.settings import Settings, Topics
+from streams.synthetic import SyntheticSpec, generate
+from streams.worker.changelog import ChangelogStore
+from streams.worker.checkpoint import AtLeastOnceCheckpoints
+from streams.worker.core import WorkerCore
+from streams.worker.delivery import RecordLimits
+from streams.worker.merge import CAUGHT_UP
+from streams.worker.options import WorkerOptions
+from streams.worker.records import InputRecord
+
+PARTITIONS = 6
+
+
+class _Acked:
+    """The message a delivery report names (topic, partition, offset)."""
+
+    __slots__ = ("_offset", "_partition", "_topic")
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._topic, self._partition, self._offset = topic, partition, offset
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class AckingProducer:
+    """Queues delivery reports and runs them at the next poll, every record acknowledged."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[Callable[[Any, Any], None] | None, _Acked]] = []
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.produced = 0
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int = -1,
+        *,
+        on_delivery: Callable[[Any, Any], None] | None = None,
+    ) -> None:
+        at = (topic, max(partition, 0))
+        offset = self.offsets.get(at, 0)
+        self.offsets[at] = offset + 1
+        self.produced += 1
+        self.reports.append((on_delivery, _Acked(at[0], at[1], offset)))
+
+    def poll(self, timeout: float = 0) -> int:
+        reports, self.reports = self.reports, []
+        for callback, msg in reports:
+            if callback is not None:
+                callback(None, msg)
+        return len(reports)
+
+    def flush(self, timeout: float = 0) -> int:
+        while self.reports:
+            self.poll()
+        return 0
+
+    def __len__(self) -> int:
+        return len(self.reports)
+
+
+class AllCaughtUp:
+    def lag_state(self, topic: str, partition: int) -> str:
+        return CAUGHT_UP
+
+
+def records(settings: Settings, events: int, services: int) -> list[InputRecord]:
+    codec = make_codec(settings)
+    topics = settings.topics
+    offsets: dict[tuple[str, int], int] = {}
+    out = []
+    spec = SyntheticSpec(
+        services=services, events=events, out_of_order_share=0.0, duplicate_share=0.0
+    )
+    for obj in generate(spec):
+        event = parse_event(obj)
+        topic = topics.input_for_type(event.type)
+        key = event.service.encode()
+        partition = murmur2_partition(key, PARTITIONS)
+        offset = offsets.get((topic, partition), 0)
+        offsets[(topic, partition)] = offset + 1
+        value = codec.encode_event(event_to_dict(event))
+        out.append(InputRecord(topic, partition, offset, key, value))
+    return out
+
+
+def run_once(settings: Settings, inputs: list[InputRecord]) -> tuple[float, int, int]:
+    """CPU seconds to work ``inputs`` off, alerts and records produced."""
+    options = WorkerOptions(partitions=PARTITIONS)
+    store = ChangelogStore(settings, settings.topics.state_changelog)
+    core = WorkerCore(settings, options, store.state_of, "kafka")
+    producer = AckingProducer()
+    limits = RecordLimits.learned({}, options.producer_max_message_bytes)
+    checkpoints = AtLeastOnceCheckpoints(producer, store, settings.topics, limits)
+    lag = AllCaughtUp()
+    batch = options.batch_records
+    now = int(time.time() * 1000)
+    since = 0
+    start = time.process_time()
+    for i in range(0, len(inputs), batch):
+        for record in inputs[i : i + batch]:
+            disposal = core.admit(record, now)
+            if disposal:
+                checkpoints.send_durable(disposal)
+        since += batch
+        more = True
+        now += 20  # past the merge's caught-up grace: this batch goes through now
+        while more:
+            released = core.release(now, lag)
+            for service, outputs in released.outputs.items():
+                checkpoints.hold(service, outputs)
+            more = released.full
+            producer.poll(0)
+            checkpoints.advance()
+        if since >= options.checkpoint_records:
+            checkpoints.seal(core.take_states(), {})
+            since = 0
+    # The tail: every partition caught up, all released.
+    while core.buffered():
+        released = core.release(now + 10_000, lag)
+        for service, outputs in released.outputs.items():
+            checkpoints.hold(service, outputs)
+    checkpoints.seal(core.take_states(), {})
+    checkpoints.drain()
+    took = time.process_time() - start
+    alerts = sum(child.value for child in core.metrics.alerts._children.values())
+    return took, alerts, producer.produced
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--services", type=int, default=2_000)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--profile", action="store_true", help="one run under cProfile")
+    p.add_argument("--top", type=int, default=40)
+    a = p.parse_args()
+    settings = Settings(bootstrap_servers="127.0.0.1:1", topics=Topics("bench."))
+    inputs = records(settings, a.events, a.services)
+    if a.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        run_once(settings, inputs)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(a.top)
+        return 0
+    rates = []
+    for run in range(a.runs):
+        took, alerts, produced = run_once(settings, inputs)
+        rates.append(len(inputs) / took)
+        print(
+            f"run {run + 1}: {len(inputs)} events in {took:.2f} s CPU = {rates[-1]:,.0f} "
+            f"events/s; {alerts} alerts, {produced} records produced",
+            flush=True,
+        )
+    print(f"median: {statistics.median(rates):,.0f} events/s CPU")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
