@@ -225,6 +225,7 @@ class ServiceEngine:
     """The engine for one service: its base, log and head."""
 
     __slots__ = (
+        "_base_stored",
         "_finalized_since_prune",
         "_fired_shared",
         "_last_key",
@@ -257,6 +258,12 @@ class ServiceEngine:
         self.evaluations = 0
         """How many times the rules ran at an event (a cost measure: re-evaluation of
         the lateness log counts each time)."""
+        self._base_stored: orjson.Fragment | None = None
+        """``base`` as :meth:`to_bytes` last rendered it, while it has not changed since:
+        ``base`` changes only when events leave the log (:meth:`_advance`) and when it
+        is pruned, and a busy service (a scanner report arriving) is stored at every
+        checkpoint while nothing leaves its log. Never kept in in-order mode, where the
+        base is the head and changes with every event."""
         if config.in_order:
             self.base = self.head  # nothing is ever re-evaluated: one state
 
@@ -522,6 +529,7 @@ class ServiceEngine:
         policy = self._policy
         while done < len(log) and log[done].event.occurred_at_ms < frontier:
             entry = log[done]
+            self._base_stored = None
             apply(base, entry.event, policy, entry.ref)
             for alert_id in entry.owned:
                 del self._owner[alert_id]
@@ -541,6 +549,7 @@ class ServiceEngine:
         Pruning never changes an outcome."""
         cfg = self.config
         self._finalized_since_prune = 0
+        self._base_stored = None
         states = (self.head,) if self.base is self.head else (self.base, self.head)
         for state in states:
             state.prune(frontier_ms, cfg.max_release_candidates)
@@ -583,7 +592,7 @@ class ServiceEngine:
             "v": STATE_FORMAT_VERSION,
             "service": self.service,
             "max_seen_ms": self.max_seen_ms,
-            "base": self.base.to_obj(),
+            "base": self._stored_base(),
             "log": [entry.serialized() for entry in self._log],
         }
         if self._fired_shared:
@@ -601,6 +610,14 @@ class ServiceEngine:
         # A copy: orjson's own result keeps a 4 KB buffer however short it is, and these
         # bytes are kept (idle services, the worker's state cache).
         return memoryview(orjson.dumps(obj)).tobytes()
+
+    def _stored_base(self) -> orjson.Fragment:
+        stored = self._base_stored
+        if stored is None:
+            stored = orjson.Fragment(orjson.dumps(self.base.to_obj()).decode())
+            if self.base is not self.head:
+                self._base_stored = stored
+        return stored
 
     @staticmethod
     def from_bytes(data: bytes, config: EngineConfig, now_ms: int) -> ServiceEngine:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import orjson
 import pytest
 
@@ -34,8 +32,8 @@ SAMPLES = [
     make_alert(),
     make_alert("retracted"),
     make_alert(release_rec=None),
-    dataclasses.replace(make_alert(), release_aliases=(), evidence_count=0, recommendation=None),
-    dataclasses.replace(make_alert(), evidence=(), evidence_count=0, summary="no CVE- id here"),
+    make_alert().replace(release_aliases=(), evidence_count=0, recommendation=None),
+    make_alert().replace(evidence=(), evidence_count=0, summary="no CVE- id here"),
 ]
 
 
