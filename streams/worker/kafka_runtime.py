@@ -84,7 +84,7 @@ GC_YOUNG_THRESHOLD = 50_000
 """Allocations between generation-0 collections while the loop runs (CPython's default:
 700). The loop's path makes no cyclic garbage (tests/worker/test_gc_policy.py), so each
 collection is pure cost: at 700 a backlog ran about 600 of them per 40,000 events, and
-12-30% slower (docs/perf.d/wspeed.md)."""
+12-30% slower (docs/performance.md §19)."""
 
 
 def learn_limits(settings: Settings, options: WorkerOptions) -> RecordLimits:
