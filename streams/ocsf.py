@@ -92,106 +92,38 @@ def alert_to_ocsf(alert: Mapping[str, Any], value: Alert | None = None) -> dict[
     ``value``: the :class:`Alert` the dict was made from, when at hand (the worker):
     its instants are taken from it instead of being parsed back from the text.
     """
-    status = alert["status"]
-    retracted = status == "retracted"
-    activity_id = ACTIVITY_CLOSE if retracted else ACTIVITY_CREATE
-    severity_id = SEVERITY_IDS.get(alert["severity"], 0)
-    rule = alert["rule"]
     evidence = list(alert.get("evidence") or ())
     if value is not None:
         detected_ms = value.detected_at_ms
-        evidence_ms = [e.occurred_at_ms for e in value.evidence] or [value.occurred_at_ms]
+        evidence_ms = [e.occurred_at_ms for e in value.evidence]
     else:
         detected_ms = (
             _ms(alert["detected_at"]) if alert.get("detected_at") else _ms(alert["occurred_at"])
         )
-        evidence_ms = [_ms(e["occurred_at"]) for e in evidence] or [_ms(alert["occurred_at"])]
-    service, environment, release = alert["service"], alert["environment"], alert["release"]
-    aliases = [str(a) for a in alert.get("release_aliases") or ()]
-    evidence_count = max(int(alert.get("evidence_count") or 0), len(evidence))
-
-    finding_info: dict[str, Any] = {
-        "uid": alert["alert_id"],
-        "title": RULE_TITLES.get(rule, rule),
-        "desc": alert["summary"],
-        "types": [rule],
-        "analytic": {"name": rule, "uid": rule, "type_id": 1, "type": "Rule"},
-        "created_time": detected_ms,
-        "first_seen_time": min(evidence_ms),
-        "last_seen_time": max(evidence_ms),
-        "related_events": [{"uid": e["event_id"], "type": e["type"]} for e in evidence],
-        "related_events_count": evidence_count,
-        "data_sources": sorted({e["type"] for e in evidence}),
-    }
-    resource: dict[str, Any] = {
-        "type": "service",
-        "name": service,
-        "uid": f"{service}/{environment}",
-        "version": release,
-        "labels": [f"environment:{environment}", f"release:{release}"],
-        "data": {"service": service, "environment": environment, "release": release},
-    }
-    if aliases:
-        resource["tags"] = [{"name": "release_aliases", "values": aliases}]
-        resource["data"]["release_aliases"] = aliases
-    out: dict[str, Any] = {
-        "activity_id": activity_id,
-        "activity_name": _ACTIVITY_NAMES[activity_id],
-        "category_uid": CATEGORY_UID,
-        "category_name": "Findings",
-        "class_uid": CLASS_UID,
-        "class_name": "Detection Finding",
-        "type_uid": CLASS_UID * 100 + activity_id,
-        "type_name": f"Detection Finding: {_ACTIVITY_NAMES[activity_id]}",
-        "severity_id": severity_id,
-        "severity": _SEVERITY_NAMES.get(severity_id, "Unknown"),
-        "status_id": STATUS_OTHER if retracted else STATUS_NEW,
-        "status": "Retracted" if retracted else "New",
-        "time": detected_ms,
-        "message": alert["summary"],
-        "finding_info": finding_info,
-        "evidences": [
-            {
-                "name": e["type"],
-                "data": {
-                    "event_id": e["event_id"],
-                    "type": e["type"],
-                    "occurred_at": e["occurred_at"],
-                },
-            }
-            for e in evidence
-        ],
-        "resources": [resource],
-        "metadata": {
-            "version": OCSF_VERSION,
-            "uid": f"{alert['alert_id']}:{status}",
-            "correlation_uid": alert["alert_id"],
-            "product": {"name": "relsec", "vendor_name": "relsec", "version": relsec_version()},
-            "labels": [f"notify:{n}" for n in alert.get("notify") or ()],
-        },
-        "unmapped": {
-            "relsec": {
-                "rule": rule,
-                "status": status,
-                "trigger": alert.get("trigger", ""),
-                "occurred_at": alert["occurred_at"],
-                "notify": list(alert.get("notify") or ()),
-                "evidence_count": evidence_count,
-            }
-        },
-    }
-    if aliases:
-        out["unmapped"]["relsec"]["release_aliases"] = aliases
-    if retracted:
-        out["status_detail"] = _RETRACTED_DETAIL
+        evidence_ms = [_ms(e["occurred_at"]) for e in evidence]
     rec = alert.get("recommendation")
-    if rec:
-        out["remediation"] = {"desc": rec["text"]}
-        out["unmapped"]["relsec"]["recommended_release"] = rec.get("release")
-    cves = list(dict.fromkeys(_CVE.findall(alert["summary"])))
-    if cves:
-        out["vulnerabilities"] = [{"cve": {"uid": c}} for c in cves]
-    return out
+    return _detection_finding(
+        alert_id=alert["alert_id"],
+        rule=alert["rule"],
+        status=alert["status"],
+        severity=alert["severity"],
+        summary=alert["summary"],
+        service=alert["service"],
+        environment=alert["environment"],
+        release=alert["release"],
+        trigger=alert.get("trigger", ""),
+        occurred_at=alert["occurred_at"],
+        occurred_ms=value.occurred_at_ms if value is not None else _ms(alert["occurred_at"]),
+        detected_ms=detected_ms,
+        evidence=[
+            (e["event_id"], e["type"], e["occurred_at"], ms)
+            for e, ms in zip(evidence, evidence_ms, strict=True)
+        ],
+        evidence_count=max(int(alert.get("evidence_count") or 0), len(evidence)),
+        aliases=[str(a) for a in alert.get("release_aliases") or ()],
+        notify=list(alert.get("notify") or ()),
+        recommendation=(rec["text"], rec.get("release")) if rec else None,
+    )
 
 
 _INSTANT_TEXT: dict[int, str] = {}
@@ -214,20 +146,59 @@ def alert_value_to_ocsf(alert: Alert) -> dict[str, Any]:
     test holds the two together). Instants come from the value; only the two that OCSF
     carries as relsec's text (the evidence's and the alert's ``occurred_at``) are
     formatted."""
-    status = alert.status
+    rec = alert.recommendation
+    return _detection_finding(
+        alert_id=alert.alert_id,
+        rule=alert.rule,
+        status=alert.status,
+        severity=alert.severity,
+        summary=alert.summary,
+        service=alert.service,
+        environment=alert.environment,
+        release=alert.release,
+        trigger=alert.trigger,
+        occurred_at=_instant_text(alert.occurred_at_ms),
+        occurred_ms=alert.occurred_at_ms,
+        detected_ms=alert.detected_at_ms,
+        evidence=[
+            (e.event_id, e.type, _instant_text(e.occurred_at_ms), e.occurred_at_ms)
+            for e in alert.evidence
+        ],
+        evidence_count=max(alert.evidence_count, len(alert.evidence)),
+        aliases=list(alert.release_aliases),
+        notify=list(alert.notify),
+        recommendation=(rec.text, rec.release) if rec is not None else None,
+    )
+
+
+def _detection_finding(
+    *,
+    alert_id: str,
+    rule: str,
+    status: str,
+    severity: str,
+    summary: str,
+    service: str,
+    environment: str,
+    release: str,
+    trigger: str,
+    occurred_at: str,
+    occurred_ms: int,
+    detected_ms: int,
+    evidence: list[tuple[str, str, str, int]],
+    evidence_count: int,
+    aliases: list[str],
+    notify: list[str],
+    recommendation: tuple[str, str | None] | None,
+) -> dict[str, Any]:
+    """The Detection Finding of an alert event, from its parts (both entry points above
+    take them from their own shape); ``evidence``: (event_id, type, occurred_at text,
+    occurred_at ms) of each entry; ``recommendation``: (text, release)."""
     retracted = status == "retracted"
     activity_id = ACTIVITY_CLOSE if retracted else ACTIVITY_CREATE
     activity_name = _ACTIVITY_NAMES[activity_id]
-    severity_id = SEVERITY_IDS.get(alert.severity, 0)
-    rule, alert_id, summary = alert.rule, alert.alert_id, alert.summary
-    evidence = alert.evidence
-    detected_ms = alert.detected_at_ms
-    evidence_ms = [e.occurred_at_ms for e in evidence] or [alert.occurred_at_ms]
-    service, environment, release = alert.service, alert.environment, alert.release
-    aliases = list(alert.release_aliases)
-    evidence_count = max(alert.evidence_count, len(evidence))
-    evidence_text = [_instant_text(e.occurred_at_ms) for e in evidence]
-
+    severity_id = SEVERITY_IDS.get(severity, 0)
+    evidence_ms = [ms for _, _, _, ms in evidence] or [occurred_ms]
     finding_info: dict[str, Any] = {
         "uid": alert_id,
         "title": RULE_TITLES.get(rule, rule),
@@ -237,9 +208,9 @@ def alert_value_to_ocsf(alert: Alert) -> dict[str, Any]:
         "created_time": detected_ms,
         "first_seen_time": min(evidence_ms),
         "last_seen_time": max(evidence_ms),
-        "related_events": [{"uid": e.event_id, "type": e.type} for e in evidence],
+        "related_events": [{"uid": event_id, "type": kind} for event_id, kind, _, _ in evidence],
         "related_events_count": evidence_count,
-        "data_sources": sorted({e.type for e in evidence}),
+        "data_sources": sorted({kind for _, kind, _, _ in evidence}),
     }
     resource: dict[str, Any] = {
         "type": "service",
@@ -255,9 +226,9 @@ def alert_value_to_ocsf(alert: Alert) -> dict[str, Any]:
     relsec: dict[str, Any] = {
         "rule": rule,
         "status": status,
-        "trigger": alert.trigger,
-        "occurred_at": _instant_text(alert.occurred_at_ms),
-        "notify": list(alert.notify),
+        "trigger": trigger,
+        "occurred_at": occurred_at,
+        "notify": notify,
         "evidence_count": evidence_count,
     }
     out: dict[str, Any] = {
@@ -278,10 +249,10 @@ def alert_value_to_ocsf(alert: Alert) -> dict[str, Any]:
         "finding_info": finding_info,
         "evidences": [
             {
-                "name": e.type,
-                "data": {"event_id": e.event_id, "type": e.type, "occurred_at": text},
+                "name": kind,
+                "data": {"event_id": event_id, "type": kind, "occurred_at": text},
             }
-            for e, text in zip(evidence, evidence_text, strict=True)
+            for event_id, kind, text, _ in evidence
         ],
         "resources": [resource],
         "metadata": {
@@ -289,7 +260,7 @@ def alert_value_to_ocsf(alert: Alert) -> dict[str, Any]:
             "uid": f"{alert_id}:{status}",
             "correlation_uid": alert_id,
             "product": {"name": "relsec", "vendor_name": "relsec", "version": relsec_version()},
-            "labels": [f"notify:{n}" for n in alert.notify],
+            "labels": [f"notify:{n}" for n in notify],
         },
         "unmapped": {"relsec": relsec},
     }
@@ -297,10 +268,10 @@ def alert_value_to_ocsf(alert: Alert) -> dict[str, Any]:
         relsec["release_aliases"] = aliases
     if retracted:
         out["status_detail"] = _RETRACTED_DETAIL
-    rec = alert.recommendation
-    if rec is not None:
-        out["remediation"] = {"desc": rec.text}
-        relsec["recommended_release"] = rec.release
+    if recommendation is not None:
+        text, recommended = recommendation
+        out["remediation"] = {"desc": text}
+        relsec["recommended_release"] = recommended
     if "CVE-" in summary:
         cves = list(dict.fromkeys(_CVE.findall(summary)))
         if cves:
