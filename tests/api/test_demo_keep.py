@@ -21,6 +21,10 @@ from streams.devkafka import pick_free_ports
 pytestmark = pytest.mark.kafka
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_demo_keep_prints_the_timeline_and_a_denying_check(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -44,6 +48,10 @@ def test_demo_keep_prints_the_timeline_and_a_denying_check(
         stderr=subprocess.STDOUT,
         env=env,
         cwd=tmp_path,
+        # Ctrl-C at a terminal, whatever this run inherited: a background job of a
+        # non-interactive shell (`.ci/run &`) starts with SIGINT ignored, and Python then
+        # keeps ignoring it, as it should.
+        preexec_fn=_interruptible,
     )
     lines: list[str] = []
     ready = threading.Event()
@@ -86,7 +94,14 @@ def test_demo_keep_prints_the_timeline_and_a_denying_check(
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGINT)
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGTERM)  # its own handler stops the stack
+            proc.wait(60)
+            raise AssertionError(
+                "the demo did not stop within 60 s of SIGINT:\n" + "\n".join(lines[-30:])
+            ) from None
         reader.join(10)
     assert proc.returncode == 0, "\n".join(lines[-20:])
     assert "relsec api stopped" in "\n".join(lines)
