@@ -172,24 +172,7 @@ class Alert(Value):
         )
 
     def with_status(self, status: str, detected_at_ms: int) -> Alert:
-        return Alert(
-            self.alert_id,
-            self.rule,
-            status,
-            self.severity,
-            self.service,
-            self.environment,
-            self.release,
-            self.trigger,
-            self.occurred_at_ms,
-            self.summary,
-            self.notify,
-            self.evidence,
-            self.recommendation,
-            detected_at_ms,
-            self.release_aliases,
-            self.evidence_count,
-        )
+        return self.replace(status=status, detected_at_ms=detected_at_ms)
 
     def to_dict(self) -> dict[str, Any]:
         """The SPEC §4 JSON object; ``release_aliases`` and ``evidence_count`` (SPEC §8, the

@@ -120,3 +120,33 @@ def test_a_format_1_state_restores_and_goes_on_as_if_never_stored() -> None:
     # a duplicate of a logged event is still one after the v1 restore
     copy = ServiceEngine.from_bytes(V1_STATE, CONFIG, now)
     assert copy.process(events[-1], now).disposition.value == "duplicate"
+
+
+def test_a_scanner_report_stored_at_each_checkpoint_stores_what_one_store_does() -> None:
+    """The real shape of a burst: a service with weeks of history, then one Trivy report of
+    2 000 findings at one instant on the running release, stored every 50 findings (the
+    worker's checkpoints during the burst, while nothing leaves the log). The kept
+    rendering of the base must not go stale: the last bytes equal those of a service
+    stored once, at the end, and restore to the same alerts."""
+    history = [deploy(f"1.{i}", ms(days=i)) for i in range(20)]
+    report_at = ms(days=20, hours=1)
+    report = [
+        flag(f"CVE-2026-{i:05d}", "1.19", report_at, fixed_in="1.20") for i in range(2_000)
+    ]
+    stream = [*history, *report, deploy("1.20", ms(days=21))]
+    now = clock_for(stream)
+    # Never pruning: storing prunes first, so with pruning the bytes would depend on when.
+    config = EngineConfig(prune_every_events=None)
+    checkpointed, once = ServiceEngine(SERVICE, config), ServiceEngine(SERVICE, config)
+    stored = b""
+    for n, event in enumerate(stream):
+        checkpointed.process(event, now)
+        once.process(event, now)
+        if n % 50 == 0:
+            stored = checkpointed.to_bytes()
+    stored = checkpointed.to_bytes()
+    assert stored == once.to_bytes()
+    restored = ServiceEngine.from_bytes(stored, config, now)
+    assert sorted(a.alert_id for a in restored.owned_alerts()) == sorted(
+        a.alert_id for a in once.owned_alerts()
+    )
