@@ -28,9 +28,9 @@ GROUP_NAME = "agents.native"
 ``agents`` package (``agents/native__mypyc…so``), so an editable install finds it."""
 
 # Package inits are not compiled: they install the run-time switch before anything else
-# of the package is imported. ``_pure.py`` is the switch; ``wire.py`` holds msgspec
+# of the package is imported. ``_pure.py`` is the switch; ``records.py`` holds msgspec
 # Structs, which mypyc cannot compile (they are a C type with their own metaclass).
-NOT_COMPILED = {"__init__.py", "_pure.py", "wire.py"}
+NOT_COMPILED = {"__init__.py", "_pure.py", "records.py"}
 
 
 def compiled_sources() -> list[str]:

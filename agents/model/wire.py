@@ -1,15 +1,16 @@
 """The fast path of input validation: SPEC §1 events straight from JSON bytes (msgspec).
 
 :func:`event_from_json` decodes and validates a JSON record in one pass of compiled code
-(msgspec Structs below mirror :func:`agents.model.events.parse_event`'s rules) and
-returns the same :class:`~agents.model.events.Event` ``parse_event`` would. It never
-refuses anything itself: where the fast path cannot accept a record (bad JSON, a wrong
-type, a field it does not know, a name with a character ``str.isprintable`` refuses, an
-odd timestamp) it returns ``None``, and the caller runs its usual path (``orjson.loads``
-and ``parse_event``), which accepts or names what is wrong, word for word as before.
-So the fast path is only ever *stricter* than ``parse_event`` and the error messages
-cannot drift; ``tests/test_wire.py`` checks that both agree on acceptance and on the
-value, for generated valid and hostile records.
+(the msgspec Structs of :mod:`agents.model.records` mirror
+:func:`agents.model.events.parse_event`'s rules) and returns the same
+:class:`~agents.model.events.Event` ``parse_event`` would. It never refuses anything
+itself: where the fast path cannot accept a record (bad JSON, a wrong type, a field it
+does not know, a name with a character ``str.isprintable`` refuses, an odd timestamp) it
+returns ``None``, and the caller runs its usual path (``orjson.loads`` and
+``parse_event``), which accepts or names what is wrong, word for word as before. So the
+fast path is only ever *stricter* than ``parse_event`` and the error messages cannot
+drift; ``tests/test_wire.py`` checks that both agree on acceptance and on the value, for
+generated valid and hostile records.
 
 Why each rule is at least as strict as ``parse_event``'s:
 
@@ -24,104 +25,18 @@ Why each rule is at least as strict as ``parse_event``'s:
   rules differ (it takes other offsets, years and leap seconds); see
   docs/decisions.md.
 
-This module is not compiled by mypyc (msgspec Structs are a C type of their own);
-msgspec is compiled already.
+The Structs are in :mod:`agents.model.records`, which mypyc cannot compile (msgspec Structs
+are a C type of their own; msgspec is compiled already); this module, the checks and the
+conversion to events, is compiled with the rest of the model.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
-
 import msgspec
 
-from agents.model.events import (
-    MAX_ENVIRONMENT_CHARS,
-    MAX_ID_CHARS,
-    MAX_RELEASE_ALIASES,
-    MAX_TEXT_CHARS,
-    MAX_VULNERABILITIES,
-    Deploy,
-    Event,
-    Incident,
-    SecurityFlag,
-)
+from agents.model.events import Deploy, Event, Incident, SecurityFlag
+from agents.model.records import DECODERS, DeployRecord, IncidentRecord, SecurityFlagRecord
 from agents.model.timefmt import TimestampError, parse_rfc3339_ms
-
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
-Environment = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ENVIRONMENT_CHARS)]
-OptionalName = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)] | None
-"""``""`` reads as null, as in ``parse_event``."""
-Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
-OptionalText = Text | None
-Vulnerabilities = Annotated[list[Name], msgspec.Meta(max_length=MAX_VULNERABILITIES)] | None
-Aliases = Annotated[list[Name], msgspec.Meta(max_length=MAX_RELEASE_ALIASES)] | None
-
-# The Structs hold only strings and lists of strings (no cycles), so the garbage
-# collector need not track them (``gc=False``: faster to create and to free).
-
-
-class DeployRecord(
-    msgspec.Struct, tag_field="type", tag="deploy", forbid_unknown_fields=True, gc=False
-):
-    event_id: Name
-    occurred_at: str
-    source: Name
-    service: Name
-    environment: Environment
-    release: Name
-    action: Literal["deploy", "rollback"]
-    previous_release: OptionalName = None
-    status: Literal["succeeded", "failed"] | None = None
-    team: Literal["sre", "security", "dev", ""] | None = None
-    actor: OptionalText = None
-    reason: OptionalText = None
-    incident_id: OptionalName = None
-    release_aliases: Aliases = None
-
-
-class IncidentRecord(
-    msgspec.Struct, tag_field="type", tag="incident", forbid_unknown_fields=True, gc=False
-):
-    event_id: Name
-    occurred_at: str
-    source: Name
-    service: Name
-    environment: Environment
-    incident_id: Name
-    status: Literal["opened", "acknowledged", "resolved"]
-    severity: Literal["sev1", "sev2", "sev3", "sev4", "sev5"]
-    title: Text
-    suspected_release: OptionalName = None
-    release_aliases: Aliases = None
-
-
-class SecurityFlagRecord(
-    msgspec.Struct, tag_field="type", tag="security_flag", forbid_unknown_fields=True, gc=False
-):
-    event_id: Name
-    occurred_at: str
-    source: Name
-    service: Name
-    flag_id: Name
-    release: Name
-    status: Literal["raised", "cleared", "risk_accepted"]
-    severity: Literal["critical", "high", "medium", "low"]
-    title: Text
-    vulnerabilities: Vulnerabilities = None
-    fixed_in: OptionalName = None
-    release_aliases: Aliases = None
-
-
-Record = DeployRecord | IncidentRecord | SecurityFlagRecord
-
-# One decoder per expected type (a record of one topic: ``type`` may be absent, and must
-# agree when present), and the tagged union for a file, where ``type`` is required.
-_DECODERS: Final[dict[str | None, msgspec.json.Decoder[Record]]] = {
-    None: msgspec.json.Decoder(Record),
-    "deploy": msgspec.json.Decoder(DeployRecord),
-    "incident": msgspec.json.Decoder(IncidentRecord),
-    "security_flag": msgspec.json.Decoder(SecurityFlagRecord),
-}
 
 
 def _names_printable(names: list[str] | None) -> bool:
@@ -227,7 +142,7 @@ def event_from_json(raw: bytes, expected_type: str | None = None) -> Event | Non
     one takes the usual path. ``None`` says nothing about the record's validity: run
     ``parse_event(orjson.loads(raw), expected_type)`` for the answer (or the error).
     """
-    decoder = _DECODERS.get(expected_type)
+    decoder = DECODERS.get(expected_type)
     if decoder is None:
         return None
     try:

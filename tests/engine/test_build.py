@@ -15,7 +15,7 @@ import agents.model.events  # noqa: F401
 from agents.model import _pure
 
 # Modules mypyc never compiles (setup.py's NOT_COMPILED): they are always pure.
-NEVER_COMPILED = {"agents.model._pure", "agents.model.wire"}
+NEVER_COMPILED = {"agents.model._pure", "agents.model.records"}
 
 
 def builds() -> dict[str, str]:
