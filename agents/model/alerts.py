@@ -20,10 +20,16 @@ RETRACTED: Final = "retracted"
 SEVERITIES: Final = ("info", "low", "medium", "high", "critical")
 
 
+_SHA256: Final = hashlib.sha256()
+"""An empty SHA-256 to copy: ``hashlib.sha256(data)`` looks the digest up in OpenSSL on
+every call, which costs as much as hashing a short identity (1.25 against 0.62 µs)."""
+
+
 def alert_id_for(rule: str, service: str, environment: str, release: str, trigger: str) -> str:
     """Deterministic id of an alert identity: 32 hex chars of SHA-256 over its parts."""
-    material = "\x1f".join((rule, service, environment, release, trigger)).encode("utf-8")
-    return hashlib.sha256(material).hexdigest()[:32]
+    digest = _SHA256.copy()
+    digest.update("\x1f".join((rule, service, environment, release, trigger)).encode("utf-8"))
+    return digest.hexdigest()[:32]
 
 
 class Evidence(Value):

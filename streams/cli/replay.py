@@ -105,9 +105,9 @@ class _Output:
         return FileError(self.name, f"cannot write {self.what}: {exc.strerror or exc}")
 
     def write_line(self, data: bytes) -> None:
+        """Write ``data``, which ends in a newline (``orjson.OPT_APPEND_NEWLINE``)."""
         try:
             self.stream.write(data)
-            self.stream.write(b"\n")
         except BrokenPipeError:
             raise  # the reader went away: main() handles it
         except OSError as exc:
@@ -179,13 +179,15 @@ def run(args: argparse.Namespace) -> int:
     dl_out = open_dead_letters(args.dead_letters, args.files) if args.dead_letters else None
 
     def on_alert(alert: Alert) -> None:
-        out.write_line(orjson.dumps(alert.to_dict()))
+        out.write_line(orjson.dumps(alert.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
 
     def on_dead_letter(dl: DeadLetter) -> None:
         if not args.quiet:
             print(f"relsec replay: {dl.message()}", file=err)
         if dl_out is not None:
-            dl_out.write_line(orjson.dumps(dl.to_dict(wall_clock_ms())))
+            dl_out.write_line(
+                orjson.dumps(dl.to_dict(wall_clock_ms()), option=orjson.OPT_APPEND_NEWLINE)
+            )
 
     judgment = Settings(
         allowed_lateness_ms=lateness_ms,
