@@ -176,6 +176,10 @@ class FileError(RelsecError):
         self.detail = detail
         super().__init__(f"{path}: {detail}")
 
+    def __reduce__(self) -> tuple[type[FileError], tuple[str, str]]:
+        """Pickled by its parts: a parallel replay's shard raises it in another process."""
+        return (FileError, (self.path, self.detail))
+
 
 class StateError(RelsecError):
     """Serialized engine state could not be restored."""

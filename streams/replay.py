@@ -459,13 +459,21 @@ _Spilled = tuple[tuple[int, int, str], int, Event, _Line]
 
 @fewer_collections()
 def replay_sorted(
-    lines: Iterable[_Line], replayer: Replayer, spill_events: int = 200_000
+    lines: Iterable[_Line],
+    replayer: Replayer,
+    spill_events: int = 200_000,
+    position: Callable[[], int] | None = None,
 ) -> ReplayReport:
     """Validate and dedupe in file order, then feed in order-key order.
 
     In file order, as as-arrived replay and the worker judge them: a line too far in the
     future is dead-lettered (and registers nothing), then a repeated ``event_id`` of a
     service is a duplicate while the engine's duplicate window remembers the first.
+
+    Events of equal order keys are fed in file order: each accepted line is ranked by
+    ``position()`` when given (a shard of a parallel replay passes the line's place in
+    the whole input, so that the shards' outputs merge into one order), else by its rank
+    among the accepted lines.
     """
     config = replayer.engine.config
     dedup = DuplicateFilter(config.effective_duplicate_window_ms)
@@ -491,7 +499,9 @@ def replay_sorted(
             if not dedup.take(decoded):
                 replayer.report.duplicates += 1
                 continue
-            batch.append((order_key(decoded), sequence, decoded, line))
+            batch.append(
+                (order_key(decoded), sequence if position is None else position(), decoded, line)
+            )
             sequence += 1
             if len(batch) >= spill_events:
                 runs.append(_spill(batch))

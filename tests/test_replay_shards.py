@@ -1,0 +1,285 @@
+"""Sorted replay sharded by service (``relsec replay --workers N``) says exactly what one
+process says: the same alerts in the same order, the same dead letters, the same counts.
+
+In process (every shard run in turn, then merged) under hypothesis, on real shapes: a
+scanner report of hundreds of findings at one instant, one service holding most of the
+stream, events of equal order keys in different services, duplicates, hostile lines
+(the fuzz suite's mutations) and over-long lines; the routing agrees with the decoded
+event on every line; and end to end through ``relsec`` in real processes, with the
+errors of options that cannot shard.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.engine.core import DUPLICATE_WINDOW_MS
+from agents.model.events import Event
+from streams.replay import (
+    MAX_LINE_BYTES,
+    DeadLetter,
+    Replayer,
+    ReplayReport,
+    decode_line,
+    make_engine,
+    read_lines,
+    replay_sorted,
+)
+from streams.replay_shards import (
+    ShardJob,
+    merge_shards,
+    run_shard,
+    shard_jobs,
+    shard_of,
+    shard_of_service,
+)
+from streams.settings import Settings
+from tests.fuzz.hostile import DrawChooser, hostile_line
+from tests.fuzz.replay_harness import valid_events
+
+REPO = Path(__file__).resolve().parents[1]
+FIXED_NOW_MS = 1_800_000_000_000  # 2027-01-15: after every event below, so none is "future"
+LATENESS_MS = 24 * 3_600_000
+
+
+def fixed_clock() -> int:
+    return FIXED_NOW_MS
+
+
+def skewed_stream() -> list[dict[str, Any]]:
+    """The fuzz suite's stream (a scanner burst of 300 findings inside), most of it moved
+    onto one service, plus twins: one deploy and one finding, each with one event_id at
+    one instant, in many services (alerts of equal order keys in different shards: they
+    must still come out in the file's order, which is not the services' order)."""
+    events = valid_events(events=400, services=8, scanner_burst=300)
+    for i, event in enumerate(events):
+        if i % 5 and event["service"] != "story":
+            event["service"] = "svc-hot"
+    start = events[0]["occurred_at"]
+    deploy = {
+        "type": "deploy", "event_id": "twin-deploy", "occurred_at": start, "source": "argo",
+        "environment": "prod", "release": "9.9.9", "action": "deploy",
+    }
+    finding = {
+        "type": "security_flag", "event_id": "twin-flag", "occurred_at": start,
+        "source": "trivy", "flag_id": "CVE-2026-7777", "release": "9.9.9",
+        "status": "raised", "severity": "critical", "title": "twin",
+    }
+    twins = [f"twin-{name}" for name in "qwertyuiop"]
+    return [
+        *events,
+        *({**deploy, "service": name} for name in twins),
+        *({**finding, "service": name} for name in reversed(twins)),
+    ]
+
+
+Output = tuple[list[bytes], list[DeadLetter], ReplayReport]
+"""Alert lines, dead letters, counts."""
+
+
+def one_process(files: Sequence[str]) -> Output:
+    alerts: list[bytes] = []
+    letters: list[DeadLetter] = []
+    engine = make_engine(False, LATENESS_MS, Settings().engine_config())
+    replayer = Replayer(
+        engine,
+        fixed_clock,
+        lambda a: alerts.append(orjson.dumps(a.to_dict()) + b"\n"),
+        letters.append,
+    )
+    report = replay_sorted(read_lines(files), replayer, spill_events=150)
+    return alerts, letters, report
+
+
+def sharded(
+    files: Sequence[str], shards: int
+) -> tuple[list[bytes], list[DeadLetter], ReplayReport]:
+    job = ShardJob(tuple(files), 0, shards, LATENESS_MS, DUPLICATE_WINDOW_MS, (), fixed_clock)
+    alerts: list[bytes] = []
+    letters: list[DeadLetter] = []
+    results = [run_shard(j) for j in shard_jobs(job)]
+    report = merge_shards(results, alerts.append, letters.append)
+    for r in results:
+        assert not os.path.exists(r.alerts_path) and not os.path.exists(r.dead_letters_path)
+    return alerts, letters, report
+
+
+FUZZ = settings(
+    max_examples=8,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@FUZZ
+@given(data=st.data(), shards=st.integers(2, 5), split=st.booleans())
+def test_shards_merge_into_what_one_process_says(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, shards: int, split: bool
+) -> None:
+    chooser = DrawChooser(data, max_string=3_000)
+    events = skewed_stream()
+    lines = [orjson.dumps(e) for e in events]
+    for serial in range(chooser.integer(0, 25)):
+        base = events[chooser.integer(0, len(events) - 1)]
+        lines.insert(chooser.integer(0, len(lines)), hostile_line(chooser, base, serial).raw)
+    lines.insert(
+        chooser.integer(0, len(lines)),
+        b'{"service": "svc-hot", "x": "' + b"y" * MAX_LINE_BYTES + b'"}',
+    )
+    lines.extend(lines[: chooser.integer(0, 30)])  # re-sent: duplicates of the first lines
+    folder = tmp_path_factory.mktemp("shards")
+    cut = len(lines) // 3 if split else len(lines)
+    files = [str(folder / "a.jsonl"), str(folder / "b.jsonl")]
+    Path(files[0]).write_bytes(b"\n".join(lines[:cut]) + b"\n")
+    Path(files[1]).write_bytes(b"\n".join(lines[cut:]) + b"\n")
+
+    expected = one_process(files)
+    got = sharded(files, shards)
+    assert expected[2].applied > 0 and expected[2].firing > 0 and expected[2].invalid > 0
+    assert got[0] == expected[0]  # the same alert lines, byte for byte, in the same order
+    assert got[1] == expected[1]
+    assert got[2] == expected[2]
+
+
+def test_the_hot_service_has_one_shard_and_every_line_one_owner(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in skewed_stream()))
+    owners = [shard_of(line, 4) for line in read_lines([str(path)])]
+    hot = {shard_of(line, 4) for line in read_lines([str(path)]) if b'"svc-hot"' in line.raw}
+    assert hot == {shard_of_service("svc-hot", 4)}
+    assert len(set(owners)) > 1  # the rest spreads
+
+
+@FUZZ
+@given(data=st.data())
+def test_a_line_is_routed_by_the_service_its_event_has(data: st.DataObject) -> None:
+    """Whatever a line decodes to (either path of validation), its shard is its event's
+    service's: the routing decode and validation never read two names."""
+    chooser = DrawChooser(data, max_string=3_000)
+    valid = valid_events(events=60, services=5, scanner_burst=5)
+    from streams.replay import _Line
+
+    for serial in range(40):
+        base = valid[chooser.integer(0, len(valid) - 1)]
+        raw = orjson.dumps(base) if serial % 4 == 0 else hostile_line(chooser, base, serial).raw
+        line = _Line("in.jsonl", serial + 1, raw)
+        decoded = decode_line(line)
+        for shards in (2, 3, 7):
+            if isinstance(decoded, Event):
+                assert shard_of(line, shards) == shard_of_service(decoded.service, shards)
+
+
+# --- end to end, in real processes ----------------------------------------------------
+
+
+def relsec(*args: str, tmp: Path) -> subprocess.CompletedProcess[bytes]:
+    script = Path(sys.executable).with_name("relsec")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "streams.cli"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
+    return subprocess.run(
+        [*command, *args], capture_output=True, env=env, cwd=REPO, timeout=300, check=False
+    )
+
+
+def without_detected_at(output: bytes) -> list[dict[str, Any]]:
+    records = [orjson.loads(line) for line in output.splitlines()]
+    for record in records:
+        record.pop("detected_at", None)
+    return records
+
+
+def test_relsec_replay_workers_prints_what_one_process_prints(tmp_path: Path) -> None:
+    """A backfill over two files: one service with most of it, a scanner report of
+    2 000 findings at one instant on its running release, bad lines."""
+    stream = skewed_stream()
+    at = stream[len(stream) // 2]["occurred_at"]
+    running = [
+        e["release"]
+        for e in stream[: len(stream) // 2]
+        if e["type"] == "deploy" and e["service"] == "svc-hot"
+    ][-1]
+    report = [
+        {
+            "type": "security_flag",
+            "event_id": f"trivy-{i}",
+            "occurred_at": at,
+            "source": "trivy",
+            "service": "svc-hot",
+            "flag_id": f"CVE-2026-{20000 + i}",
+            "release": running,
+            "status": "raised",
+            "severity": "high",
+            "title": f"f{i}",
+        }
+        for i in range(2_000)
+    ]
+    middle = len(stream) // 2
+    lines = [orjson.dumps(e) for e in stream[:middle]] + [b"{not json", b'{"type": "deploy"}']
+    lines += [orjson.dumps(e) for e in report + stream[middle:]]
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"\n".join(lines[:300]) + b"\n")
+    second.write_bytes(b"\n".join(lines[300:]) + b"\n")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    runs = {}
+    for workers in ("1", "3"):
+        dead = tmp_path / f"dead-{workers}.jsonl"
+        runs[workers] = relsec(
+            "replay",
+            "--workers",
+            workers,
+            "--dead-letters",
+            str(dead),
+            str(first),
+            str(second),
+            tmp=scratch,
+        )
+        assert runs[workers].returncode == 0, runs[workers].stderr.decode()
+    one, three = runs["1"], runs["3"]
+    assert len(one.stdout.splitlines()) > 2_000
+    assert without_detected_at(three.stdout) == without_detected_at(one.stdout)
+    assert three.stderr == one.stderr  # each bad line's message, then the summary
+    assert without_detected_at((tmp_path / "dead-3.jsonl").read_bytes()) == without_detected_at(
+        (tmp_path / "dead-1.jsonl").read_bytes()
+    )
+    assert list(scratch.iterdir()) == []  # no shard file or spilled run left behind
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "2", "--as-arrived"], "--workers: only sorted replay runs in several"),
+        (["--workers", "2", "-"], "standard input can be read once"),
+        (["--workers", "0"], "must be at least 1"),
+    ],
+)
+def test_workers_refused_where_replay_cannot_shard(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(orjson.dumps(skewed_stream()[0]) + b"\n")
+    proc = relsec("replay", *args, str(path), tmp=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr.decode()
+    assert proc.stdout == b""
+
+
+def test_an_unreadable_file_is_named_as_one_process_names_it(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.jsonl")
+    one = relsec("replay", missing, tmp=tmp_path)
+    three = relsec("replay", "--workers", "3", missing, tmp=tmp_path)
+    assert one.returncode == three.returncode != 0
+    assert three.stderr == one.stderr
+    assert b"missing.jsonl: cannot read" in three.stderr
