@@ -6,8 +6,11 @@
 ``agents`` with ``mypyc`` for a compiled before), run with ``PYTHONPATH=DIR``; "after" is
 this checkout. Each round runs a bare ``orjson.loads`` loop over the file (the
 yardstick), then sorted before, sorted after, ``--as-arrived`` before, ``--as-arrived``
-after, and reports the user + system time of each child process; medians at the end.
-Alternating puts both trees under the same load, on a machine where the load moves.
+after (and with ``--workers N``, sorted after in N processes), and reports the user +
+system time and the wall time of each child process; medians at the end. Alternating
+puts both trees under the same load, on a machine where the load moves. CPU time is the
+cost; wall time is what ``--workers`` buys, and on a shared machine it measures the
+neighbours too.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
@@ -28,9 +32,11 @@ _ORJSON_LOOP = (
 )
 
 
-def child_cpu_seconds(command: list[str], tree: Path) -> float:
-    """Run ``command`` from ``tree`` (on its ``PYTHONPATH``); its user + system seconds."""
+def child_seconds(command: list[str], tree: Path) -> tuple[float, float]:
+    """Run ``command`` from ``tree`` (on its ``PYTHONPATH``); its user + system seconds
+    (its own processes' included) and its wall seconds."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
     subprocess.run(
         command,
         cwd=tree,
@@ -39,8 +45,9 @@ def child_cpu_seconds(command: list[str], tree: Path) -> float:
         stderr=subprocess.DEVNULL,
         check=True,
     )
+    wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
 
 
 def main() -> None:
@@ -49,29 +56,49 @@ def main() -> None:
     parser.add_argument("--before", required=True, type=Path)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sorted-only", action="store_true")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="also time sorted replay --workers N (after)"
+    )
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": HERE}
     modes = [[]] if args.sorted_only else [[], ["--as-arrived"]]
-    results: dict[str, list[float]] = {}
-    for round_ in range(args.runs):
-        loop = child_cpu_seconds([sys.executable, "-c", _ORJSON_LOOP, args.file], HERE)
-        results.setdefault("orjson loop", []).append(loop)
+    cpu: dict[str, list[float]] = {}
+    wall: dict[str, list[float]] = {}
+
+    def timed(key: str, command: list[str], tree: Path) -> None:
+        seconds, elapsed = child_seconds(command, tree)
+        cpu.setdefault(key, []).append(seconds)
+        wall.setdefault(key, []).append(elapsed)
+        print(f"{key}: {seconds:.1f} s CPU, {elapsed:.1f} s wall", flush=True)
+
+    replay = [sys.executable, "-c", _CHILD, "replay", "--quiet"]
+    for _ in range(args.runs):
+        timed("orjson loop", [sys.executable, "-c", _ORJSON_LOOP, args.file], HERE)
         for mode in modes:
             for name, tree in trees.items():
                 key = f"{name} {'as-arrived' if mode else 'sorted'}"
-                command = [sys.executable, "-c", _CHILD, "replay", "--quiet", *mode, args.file]
-                results.setdefault(key, []).append(child_cpu_seconds(command, tree))
-                print(f"round {round_ + 1}: {key} {results[key][-1]:.1f} s CPU", flush=True)
+                timed(key, [*replay, *mode, args.file], tree)
+        if args.workers:
+            key = f"after sorted --workers {args.workers}"
+            timed(key, [*replay, "--workers", str(args.workers), args.file], HERE)
     with open(args.file, "rb") as handle:
         lines = sum(1 for _ in handle)
-    for key, seconds in results.items():
-        median = statistics.median(seconds)
-        print(f"{key:20s} median {median:7.1f} s CPU = {lines / median:9.0f}/s  {seconds}")
-    for mode in ("sorted", "as-arrived"):
-        if f"before {mode}" in results:
-            pairs = zip(results[f"before {mode}"], results[f"after {mode}"], strict=True)
+    for key, seconds in cpu.items():
+        median, median_wall = statistics.median(seconds), statistics.median(wall[key])
+        print(
+            f"{key:30s} median {median:7.1f} s CPU = {lines / median:9.0f}/s; "
+            f"{median_wall:7.1f} s wall = {lines / median_wall:9.0f}/s"
+        )
+    for label in ("sorted", "as-arrived"):
+        if f"before {label}" in cpu:
+            pairs = zip(cpu[f"before {label}"], cpu[f"after {label}"], strict=True)
             ratios = [before / after for before, after in pairs]
-            print(f"after/before {mode}, per round: {[round(r, 2) for r in ratios]}")
+            print(f"after/before {label}, CPU, per round: {[round(r, 2) for r in ratios]}")
+    sharded = f"after sorted --workers {args.workers}"
+    if sharded in wall:
+        pairs = zip(wall["after sorted"], wall[sharded], strict=True)
+        ratios = [one / many for one, many in pairs]
+        print(f"wall, one process / {sharded}, per round: {[round(r, 2) for r in ratios]}")
 
 
 if __name__ == "__main__":
