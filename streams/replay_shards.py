@@ -266,14 +266,18 @@ def run_shards_in_processes(jobs: list[ShardJob]) -> list[ShardResult]:
     """Each job in a process of its own; every shard's result, or the first failure
     (raised once every shard has ended, with the finished shards' files removed)."""
     results: list[ShardResult] = []
-    failure: BaseException | None = None
+    failure: Exception | None = None
     context = get_context("spawn")  # no fork of a process that may hold threads
-    with ProcessPoolExecutor(max_workers=len(jobs), mp_context=context) as pool:
-        for future in [pool.submit(run_shard, job) for job in jobs]:
-            try:
-                results.append(future.result())
-            except BaseException as exc:
-                failure = failure or exc
+    try:
+        with ProcessPoolExecutor(max_workers=len(jobs), mp_context=context) as pool:
+            for future in [pool.submit(run_shard, job) for job in jobs]:
+                try:
+                    results.append(future.result())
+                except Exception as exc:  # the others still end, and their files go
+                    failure = failure or exc
+    except BaseException:  # Ctrl-C (the shards get it too and remove their own files)
+        remove_outputs(results)
+        raise
     if failure is not None:
         remove_outputs(results)
         raise failure

@@ -278,8 +278,11 @@ def test_workers_refused_where_replay_cannot_shard(
 
 def test_an_unreadable_file_is_named_as_one_process_names_it(tmp_path: Path) -> None:
     missing = str(tmp_path / "missing.jsonl")
-    one = relsec("replay", missing, tmp=tmp_path)
-    three = relsec("replay", "--workers", "3", missing, tmp=tmp_path)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    one = relsec("replay", missing, tmp=scratch)
+    three = relsec("replay", "--workers", "3", missing, tmp=scratch)
     assert one.returncode == three.returncode != 0
     assert three.stderr == one.stderr
     assert b"missing.jsonl: cannot read" in three.stderr
+    assert list(scratch.iterdir()) == []  # the shards' output files went with them
