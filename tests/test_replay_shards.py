@@ -67,13 +67,24 @@ def skewed_stream() -> list[dict[str, Any]]:
             event["service"] = "svc-hot"
     start = events[0]["occurred_at"]
     deploy = {
-        "type": "deploy", "event_id": "twin-deploy", "occurred_at": start, "source": "argo",
-        "environment": "prod", "release": "9.9.9", "action": "deploy",
+        "type": "deploy",
+        "event_id": "twin-deploy",
+        "occurred_at": start,
+        "source": "argo",
+        "environment": "prod",
+        "release": "9.9.9",
+        "action": "deploy",
     }
     finding = {
-        "type": "security_flag", "event_id": "twin-flag", "occurred_at": start,
-        "source": "trivy", "flag_id": "CVE-2026-7777", "release": "9.9.9",
-        "status": "raised", "severity": "critical", "title": "twin",
+        "type": "security_flag",
+        "event_id": "twin-flag",
+        "occurred_at": start,
+        "source": "trivy",
+        "flag_id": "CVE-2026-7777",
+        "release": "9.9.9",
+        "status": "raised",
+        "severity": "critical",
+        "title": "twin",
     }
     twins = [f"twin-{name}" for name in "qwertyuiop"]
     return [
@@ -179,6 +190,47 @@ def test_a_line_is_routed_by_the_service_its_event_has(data: st.DataObject) -> N
         for shards in (2, 3, 7):
             if isinstance(decoded, Event):
                 assert shard_of(line, shards) == shard_of_service(decoded.service, shards)
+
+
+def test_routing_by_bytes_and_by_decoders_agree_on_tricky_spellings() -> None:
+    """Lines whose bytes hold ``"service"`` more than once, escaped, nested, spaced or as
+    text: each routes by its event's service, whichever router reads it."""
+    from streams.replay import _Line
+    from streams.replay_shards import _service_bytes
+
+    deploy = {
+        "type": "deploy",
+        "event_id": "e1",
+        "occurred_at": "2026-05-01T00:00:00Z",
+        "source": "argo",
+        "environment": "prod",
+        "release": "1.2.3",
+        "action": "deploy",
+    }
+    plain = orjson.dumps({**deploy, "service": "payments"})
+    assert _service_bytes(plain) == b"payments"  # the byte router does take plain lines
+    tricky = [
+        plain,
+        # the top-level key escaped, a nested literal one (an unknown field)
+        plain.replace(b'"service"', b'"\\u0073ervice"')[:-1] + b',"x":{"service":"decoy"}}',
+        # the name spelled with an escape
+        plain.replace(b'"payments"', b'"pay\\u006dents"'),
+        # repeated keys (the last wins in both decoders)
+        plain[:-1] + b',"service":"billing"}',
+        # spaced, and "service" as a value's text
+        plain.replace(b'"service":', b'"service" : '),
+        orjson.dumps({**deploy, "service": "payments", "reason": "service"}),
+        orjson.dumps({**deploy, "service": "p\u00e4yments"}),
+    ]
+    routed = 0
+    for number, raw in enumerate(tricky, 1):
+        line = _Line("tricky.jsonl", number, raw)
+        decoded = decode_line(line)
+        if isinstance(decoded, Event):
+            routed += 1
+            for shards in (2, 3, 7, 16):
+                assert shard_of(line, shards) == shard_of_service(decoded.service, shards), raw
+    assert routed >= 5
 
 
 # --- end to end, in real processes ----------------------------------------------------
