@@ -26,7 +26,6 @@ import dataclasses
 import heapq
 import marshal
 import os
-import pickle
 import struct
 import tempfile
 import zlib
@@ -114,23 +113,32 @@ class ShardResult:
 
 _LENGTH: Final = struct.Struct("<I")
 
-
 _AlertRecord = tuple[tuple[int, int, str], int, int, bytes]
 """An alert of a shard: its event's order key and input place, its place among the
 event's alerts, its JSON line."""
 
+_DeadLetterRecord = tuple[tuple[Any, ...], tuple[Any, ...]]
+"""A dead letter of a shard: the key it merges by, and its fields in order."""
 
-def _write_record(out: BinaryIO, record: _AlertRecord) -> None:
+
+def _write_record(out: BinaryIO, record: _AlertRecord | _DeadLetterRecord) -> None:
+    """One record, framed. ``marshal`` (plain tuples of numbers, text and bytes) rather
+    than pickle: loading it runs no code, and these files sit in ``$TMPDIR``."""
     data = marshal.dumps(record)
     out.write(_LENGTH.pack(len(data)))
     out.write(data)
 
 
-def _read_records(path: str) -> Iterator[_AlertRecord]:
+def _read_records(path: str) -> Iterator[Any]:
     with open(path, "rb") as handle:
         read = handle.read
         while head := read(_LENGTH.size):
             yield marshal.loads(read(_LENGTH.unpack(head)[0]))
+
+
+def _read_dead_letters(path: str) -> Iterator[tuple[tuple[Any, ...], DeadLetter]]:
+    for order, fields in _read_records(path):
+        yield order, DeadLetter(*fields)
 
 
 class _ShardReplayer(Replayer):
@@ -195,7 +203,7 @@ class _ShardOutput:
         assert self.replayer is not None
         feeding = self.replayer.feeding
         order = (0, self.place) if feeding is None else (1, feeding[0], feeding[1])
-        self.dead_letters.write(pickle.dumps((order, dl)))
+        _write_record(self.dead_letters, (order, dataclasses.astuple(dl)))
 
 
 def run_shard(job: ShardJob) -> ShardResult:
@@ -230,15 +238,6 @@ def run_shard(job: ShardJob) -> ShardResult:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         raise
-
-
-def _read_dead_letters(path: str) -> Iterator[tuple[Any, DeadLetter]]:
-    with open(path, "rb") as handle:
-        while True:
-            try:
-                yield pickle.load(handle)
-            except EOFError:
-                return
 
 
 def merge_reports(reports: Iterable[ReplayReport]) -> ReplayReport:
