@@ -381,7 +381,7 @@ class ServiceEngine:
         for entry in log[pos:]:
             before.update(entry.owned)
             for alert_id in entry.owned:
-                del self._owner[alert_id]
+                self._owner.pop(alert_id, None)  # two entries may claim one (_advance)
         fresh = [_entry(taken[i][0], taken[i][1]) for i in order]
         fresh_at = {taken[i][0]: i for i in order}
         tail = list(heapq.merge(log[pos:], fresh, key=_entry_key))
@@ -532,7 +532,12 @@ class ServiceEngine:
             self._base_stored = None
             apply(base, entry.event, policy, entry.ref)
             for alert_id in entry.owned:
-                del self._owner[alert_id]
+                # Two logged events can claim one identity: an event_id used again after
+                # the duplicate window forgot it, arriving in the batch that moved the
+                # window, while its first use is still in the log (a trigger is an event
+                # id). The later claim owns it; the earlier one leaving releases nothing.
+                if self._owner.get(alert_id) == entry.key:
+                    del self._owner[alert_id]
                 if RULES_BY_ID[entry.owned[alert_id].rule].shared_identity:
                     self._remember_owner(alert_id, entry.event.occurred_at_ms)
             done += 1

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from agents.engine import Disposition, Engine, EngineConfig, ServiceEngine
 from agents.engine.core import DUPLICATE_WINDOW_MS
 from agents.model.alerts import FIRING, Alert
-from agents.model.events import event_to_dict
+from agents.model.events import event_to_dict, parse_event
 from agents.model.timefmt import MS_PER_DAY, MS_PER_HOUR, format_rfc3339_ms
 from streams.replay import (
     Replayer,
@@ -31,7 +31,7 @@ from streams.replay import (
     replay_sorted,
 )
 
-from .factory import T0, deploy, flag, ms
+from .factory import SERVICE, T0, deploy, flag, ms
 from .test_properties import PROPS
 
 LATENESS_MS = 24 * MS_PER_HOUR
@@ -110,6 +110,37 @@ def test_a_repeat_after_the_window_is_judged_like_any_other_event(tmp_path: Path
     a_report, _ = replay(tmp_path, [_dict(first), _dict(later), _dict(first)],
                          as_arrived=True, name="late")
     assert (a_report.applied, a_report.duplicates, a_report.late) == (2, 0, 1)
+
+
+def test_an_id_used_again_in_the_batch_that_forgot_it_does_not_break_the_log(
+    tmp_path: Path,
+) -> None:
+    """A CI tool that numbers its runs per pipeline uses ``e0`` again eight days later,
+    in the same instant as another deploy: as-arrived replay takes the two as one batch,
+    and the first ``e0`` is still in the log when the second is admitted (the batch's
+    first event moved the duplicate window past it). Both deploys of the flagged release
+    fire ``flagged-release-deployed`` with trigger ``e0``: one identity, two logged
+    claims. Found by hypothesis: the log's bookkeeping raised KeyError (a crash of the
+    replay, and a crash loop of a worker restoring the same batch)."""
+    rows = [
+        _dict(flag("CVE-1", "1.0", ms(), event_id="e1")),
+        _dict(deploy("1.0", ms(), event_id="e0")),
+        _dict(deploy("1.0", ms(days=8), event_id="e3")),
+        _dict(deploy("1.0", ms(days=8), event_id="e0")),
+        _dict(deploy("1.0", ms(days=12), event_id="e17")),
+    ]
+    report, active = both(tmp_path, rows)
+    assert (report.applied, report.duplicates, report.dead_lettered) == (5, 0, 0)
+    assert {a.trigger for a in active.values()} == {"e0", "e3", "e17"}
+    engine = make_engine(True, LATENESS_MS)
+    engine.process_batch([parse_event(rows[0]), parse_event(rows[1])], CLOCK_MS)
+    engine.process_batch([parse_event(rows[2]), parse_event(rows[3])], CLOCK_MS)
+    service = engine.services[SERVICE]
+    owners = list(service._owner.values())
+    assert len(owners) == len(set(owners)) == 2  # e0 (the second) and e3 own their ids
+    engine.process_batch([parse_event(rows[4])], CLOCK_MS)  # both leave the log
+    assert [entry.event.event_id for entry in service._log] == ["e17"]
+    assert set(service._owner.values()) == {service._log[0].key}
 
 
 def test_a_duplicate_is_a_duplicate_even_when_it_would_be_late() -> None:
