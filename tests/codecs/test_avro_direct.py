@@ -223,3 +223,41 @@ def test_what_the_alert_writer_cannot_write_is_refused_as_fastavro_refuses_it(
         through_fastavro.value.field,
         str(through_fastavro.value),
     )
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(alert=alerts())
+def test_direct_reader_reads_alerts_as_fastavro_does(alert: Alert) -> None:
+    known = current_schema("alert")
+    raw = alert_writer(alert, b"")
+    reader = compile_reader(known.writer)
+    assert reader is not None
+    direct = reader(raw, 0)
+    assert direct == fastavro_datum("alert", raw)
+    assert list(direct) == list(fastavro_datum("alert", raw))
+
+
+@settings(max_examples=150)
+@given(
+    key=st.none() | st.binary(max_size=300),
+    value=st.none() | st.binary(max_size=3000),
+    detail=TEXT,
+    offset=LONGS,
+)
+def test_direct_reader_reads_dead_letters_as_fastavro_does(
+    key: bytes | None, value: bytes | None, detail: str, offset: int
+) -> None:
+    datum = {
+        "reason": "validation",
+        "detail": detail,
+        "topic": "relsec.deploys",
+        "partition": 3,
+        "offset": offset,
+        "key": key,
+        "value": value,
+        "detected_at": 1_777_595_867_000,
+    }
+    raw = fastavro_bytes("dead_letter", datum)
+    reader = compile_reader(current_schema("dead_letter").writer)
+    assert reader is not None
+    assert reader(raw, 0) == fastavro_datum("dead_letter", raw)
