@@ -157,6 +157,7 @@ def read_datum(raw: bytes, start: int, known: KnownSchema) -> dict[str, Any]:
 
 
 def _read_datum_fastavro(raw: bytes, start: int, known: KnownSchema) -> dict[str, Any]:
+    """:func:`read_datum` by fastavro: any writer version, every error worded."""
     buf = io.BytesIO(raw)
     buf.seek(start)
     try:
