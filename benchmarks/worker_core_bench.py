@@ -3,6 +3,7 @@
     python benchmarks/worker_core_bench.py --events 100000 --services 2000 --runs 3
     python benchmarks/worker_core_bench.py --events 50000 --profile   # cProfile, top functions
     python benchmarks/worker_core_bench.py --runs 3 --compare /tmp/before  # A/B, alternating
+    python benchmarks/worker_core_bench.py --runs 5 --fastavro-ab   # direct Avro vs fastavro
 
 The synthetic backlog of ``benchmarks/pipeline_bench.py``, encoded as the default codec
 writes it (Avro single-object) and split by service over 6 partitions as ``relsec
@@ -136,12 +137,19 @@ def records(settings: Settings, events: int, services: int) -> list[InputRecord]
 
 
 def run_once(
-    settings: Settings, inputs: list[InputRecord], worker_gc: bool = True
+    settings: Settings, inputs: list[InputRecord], worker_gc: bool = True, direct: bool = True
 ) -> tuple[float, int, int]:
-    """CPU seconds to work ``inputs`` off, alerts and records produced."""
+    """CPU seconds to work ``inputs`` off, alerts and records produced. ``direct=False``:
+    Avro read and written by fastavro, as before ``streams.codecs.avro_direct``."""
     options = WorkerOptions(partitions=PARTITIONS)
     store = ChangelogStore(settings, settings.topics.state_changelog)
     core = WorkerCore(settings, options, store.state_of, "kafka")
+    from streams.codecs import single_object
+
+    saved_reader = single_object._direct_reader
+    if not direct:
+        core.processor.codec._direct_alerts = False  # type: ignore[attr-defined]
+        single_object._direct_reader = lambda known: None
     producer = AckingProducer()
     limits = RecordLimits.learned({}, options.producer_max_message_bytes)
     checkpoints = AtLeastOnceCheckpoints(producer, store, settings.topics, limits)
@@ -182,10 +190,29 @@ def run_once(
     checkpoints.seal(core.take_states(), {})
     checkpoints.drain()
     took = time.process_time() - start
+    single_object._direct_reader = saved_reader
     gc.set_threshold(*saved_thresholds)
     gc.unfreeze()
     alerts = sum(child.value for child in core.metrics.alerts._children.values())
     return took, alerts, producer.produced
+
+
+def fastavro_ab(settings: Settings, inputs: list[InputRecord], runs: int) -> int:
+    """Pairs of runs in this process, fastavro and direct Avro alternating which goes first."""
+    ratios = []
+    for run in range(runs):
+        took: dict[bool, float] = {}
+        for direct in (False, True) if run % 2 == 0 else (True, False):
+            took[direct] = run_once(settings, inputs, direct=direct)[0]
+        ratios.append(took[False] / took[True])
+        print(
+            f"pair {run + 1}: fastavro {len(inputs) / took[False]:,.0f}, direct "
+            f"{len(inputs) / took[True]:,.0f} events/s CPU: {ratios[-1]:.3f}x",
+            flush=True,
+        )
+    each = ", ".join(f"{r:.3f}" for r in ratios)
+    print(f"direct / fastavro: median {statistics.median(ratios):.3f}x ({each})")
+    return 0
 
 
 def compare(a: argparse.Namespace) -> int:
@@ -224,6 +251,11 @@ def main() -> int:
         "--default-gc", action="store_true", help="Python's collector settings, not the worker's"
     )
     p.add_argument(
+        "--fastavro-ab",
+        action="store_true",
+        help="alternate, in this process, runs with the direct Avro paths and with fastavro",
+    )
+    p.add_argument(
         "--compare",
         metavar="DIR",
         default=None,
@@ -241,6 +273,8 @@ def main() -> int:
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(a.top)
         return 0
+    if a.fastavro_ab:
+        return fastavro_ab(settings, inputs, a.runs)
     rates = []
     for run in range(a.runs):
         took, alerts, produced = run_once(settings, inputs, not a.default_gc)
