@@ -43,14 +43,15 @@ from streams.settings import Settings, Topics
 from streams.synthetic import SyntheticSpec, generate
 
 
-def summarize(raw: Path, top: int) -> None:
-    """Print self and inclusive shares of py-spy's collapsed stacks."""
+def summarize(raw: Path, top: int, within: str | None = None) -> None:
+    """Print self and inclusive shares of py-spy's collapsed stacks (of the stacks that
+    pass through the function ``within`` only, when given)."""
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack:
+        if not stack or (within is not None and within not in stack):
             continue
         count = int(count_text)
         frames = [
@@ -126,6 +127,12 @@ def main() -> int:
     p.add_argument("--seconds", type=int, default=15)
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--worker-args", default="", help="extra `relsec worker` options, quoted")
+    p.add_argument(
+        "--idle",
+        action="store_true",
+        help="sample waiting too (py-spy --idle), the loop's thread only: where the wall "
+        "time of a turn goes, not only its CPU",
+    )
     a = p.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     from benchmarks import pipeline_bench
@@ -187,6 +194,7 @@ def main() -> int:
                     "-o",
                     str(raw),
                     "--nonblocking",
+                    *(["--idle"] if a.idle else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -210,7 +218,7 @@ def main() -> int:
             worker.stop()
         print(f"worker CPU {cpu:.1f} s over {took:.1f} s ({cpu / took:.2f} of a core)")
         print(f"{len(events)} events worked off in {took:.1f} s while profiled")
-        summarize(raw, a.top)
+        summarize(raw, a.top, "KafkaRuntime.run" if a.idle else None)
     finally:
         if kafka is not None:
             kafka.down(purge=True)

@@ -198,7 +198,22 @@ def _detection_finding(
     activity_id = ACTIVITY_CLOSE if retracted else ACTIVITY_CREATE
     activity_name = _ACTIVITY_NAMES[activity_id]
     severity_id = SEVERITY_IDS.get(severity, 0)
-    evidence_ms = [ms for _, _, _, ms in evidence] or [occurred_ms]
+    # One pass over the evidence for the four places it appears (one alert per
+    # firing and per retraction: this runs for every alert the worker emits).
+    first_seen = last_seen = occurred_ms if not evidence else evidence[0][3]
+    related_events = []
+    evidences = []
+    kinds = set()
+    for event_id, kind, text, ms in evidence:
+        if ms < first_seen:
+            first_seen = ms
+        elif ms > last_seen:
+            last_seen = ms
+        related_events.append({"uid": event_id, "type": kind})
+        evidences.append(
+            {"name": kind, "data": {"event_id": event_id, "type": kind, "occurred_at": text}}
+        )
+        kinds.add(kind)
     finding_info: dict[str, Any] = {
         "uid": alert_id,
         "title": RULE_TITLES.get(rule, rule),
@@ -206,11 +221,11 @@ def _detection_finding(
         "types": [rule],
         "analytic": {"name": rule, "uid": rule, "type_id": 1, "type": "Rule"},
         "created_time": detected_ms,
-        "first_seen_time": min(evidence_ms),
-        "last_seen_time": max(evidence_ms),
-        "related_events": [{"uid": event_id, "type": kind} for event_id, kind, _, _ in evidence],
+        "first_seen_time": first_seen,
+        "last_seen_time": last_seen,
+        "related_events": related_events,
         "related_events_count": evidence_count,
-        "data_sources": sorted({kind for _, kind, _, _ in evidence}),
+        "data_sources": sorted(kinds),
     }
     resource: dict[str, Any] = {
         "type": "service",
@@ -247,13 +262,7 @@ def _detection_finding(
         "time": detected_ms,
         "message": summary,
         "finding_info": finding_info,
-        "evidences": [
-            {
-                "name": kind,
-                "data": {"event_id": event_id, "type": kind, "occurred_at": text},
-            }
-            for event_id, kind, text, _ in evidence
-        ],
+        "evidences": evidences,
         "resources": [resource],
         "metadata": {
             "version": OCSF_VERSION,

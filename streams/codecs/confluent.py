@@ -59,6 +59,7 @@ class ConfluentCodec(SingleObjectCodec):
         registry_conf: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self._direct_alerts = False  # alerts go through the registry's serializer
         try:
             from confluent_kafka.schema_registry import (
                 SchemaRegistryClient,

@@ -136,12 +136,23 @@ def event_to_datum(kind: str, event: Mapping[str, Any]) -> dict[str, Any]:
     return datum
 
 
+_last_event_instant: list[Any] = [None, ""]
+"""The last event instant formatted, and its text: a scanner's report is thousands of
+findings at one instant, read one after the other."""
+
+
 def datum_to_event(kind: str, datum: dict[str, Any]) -> dict[str, Any]:
     """The SPEC §1 event dict (``type`` first) of a decoded Avro datum; ``release_aliases``
     only when there are some, as ``event_to_dict`` writes it."""
     out: dict[str, Any] = {"type": kind}
     out.update(datum)
-    out["occurred_at"] = format_instant(datum["occurred_at"])
+    ms = datum["occurred_at"]
+    last = _last_event_instant
+    if ms == last[0] and type(ms) is int:
+        out["occurred_at"] = last[1]
+    else:
+        out["occurred_at"] = text = format_instant(ms)
+        last[0], last[1] = ms, text
     if not out.get("release_aliases", True):
         del out["release_aliases"]
     return out

@@ -27,6 +27,12 @@ from fastavro.validation import validate
 from agents.errors import DecodeError, ValidationError
 from agents.model.alerts import Alert
 from schemas import CURRENT_VERSIONS, EVENT_SCHEMAS, KEPT_VERSIONS, SCHEMA_NAMES, load_schema
+from streams.codecs.avro_direct import (
+    DirectReader,
+    alert_layout_matches,
+    alert_writer,
+    compile_reader,
+)
 from streams.codecs.datum import (
     FROM_DATUM,
     alert_to_datum,
@@ -120,8 +126,38 @@ def _what(raw: bytes) -> str:
     return f"{len(raw)}-byte record"
 
 
+_DIRECT_READERS: dict[bytes, DirectReader | None] = {}
+"""Direct readers by writer fingerprint (one canonical form, one reader)."""
+
+
+def _direct_reader(known: KnownSchema) -> DirectReader | None:
+    if known.reader is not None:
+        return None  # an older writer's datum needs schema resolution: fastavro
+    try:
+        return _DIRECT_READERS[known.fingerprint]
+    except KeyError:
+        reader = _DIRECT_READERS[known.fingerprint] = compile_reader(known.writer)
+        return reader
+
+
 def read_datum(raw: bytes, start: int, known: KnownSchema) -> dict[str, Any]:
-    """Read one datum of ``known``'s writer schema from ``raw[start:]``, resolved to current."""
+    """Read one datum of ``known``'s writer schema from ``raw[start:]``, resolved to current.
+
+    A current-version datum is read by its direct reader (:mod:`streams.codecs.avro_direct`,
+    the same datum, faster); anything that reader cannot read is read again by fastavro,
+    which says what is wrong with it.
+    """
+    direct = _direct_reader(known)
+    if direct is not None:
+        try:
+            return direct(raw, start)
+        except Exception:  # fastavro reads it again and words the error
+            pass
+    return _read_datum_fastavro(raw, start, known)
+
+
+def _read_datum_fastavro(raw: bytes, start: int, known: KnownSchema) -> dict[str, Any]:
+    """:func:`read_datum` by fastavro: any writer version, every error worded."""
     buf = io.BytesIO(raw)
     buf.seek(start)
     try:
@@ -195,6 +231,9 @@ class SingleObjectCodec:
             s.name: s for s in schemas if s.reader is None
         }
         self._headers: dict[str, bytes] = {n: s.header for n, s in self._current.items()}
+        self._direct_alerts = alert_layout_matches(self._current["alert"].writer)
+        """Alerts written by :func:`~streams.codecs.avro_direct.alert_writer` (single-object
+        framing only: a subclass with its own ``_encode`` switches this off)."""
 
     # --- encoding ---------------------------------------------------------------
 
@@ -217,6 +256,11 @@ class SingleObjectCodec:
 
     def encode_alert_value(self, alert: Alert) -> bytes:
         """Encode an :class:`Alert` (the same bytes as ``encode_alert(alert.to_dict())``)."""
+        if self._direct_alerts:
+            try:
+                return alert_writer(alert, self._headers["alert"])
+            except (OverflowError, UnicodeEncodeError):
+                pass  # fastavro refuses it below, naming the field
         return self._encode("alert", alert_value_to_datum(alert))
 
     def encode_dead_letter(self, dl: Mapping[str, Any]) -> bytes:

@@ -452,7 +452,7 @@ class KafkaRuntime:
         self.checkpoints.seal(self.core.take_states(), offsets)
         self.since_checkpoint = 0
         self.last_checkpoint_ms = now = self.clock()
-        self.core.evict_idle(now)
+        self.core.evict_idle_due(now)
 
     def checkpoint(self) -> None:
         """Make everything applied so far durable, visible and committed, and wait for it

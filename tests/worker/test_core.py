@@ -12,7 +12,7 @@ from agents.model.timefmt import format_rfc3339_ms
 from streams.codecs import make_codec
 from streams.kafka.clients import murmur2_partition
 from streams.settings import Settings, Topics
-from streams.worker.core import WorkerCore, merge_policy
+from streams.worker.core import EVICTION_SCAN_EVERY_MS, WorkerCore, merge_policy
 from streams.worker.delivery import RecordLimits
 from streams.worker.health import Progress
 from streams.worker.merge import CAUGHT_UP
@@ -211,6 +211,25 @@ def test_bad_records_come_back_to_be_produced_and_never_enter_the_merge() -> Non
     wrong = InputRecord(misrouted.topic, (misrouted.partition + 1) % 3, 3, b"x", misrouted.value)
     (rekeyed,) = c.admit(wrong, NOW_MS)
     assert (rekeyed.topic, rekeyed.partition) == (misrouted.topic, misrouted.partition)
+
+
+def test_the_eviction_scan_runs_at_most_once_a_second_and_then_evicts_as_before() -> None:
+    changelog = store("c.")
+    opts = WorkerOptions(partitions=3, merge_caught_up_grace_ms=0, idle_service_evict_ms=1_000)
+    c = WorkerCore(SETTINGS, opts, changelog.state_of, "kafka", clock=lambda: NOW_MS)
+    c.admit(record(deploy("svc"), 0), NOW_MS)
+    c.release(NOW_MS, AllCaughtUp())
+    (state,) = c.take_states()
+    for r in encode_state("cl", b"svc", StoredState(state.offsets, state.engine), "e.1", 0, 10**6):
+        assert r.key is not None
+        changelog.put(r.key, 0, r.value)
+    assert c.evict_idle_due(NOW_MS + 500) == 0, "scanned: not idle long enough"
+    assert c.evict_idle_due(NOW_MS + 500 + EVICTION_SCAN_EVERY_MS - 1) == 0, "no scan due"
+    assert "svc" in c.processor.engines, "idle long enough by then, but not scanned"
+    assert c.evict_idle_due(NOW_MS + 500 + EVICTION_SCAN_EVERY_MS) == 1
+    assert c.processor.engines == {} and c.metrics.evicted.value == 1
+    # A clock that went back (a wall-clock step) scans again rather than never.
+    assert c.evict_idle_due(NOW_MS) == 0 and c._eviction_scanned_ms == NOW_MS
 
 
 def test_idle_services_are_evicted_once_stored_and_come_back_from_the_store() -> None:
