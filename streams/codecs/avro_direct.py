@@ -1,7 +1,7 @@
 """Avro binary without fastavro's per-call interpretation, for the worker's hot records.
 
 fastavro walks the parsed schema for every datum: about 20 µs to read an input event
-and 34 µs to write an alert (docs/perf.d/wspeed2.md), more than the engine spends on
+and 34 µs to write an alert (docs/performance.md §21), more than the engine spends on
 the event. This module does the same work as straight-line code:
 
 * :func:`compile_reader` turns a writer schema into a Python function (generated
