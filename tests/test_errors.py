@@ -53,6 +53,10 @@ NOT_RELSEC_ERRORS = {
     "streams.ingest.gateway.Refusal": (
         "never leaves the gateway's request handler: it becomes the HTTP answer (401, 413, ...)"
     ),
+    "streams.codecs.avro_direct.DirectReadError": (
+        "never leaves the codec: a record the direct Avro reader cannot read is read again by "
+        "fastavro, whose error (a DecodeError) is the one reported"
+    ),
 }
 """Exception classes that are not relsec errors on purpose, with the reason."""
 
