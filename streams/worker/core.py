@@ -124,9 +124,10 @@ class WorkerCore:
         self._start = 0  # the partition a limited release starts from (round robin)
         self._elapsed = elapsed
         self.slice_limit = options.slice_events
-        self._eviction_scanned_ms: int | None = None
         """Events the next slice may take: adapted to how long slices take (see
         :meth:`_adapt_slice`), at most ``slice_events``."""
+        self._eviction_scanned_ms: int | None = None
+        """When :meth:`evict_idle_due` last scanned (None: never)."""
 
     # -- records in ------------------------------------------------------------------
 
