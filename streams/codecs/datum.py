@@ -136,9 +136,10 @@ def event_to_datum(kind: str, event: Mapping[str, Any]) -> dict[str, Any]:
     return datum
 
 
-_last_event_instant: list[Any] = [None, ""]
-"""The last event instant formatted, and its text: a scanner's report is thousands of
-findings at one instant, read one after the other."""
+_last_event_instant: list[tuple[Any, str]] = [(None, "")]
+"""The last event instant formatted, and its text, as one tuple (replaced whole, so a
+reader in another thread never pairs one instant with another's text): a scanner's
+report is thousands of findings at one instant, read one after the other."""
 
 
 def datum_to_event(kind: str, datum: dict[str, Any]) -> dict[str, Any]:
@@ -147,12 +148,12 @@ def datum_to_event(kind: str, datum: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"type": kind}
     out.update(datum)
     ms = datum["occurred_at"]
-    last = _last_event_instant
-    if ms == last[0] and type(ms) is int:
-        out["occurred_at"] = last[1]
+    last_ms, last_text = _last_event_instant[0]
+    if ms == last_ms and type(ms) is int:
+        out["occurred_at"] = last_text
     else:
         out["occurred_at"] = text = format_instant(ms)
-        last[0], last[1] = ms, text
+        _last_event_instant[0] = (ms, text)
     if not out.get("release_aliases", True):
         del out["release_aliases"]
     return out
