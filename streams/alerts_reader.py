@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -53,12 +54,10 @@ def read_alerts(
         if info is None or info.error is not None or not info.partitions:
             raise RelsecError(f"topic {topic} does not exist (run `relsec topics create`)")
         partitions = sorted(info.partitions)
-        ends: dict[int, int] = {}
-        for p in partitions:
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=metadata_timeout_s
-            )
-            ends[p] = high
+        ends = {
+            p: _high_watermark(consumer, TopicPartition(topic, p), metadata_timeout_s)
+            for p in partitions
+        }
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         remaining = {p for p in partitions if ends[p] > 0}
         while follow or remaining:
@@ -96,3 +95,41 @@ def active_alerts(alerts: Iterator[dict[str, Any]]) -> dict[str, dict[str, Any]]
         else:
             active.pop(alert["alert_id"], None)
     return active
+
+
+def _transient(error: Any) -> bool:
+    """Whether a broker error passes by itself: a retriable one, or a partition's leader
+    moving or not elected yet (a broker restarting, a loaded machine)."""
+    from confluent_kafka import KafkaError
+
+    if bool(getattr(error, "retriable", lambda: False)()):
+        return True
+    code = getattr(error, "code", lambda: None)()
+    return code in (
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    )
+
+
+def _high_watermark(consumer: Any, partition: Any, timeout_s: float) -> int:
+    """The partition's high watermark, asked again while the broker answers with a
+    transient error (:func:`_transient`) until ``timeout_s``."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _low, high = consumer.get_watermark_offsets(
+                partition, timeout=max(0.1, deadline - time.monotonic())
+            )
+            return int(high)
+        except KafkaException as exc:
+            if not _transient(exc.args[0] if exc.args else None) or (
+                time.monotonic() >= deadline
+            ):
+                raise RelsecError(
+                    f"cannot read the end of {partition.topic} [{partition.partition}]: {exc}"
+                ) from None
+            time.sleep(0.1)
