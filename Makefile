@@ -40,12 +40,15 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-# The install compiles agents/engine and agents/model with mypyc (setup.py; RELSEC_PURE_PYTHON=1
-# at install time builds none). The suite runs against the compiled build, then the engine,
-# model and scenario tests again against the pure-Python sources; tests/engine/test_build.py
+# The install compiles agents/engine, agents/model and the worker's per-record modules with
+# mypyc (setup.py, agents/model/_pure.py; RELSEC_PURE_PYTHON=1 at install time builds none).
+# The suite runs against the compiled build, then the engine, model, scenario and
+# worker-core tests again against the pure-Python sources; tests/engine/test_build.py
 # asserts which build each run loaded. Where no C compiler is: make test EXPECT_BUILD=pure.
 EXPECT_BUILD ?= compiled
-BOTH_BUILDS := tests/engine tests/test_model.py tests/test_wire.py tests/test_scenarios.py
+BOTH_BUILDS := tests/engine tests/test_model.py tests/test_wire.py tests/test_scenarios.py \
+  tests/worker/test_core.py tests/worker/test_merge.py tests/codecs/test_avro_direct.py \
+  tests/codecs/test_instants.py tests/codecs/test_alert_value_path.py tests/test_ocsf.py
 
 test: install-test lint typecheck browser
 	RELSEC_EXPECT_BUILD=$(EXPECT_BUILD) $(BIN)/python -m pytest -q -p no:cacheprovider --durations=15

@@ -1,7 +1,9 @@
-"""Build script: compiles the engine and the model with mypyc when it can.
+"""Build script: compiles the engine, the model and the worker's per-record modules with
+mypyc when it can.
 
-``pip install .`` (and ``make install``) builds ``agents/engine`` and ``agents/model`` as C
-extensions with mypyc, as black and mypy ship themselves: the same ``mypy --strict``
+``pip install .`` (and ``make install``) builds ``agents/engine``, ``agents/model`` and the
+modules listed in ``MODULES`` of ``agents/model/_pure.py`` (the worker's per-record path)
+as C extensions with mypyc, as black and mypy ship themselves: the same ``mypy --strict``
 sources, 2-4x faster. The pure-Python modules stay beside them and keep working:
 
 * ``RELSEC_PURE_PYTHON=1`` at build time builds no extension (a pure install);
@@ -14,6 +16,7 @@ Everything else about the package is in ``pyproject.toml``.
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
 from pathlib import Path
@@ -33,13 +36,35 @@ GROUP_NAME = "agents.native"
 NOT_COMPILED = {"__init__.py", "_pure.py", "records.py"}
 
 
+SWITCH = HERE / "agents" / "model" / "_pure.py"
+"""The run-time switch, which declares what is compiled (``PACKAGES``, ``MODULES``): read
+here as literals, not imported (the build runs before the package's dependencies exist)."""
+
+
+def switch_lists() -> dict[str, tuple[str, ...]]:
+    """``PACKAGES`` and ``MODULES`` as the switch declares them."""
+    found: dict[str, tuple[str, ...]] = {}
+    for node in ast.parse(SWITCH.read_text(encoding="utf-8")).body:
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id in ("PACKAGES", "MODULES")
+            and node.value is not None
+        ):
+            found[node.target.id] = tuple(ast.literal_eval(node.value))
+    return found
+
+
 def compiled_sources() -> list[str]:
     """The modules mypyc compiles, as paths relative to this file."""
+    lists = switch_lists()
     out: list[str] = []
-    for package in ("agents/model", "agents/engine"):
-        for path in sorted((HERE / package).glob("*.py")):
+    for package in lists["PACKAGES"]:
+        folder = package.replace(".", "/")
+        for path in sorted((HERE / folder).glob("*.py")):
             if path.name not in NOT_COMPILED:
-                out.append(f"{package}/{path.name}")
+                out.append(f"{folder}/{path.name}")
+    out.extend(module.replace(".", "/") + ".py" for module in lists["MODULES"])
     return out
 
 

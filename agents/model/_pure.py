@@ -1,13 +1,15 @@
 """Which build of the engine and model runs: the mypyc-compiled one or the pure Python.
 
-``setup.py`` compiles ``agents/model`` and ``agents/engine`` with mypyc where it can; the
-extension modules sit beside their ``.py`` sources and Python prefers them. With
-``RELSEC_PURE_PYTHON=1`` in the environment, :func:`install` (run by both package inits
-before anything else of them is imported) puts a finder first on ``sys.meta_path`` that
-loads those modules from their ``.py`` files instead, so the same checkout runs either
-build (``make test`` runs the engine tests under both) and a wrong compile can always be
+``setup.py`` compiles ``agents/model`` and ``agents/engine`` with mypyc where it can, and
+with them the worker's per-record modules (:data:`MODULES`); the extension modules sit
+beside their ``.py`` sources and Python prefers them. With
+``RELSEC_PURE_PYTHON=1`` in the environment, :func:`install` (run by the inits of the
+packages holding compiled modules, before anything else of them is imported) puts a
+finder first on ``sys.meta_path`` that loads those modules from their ``.py`` files
+instead, so the same checkout runs either build (``make test`` runs the engine and
+worker-core tests under both) and a wrong compile can always be
 ruled out by switching it off. The two builds never mix in one process: the compiled
-modules call each other directly, so the finder takes every module of both packages.
+modules call each other directly, so the finder takes every compiled module.
 
 The same happens, with a warning, when a source is newer than the compiled build (an
 editable install whose ``.py`` files were edited or checked out since): stale compiled
@@ -31,9 +33,33 @@ from typing import Final
 
 PURE_ENV: Final = "RELSEC_PURE_PYTHON"
 PACKAGES: Final = ("agents.model", "agents.engine")
+"""Packages whose modules are compiled (all but the inits, this switch and ``records``:
+``NOT_COMPILED`` in setup.py)."""
+MODULES: Final = (
+    "streams.codecs.avro_direct",
+    "streams.codecs.datum",
+    "streams.ocsf",
+    "streams.worker.core",
+    "streams.worker.merge",
+    "streams.worker.processor",
+)
+"""Single modules of other packages compiled with them: the worker's per-record path
+(reading a record, the merge, the engine's batches, alerts and their OCSF form). Their
+packages' inits import this module first. setup.py reads both lists from this file."""
 NATIVE_LIBRARY: Final = "native__mypyc"
 """The shared library of the compiled code, in ``agents/`` (``GROUP_NAME`` in setup.py)."""
 _ROOT: Final = Path(__file__).resolve().parents[1]
+_TREE: Final = _ROOT.parent
+"""The folder holding ``agents`` and ``streams``."""
+
+
+def switched(fullname: str) -> bool:
+    """Whether the switch decides the build of module ``fullname``."""
+    return fullname.rpartition(".")[0] in PACKAGES or fullname in MODULES
+
+
+def _source_of(fullname: str) -> Path:
+    return _TREE.joinpath(*fullname.split(".")).with_suffix(".py")
 
 
 def pure_requested() -> bool:
@@ -42,14 +68,15 @@ def pure_requested() -> bool:
 
 
 class _SourceFirstFinder:
-    """Finds the modules of :data:`PACKAGES` as ``.py`` files, never as extensions."""
+    """Finds the modules of :data:`PACKAGES` and :data:`MODULES` as ``.py`` files, never as
+    extensions."""
 
     @staticmethod
     def find_spec(
         fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        package, _, name = fullname.rpartition(".")
-        if package not in PACKAGES or path is None:
+        name = fullname.rpartition(".")[2]
+        if path is None or not switched(fullname):
             return None
         for folder in path:
             source = Path(folder, f"{name}.py")
@@ -66,10 +93,9 @@ def stale_sources() -> list[str]:
     built = min(p.stat().st_mtime for p in libraries)
     stale: list[str] = []
     for name in compiled_available():
-        package, _, module = name.rpartition(".")
-        source = _ROOT / package.rpartition(".")[2] / f"{module}.py"
+        source = _source_of(name)
         if source.stat().st_mtime > built:
-            stale.append(str(source.relative_to(_ROOT.parent)))
+            stale.append(str(source.relative_to(_TREE)))
     return stale
 
 
@@ -99,27 +125,31 @@ def build_of(module: ModuleType) -> str:
 
 
 def loaded_builds() -> dict[str, str]:
-    """The build of every imported module of :data:`PACKAGES` (package inits excluded:
+    """The build of every imported module the switch decides (package inits excluded:
     they are never compiled)."""
     return {
         name: build_of(module)
         for name, module in sorted(sys.modules.items())
-        if name.rpartition(".")[0] in PACKAGES and module is not None
+        if switched(name) and module is not None
     }
 
 
 def compiled_available() -> list[str]:
-    """Modules of :data:`PACKAGES` with an extension module built beside their source."""
-    found: list[str] = []
-    for package in PACKAGES:
-        folder = _ROOT / package.rpartition(".")[2]
-        for source in sorted(folder.glob("*.py")):
-            if any(
-                source.with_name(source.stem + suffix).is_file()
-                for suffix in importlib.machinery.EXTENSION_SUFFIXES
-            ):
-                found.append(f"{package}.{source.stem}")
-    return found
+    """Modules of :data:`PACKAGES` and :data:`MODULES` with an extension module built
+    beside their source."""
+    names = [
+        f"{package}.{source.stem}"
+        for package in PACKAGES
+        for source in sorted(_TREE.joinpath(*package.split(".")).glob("*.py"))
+    ]
+    return [
+        name
+        for name in (*names, *MODULES)
+        if any(
+            _source_of(name).with_suffix(suffix).is_file()
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES
+        )
+    ]
 
 
 install()

@@ -51,7 +51,7 @@ ConfirmCaughtUp = Callable[[str, int, int], bool]
 show the topic-partition caught up? (Only the kafka runtime asks.)"""
 
 
-@dataclass(slots=True)
+@dataclass
 class Released:
     """One slice of released events: the items in merge order, and each service's outputs."""
 

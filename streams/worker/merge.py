@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, Generic, Literal, TypeVar
 
 T = TypeVar("T")
@@ -49,26 +49,28 @@ class MergePolicy:
     far_ahead_grace_ms: int = 0
 
 
-@dataclass(slots=True)
+# Plain classes, not dataclasses: this module is compiled with mypyc (agents.model._pure),
+# which cannot apply ``@dataclass`` to a generic class.
 class _Buffered(Generic[T]):
-    key: OrderKey
-    arrived_ms: int
-    item: T
+    __slots__ = ("arrived_ms", "item", "key")
+
+    def __init__(self, key: OrderKey, arrived_ms: int, item: T) -> None:
+        self.key = key
+        self.arrived_ms = arrived_ms
+        self.item = item
 
 
-@dataclass(slots=True)
 class PartitionMerge(Generic[T]):
     """The merge of one partition number across the input topics."""
 
-    topics: tuple[str, ...]
-    buffers: dict[str, deque[_Buffered[T]]] = field(default_factory=dict)
-    waiting_since: dict[str, int] = field(default_factory=dict)
-    last_time_ms: dict[str, int] = field(default_factory=dict)
-    first_time_ms: int | None = None
+    __slots__ = ("buffers", "first_time_ms", "last_time_ms", "topics", "waiting_since")
 
-    def __post_init__(self) -> None:
-        for topic in self.topics:
-            self.buffers.setdefault(topic, deque())
+    def __init__(self, topics: tuple[str, ...]) -> None:
+        self.topics = topics
+        self.buffers: dict[str, deque[_Buffered[T]]] = {topic: deque() for topic in topics}
+        self.waiting_since: dict[str, int] = {}
+        self.last_time_ms: dict[str, int] = {}
+        self.first_time_ms: int | None = None
 
     def add(self, topic: str, key: OrderKey, arrived_ms: int, item: T) -> None:
         self.buffers[topic].append(_Buffered(key, arrived_ms, item))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -50,7 +50,7 @@ class Admitted(NamedTuple):
 
     record: InputRecord
     event: Event
-    token: object = None
+    token: Any = None
 
     @property
     def key(self) -> tuple[int, int, str]:
