@@ -39,7 +39,6 @@ import heapq
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, ClassVar, Final
 
 import orjson
@@ -72,10 +71,6 @@ DUPLICATE_WINDOW_MS: Final = 7 * MS_PER_DAY
 """SPEC §1: a repeated event_id is a duplicate for 7 days of event time by default."""
 MAX_ALERT_ALIASES: Final = 16
 """Other names of its release an alert lists (``Alert.release_aliases``)."""
-
-_alert_id: Final = lru_cache(maxsize=1 << 16)(alert_id_for)
-"""Re-evaluation asks for the same identities again: hash each once."""
-
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
@@ -469,7 +464,7 @@ class ServiceEngine:
         cfg = self.config
         owned: dict[str, Alert] = {}
         for rule, f in findings:
-            alert_id = _alert_id(f.rule, self.service, f.environment, f.release, f.trigger)
+            alert_id = alert_id_for(f.rule, self.service, f.environment, f.release, f.trigger)
             if rule.shared_identity and (
                 alert_id in self._owner or self._remembered(alert_id, event.occurred_at_ms)
             ):
