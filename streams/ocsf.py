@@ -41,8 +41,7 @@ from importlib import metadata
 from typing import Any, Final
 
 from agents.model.alerts import Alert
-from agents.model.timefmt import parse_rfc3339_ms
-from streams.codecs.datum import format_instant
+from agents.model.timefmt import format_rfc3339_ms, parse_rfc3339_ms
 
 OCSF_VERSION: Final = "1.5.0"
 CLASS_UID: Final = 2004
@@ -131,13 +130,13 @@ _INSTANT_TEXT_LIMIT: Final = 65_536
 
 
 def _instant_text(ms: int) -> str:
-    """``format_instant(ms)``, remembered: an event is evidence of many alerts, and the
+    """``format_rfc3339_ms(ms)``, remembered: an event is evidence of many alerts, and the
     worker renders an alert event for each firing and each retraction."""
     text = _INSTANT_TEXT.get(ms)
     if text is None:
         if len(_INSTANT_TEXT) >= _INSTANT_TEXT_LIMIT:
             _INSTANT_TEXT.clear()
-        text = _INSTANT_TEXT[ms] = format_instant(ms)
+        text = _INSTANT_TEXT[ms] = format_rfc3339_ms(ms)
     return text
 
 
