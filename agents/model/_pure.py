@@ -37,6 +37,7 @@ PACKAGES: Final = ("agents.model", "agents.engine")
 ``NOT_COMPILED`` in setup.py)."""
 MODULES: Final = (
     "streams.codecs.avro_direct",
+    "streams.codecs.avro_readers",
     "streams.codecs.datum",
     "streams.ocsf",
     "streams.worker.core",

@@ -10,6 +10,7 @@ says), and on schemas it does not cover (where it must decline).
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +21,14 @@ from hypothesis import strategies as st
 from agents.errors import DecodeError, ValidationError
 from agents.model.alerts import Alert, Evidence, Recommendation
 from schemas import EVENT_SCHEMAS, SCHEMA_NAMES, load_schema
-from streams.codecs import make_codec
+from streams.codecs import avro_direct, avro_readers, make_codec
 from streams.codecs.avro_direct import (
+    PREBUILT_MODULE,
     DirectReadError,
     alert_layout_matches,
     alert_writer,
     compile_reader,
+    prebuilt_source,
     read_long,
 )
 from streams.codecs.datum import alert_value_to_datum
@@ -74,6 +77,27 @@ def event_datums(draw: st.DrawFn, name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
 def test_every_current_schema_has_a_direct_reader(name: str) -> None:
     assert compile_reader(current_schema(name).writer) is not None
+
+
+@pytest.mark.parametrize("name", SCHEMA_NAMES)
+def test_the_current_schemas_take_the_prebuilt_readers(name: str) -> None:
+    # The property tests below call compile_reader: they test the prebuilt readers.
+    assert compile_reader(current_schema(name).writer) is getattr(avro_readers, f"read_{name}")
+
+
+def test_the_prebuilt_readers_are_what_the_schemas_give() -> None:
+    text = Path(avro_direct.__file__).resolve().parents[2].joinpath(PREBUILT_MODULE).read_text()
+    assert text == prebuilt_source(), "run: python -m streams.codecs.avro_direct"
+
+
+def test_an_older_schema_gets_a_reader_built_at_run_time() -> None:
+    schema = parse_schema(
+        {"type": "record", "name": "Old", "fields": [{"name": "a", "type": "string"}]},
+        named_schemas={},
+    )
+    reader = compile_reader(schema)
+    assert reader is not None and reader not in avro_readers.PREBUILT.values()
+    assert reader(b"\x06abc", 0) == {"a": "abc"}
 
 
 @pytest.mark.parametrize("name", EVENT_SCHEMAS)
