@@ -38,8 +38,8 @@ from streams.replay import (
 from streams.replay_shards import (
     ShardJob,
     merge_shards,
-    run_shard,
-    shard_jobs,
+    route_input,
+    run_shards,
     shard_of,
     shard_of_service,
 )
@@ -113,12 +113,20 @@ def one_process(files: Sequence[str]) -> Output:
 
 
 def sharded(
-    files: Sequence[str], shards: int
+    files: Sequence[str], shards: int, range_bytes: int | None = None
 ) -> tuple[list[bytes], list[DeadLetter], ReplayReport]:
-    job = ShardJob(tuple(files), 0, shards, LATENESS_MS, DUPLICATE_WINDOW_MS, (), fixed_clock)
+    """Both phases run here, one task and one shard after another, then the merge; no
+    bucket or shard file is left behind."""
+    job = ShardJob(
+        tuple(files), 0, shards, LATENESS_MS, DUPLICATE_WINDOW_MS, (), fixed_clock,
+        range_bytes=range_bytes,
+    )
     alerts: list[bytes] = []
     letters: list[DeadLetter] = []
-    results = [run_shard(j) for j in shard_jobs(job)]
+    routed = route_input(job, None)
+    results = run_shards(job, routed, None)
+    for task in routed:
+        assert not any(os.path.exists(path) for path in task.paths())
     report = merge_shards(results, alerts.append, letters.append)
     for r in results:
         assert not os.path.exists(r.alerts_path) and not os.path.exists(r.dead_letters_path)
