@@ -36,6 +36,7 @@ from streams.replay import (
     read_lines,
     replay_sorted,
 )
+from streams.replay_ranges import ShardLines, remove_buckets, shard_inputs
 from streams.replay_shards import (
     ShardJob,
     merge_shards,
@@ -156,7 +157,7 @@ def framed(rng: random.Random, lines: list[bytes], bom: bool) -> bytes:
         if rng.random() < 0.1:
             out.append(rng.choice(BLANKS) + b"\n")
         out.append(raw + rng.choice((b"\n", b"\r\n")))
-    if rng.random() < 0.5:  # the last line without its terminator
+    if lines and rng.random() < 0.5:  # the last line without its terminator
         out[-1] = out[-1].rstrip(b"\n").removesuffix(b"\r")
     return b"".join(out)
 
@@ -208,6 +209,56 @@ def test_shards_merge_into_what_one_process_says(
     assert got[0] == expected[0]  # the same alert lines, byte for byte, in the same order
     assert got[1] == expected[1]  # the same dead letters: file, line number, bytes, size
     assert got[2] == expected[2]
+
+
+@settings(FUZZ, max_examples=40)
+@given(
+    data=st.data(),
+    shards=st.integers(1, 6),
+    range_bytes=st.one_of(st.integers(1, 12), st.integers(13, 400), st.none()),
+)
+def test_the_buckets_hold_every_line_once_with_its_number_and_place(
+    tmp_path_factory: pytest.TempPathFactory,
+    data: st.DataObject,
+    shards: int,
+    range_bytes: int | None,
+) -> None:
+    """Phase 1 and the offsets alone, cut anywhere: every shard's lines, put together by
+    place, are the lines one process reads (file, number, bytes, size) at the places it
+    reads them, and each shard has them in input order."""
+    rng = random.Random(data.draw(st.integers(0, 2**32), label="framing seed"))
+    valid = [orjson.dumps(e) for e in valid_events(events=40, services=6, scanner_burst=10)]
+    pool = [*valid, b"{not json", b"\xef\xbb\xbf{}", b"\r", b"x" * 40, b'{"service": 7}']
+    folder = tmp_path_factory.mktemp("ranges")
+    files = []
+    for name in "abc":
+        lines = [rng.choice(pool) for _ in range(rng.randint(0, 30))]
+        path = folder / f"{name}.jsonl"
+        path.write_bytes(framed(rng, lines, bom=rng.random() < 0.5))
+        files.append(str(path))
+    if rng.random() < 0.3:
+        files.append(files[0])
+    expected = list(enumerate(read_lines(files)))
+
+    job = ShardJob(
+        tuple(files), 0, shards, LATENESS_MS, DUPLICATE_WINDOW_MS, (), fixed_clock,
+        range_bytes=range_bytes,
+    )
+    routed = route_input(job, None)
+    try:
+        got = []
+        for shard, sources in enumerate(shard_inputs(routed, shards)):
+            lines = ShardLines(sources)
+            places = []
+            for line in lines:
+                assert shard_of(line, shards) == shard
+                places.append(lines.place)
+                got.append((lines.place, line))
+            assert places == sorted(places)
+        assert sorted(got) == expected
+    finally:
+        remove_buckets(routed)
+    assert not any(os.path.exists(path) for task in routed for path in task.paths())
 
 
 def test_the_hot_service_has_one_shard_and_every_line_one_owner(tmp_path: Path) -> None:
