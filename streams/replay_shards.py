@@ -32,6 +32,7 @@ split: a backfill mostly of one service runs at the speed of its shard.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import heapq
@@ -175,6 +176,41 @@ def alert_line_of(record: bytes) -> bytes:
     return record[record.index(b"\0", _EVENT_ID_AT) + _AFTER_ID:]
 
 
+def merged_frames(streams: list[Iterator[list[bytes]]]) -> Iterator[list[bytes]]:
+    """Sorted lists of bytes merged into one order, as lists: each round takes, from
+    every stream's current list, what is no greater than the least of their last
+    elements (nothing later in any stream can come before that), and sorts it.
+    ``list.sort`` merges those sorted runs in C, so no Python step is spent per element
+    on the comparison. Every round empties at least one stream's list."""
+    pending: list[list[bytes]] = []
+    sources: list[Iterator[list[bytes]]] = []
+    for stream in streams:
+        for frame in stream:
+            if frame:
+                pending.append(frame)
+                sources.append(stream)
+                break
+    while len(pending) > 1:
+        bound = min(frame[-1] for frame in pending)
+        batch: list[bytes] = []
+        for i, frame in enumerate(pending):
+            cut = bisect.bisect_right(frame, bound)
+            batch += frame[:cut] if cut < len(frame) else frame
+            pending[i] = frame[cut:] if cut < len(frame) else []
+        batch.sort()
+        yield batch
+        for i in reversed(range(len(pending))):
+            if not pending[i]:
+                refill = next((f for f in sources[i] if f), None)
+                if refill is None:
+                    del pending[i], sources[i]
+                else:
+                    pending[i] = refill
+    if pending:
+        yield pending[0]
+        yield from sources[0]
+
+
 class _FrameWriter:
     """Records gathered into frames, one ``marshal`` call and one write a frame.
     ``marshal`` (lists of bytes and plain tuples) rather than pickle: loading it runs no
@@ -197,11 +233,16 @@ class _FrameWriter:
             self.records = []
 
 
-def _read_records(path: str) -> Iterator[Any]:
+def _read_frames(path: str) -> Iterator[Any]:
     with open(path, "rb") as handle:
         read = handle.read
         while head := read(_FRAME_LENGTH.size):
-            yield from marshal.loads(read(_FRAME_LENGTH.unpack(head)[0]))
+            yield marshal.loads(read(_FRAME_LENGTH.unpack(head)[0]))
+
+
+def _read_records(path: str) -> Iterator[Any]:
+    for frame in _read_frames(path):
+        yield from frame
 
 
 def _read_dead_letters(path: str) -> Iterator[tuple[tuple[Any, ...], DeadLetter]]:
@@ -407,9 +448,10 @@ def merge_shards(
     try:
         for _, dl in heapq.merge(*(_read_dead_letters(r.dead_letters_path) for r in results)):
             on_dead_letter(dl)
-        line_of = alert_line_of
-        for record in heapq.merge(*(_read_records(r.alerts_path) for r in results)):
-            on_alert_line(line_of(record))
+        index, after_id = bytes.index, _AFTER_ID
+        for batch in merged_frames([_read_frames(r.alerts_path) for r in results]):
+            for record in batch:  # alert_line_of, inline: this loop is the merge's cost
+                on_alert_line(record[index(record, b"\0", _EVENT_ID_AT) + after_id:])
         return merge_reports(r.report for r in results)
     finally:
         remove_outputs(results)

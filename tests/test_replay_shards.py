@@ -15,7 +15,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from streams.replay import (
     DeadLetter,
     Replayer,
     ReplayReport,
+    _Line,
     decode_line,
     make_engine,
     read_lines,
@@ -39,7 +40,10 @@ from streams.replay import (
 from streams.replay_ranges import ShardLines, remove_buckets, shard_inputs
 from streams.replay_shards import (
     ShardJob,
+    _event_key,
+    alert_line_of,
     merge_shards,
+    merged_frames,
     route_input,
     run_shards,
     shard_of,
@@ -246,14 +250,14 @@ def test_the_buckets_hold_every_line_once_with_its_number_and_place(
     )
     routed = route_input(job, None)
     try:
-        got = []
+        got: list[tuple[int, _Line]] = []
         for shard, sources in enumerate(shard_inputs(routed, shards)):
-            lines = ShardLines(sources)
+            shard_lines = ShardLines(sources)
             places = []
-            for line in lines:
+            for line in shard_lines:
                 assert shard_of(line, shards) == shard
-                places.append(lines.place)
-                got.append((lines.place, line))
+                places.append(shard_lines.place)
+                got.append((shard_lines.place, line))
             assert places == sorted(places)
         assert sorted(got) == expected
     finally:
@@ -433,3 +437,54 @@ def test_an_unreadable_file_is_named_as_one_process_names_it(tmp_path: Path) -> 
     assert three.stderr == one.stderr
     assert b"missing.jsonl: cannot read" in three.stderr
     assert list(scratch.iterdir()) == []  # the shards' output files went with them
+
+
+# --- the merge's keys and its merge of sorted frames ---------------------------------
+
+ORDER_KEYS = st.tuples(
+    st.integers(-(2**62), 2**62),
+    st.sampled_from((0, 1, 2)),
+    st.text(st.characters(codec="utf-8") | st.sampled_from("\x00\x01\ud800\udfff"), max_size=6),
+)
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(st.lists(st.tuples(ORDER_KEYS, st.integers(0, 2**40)), min_size=2, max_size=12))
+def test_an_alert_key_compares_as_its_order_key_and_place(
+    keys: list[tuple[tuple[int, int, str], int]],
+) -> None:
+    """Ids that are prefixes of one another, hold a NUL, a lone surrogate or characters
+    of every UTF-8 length; times before 1970."""
+    encoded = {key: _event_key(*key) for key in keys}
+    assert sorted(keys, key=encoded.__getitem__) == sorted(keys)
+    for key in keys:
+        record = encoded[key] + (3).to_bytes(4, "big") + b'{"alert": 1}\n'
+        assert alert_line_of(record) == b'{"alert": 1}\n'
+
+
+@settings(max_examples=200, derandomize=True, database=None)
+@given(
+    st.lists(st.lists(st.binary(max_size=4), unique=True), max_size=5),
+    st.lists(st.integers(0, 6), min_size=1),
+)
+def test_merged_frames_is_one_sorted_order(
+    streams: list[list[bytes]], frame_sizes: list[int]
+) -> None:
+    """Streams cut into frames of any size, empty ones included."""
+    taken: set[bytes] = set()  # the streams' elements made unique across streams
+    unique = []
+    for stream in streams:
+        unique.append(sorted(set(stream) - taken))
+        taken.update(stream)
+
+    def frames(stream: list[bytes]) -> Iterator[list[bytes]]:
+        at = 0
+        for size in frame_sizes * (len(stream) + 1):
+            if at >= len(stream):
+                return
+            yield stream[at:at + size]
+            at += size
+        yield stream[at:]
+
+    merged = [b for batch in merged_frames([frames(s) for s in unique]) for b in batch]
+    assert merged == sorted(taken)
