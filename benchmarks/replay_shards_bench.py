@@ -9,11 +9,12 @@ shared), each reporting its own CPU time:
 
 * **plan**: this process cuts the input into byte ranges at line starts;
 * **route** (phase 1): each task reads its ranges, routes every line, writes buckets;
-* **shard** (phase 2): each shard's sorted replay over its buckets;
+* **shard** (phase 2): each worker's group of shards (``SHARDS_PER_WORKER`` a worker,
+  grouped by the bytes routed to them), sorted replay over their buckets;
 * **merge**: this process merges the shards' output (to /dev/null).
 
 On a machine with N free cores, the wall time of ``--workers N`` is at least plan +
-slowest task + slowest shard + merge (the **critical path**); the **total CPU** is what
+slowest task + slowest worker's shards + merge (the **critical path**); the **total CPU** is what
 the pieces cost together, against one process's (``--one``: ``replay_sorted`` here).
 Both are CPU measurements, so the neighbours' load changes them little; N cores share
 memory bandwidth and caches, so the critical path is a lower bound of the wall time, not
@@ -42,21 +43,17 @@ sys.path.insert(0, str(HERE))
 
 from agents.engine.core import DUPLICATE_WINDOW_MS  # noqa: E402
 from streams.cli.replay import wall_clock_ms  # noqa: E402
-from streams.replay_ranges import (  # noqa: E402
-    BucketSource,
-    RangeTask,
-    RoutedTask,
-    plan_tasks,
-    remove_buckets,
-    shard_inputs,
-)
+from streams.replay_ranges import RangeTask, RoutedTask, plan_tasks, remove_buckets  # noqa: E402
 from streams.replay_shards import (  # noqa: E402
+    SHARDS_PER_WORKER,
+    ShardGroup,
     ShardJob,
     ShardResult,
     merge_shards,
     route,
-    run_shard,
-    shard_jobs,
+    run_shard_group,
+    shard_plan,
+    sharded_job,
 )
 
 LATENESS_MS = 24 * 3_600_000
@@ -85,10 +82,10 @@ def timed_route(task: RangeTask, shards: int) -> tuple[float, RoutedTask]:
     return time.process_time() - started, result
 
 
-def timed_shard(job: ShardJob, sources: list[BucketSource]) -> tuple[float, ShardResult]:
+def timed_group(job: ShardJob, group: ShardGroup) -> tuple[float, list[ShardResult]]:
     started = time.process_time()
-    result = run_shard(job, sources)
-    return time.process_time() - started, result
+    results = run_shard_group(job, group)
+    return time.process_time() - started, results
 
 
 def alone(function: Any, *args: Any) -> Any:
@@ -97,27 +94,29 @@ def alone(function: Any, *args: Any) -> Any:
         return pool.submit(function, *args).result()
 
 
-def measure(path: str, shards: int) -> Run:
-    job = ShardJob((path,), 0, shards, LATENESS_MS, DUPLICATE_WINDOW_MS, (), wall_clock_ms)
+def measure(path: str, workers: int, shards_per_worker: int) -> Run:
+    """One run of ``--workers N``: ``shards`` in the result are the workers' groups."""
+    job = ShardJob((path,), 0, workers, LATENESS_MS, DUPLICATE_WINDOW_MS, (), wall_clock_ms)
+    job = sharded_job(job, shards_per_worker)
     started = time.process_time()
-    tasks = plan_tasks(job.files, shards)
+    tasks = plan_tasks(job.files, job.processes)
     plan = time.process_time() - started
     routes: list[float] = []
     routed: list[RoutedTask] = []
     try:
         for task in tasks:
-            cpu, result = alone(timed_route, task, shards)
+            cpu, routed_task = alone(timed_route, task, job.shards)
             routes.append(cpu)
-            routed.append(result)
+            routed.append(routed_task)
         started = time.process_time()
-        inputs = shard_inputs(routed, shards)
+        groups = shard_plan(job, routed)
         plan += time.process_time() - started
         seconds: list[float] = []
         results: list[ShardResult] = []
-        for one in shard_jobs(job):
-            cpu, result = alone(timed_shard, one, inputs[one.shard])
+        for group in groups:
+            cpu, made = alone(timed_group, job, group)
             seconds.append(cpu)
-            results.append(result)
+            results.extend(made)
     finally:
         remove_buckets(routed)
     written = 0
@@ -189,6 +188,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--before", type=Path, help="a checkout of the design before")
     parser.add_argument("--one", action="store_true", help="time one process too")
+    parser.add_argument("--shards-per-worker", type=int, default=SHARDS_PER_WORKER)
     args = parser.parse_args()
     with open(args.file, "rb") as handle:
         lines = sum(1 for _ in handle)
@@ -205,11 +205,12 @@ def main() -> None:
                 before.append(run)
                 print(f"before N={shards}: shards {[round(s, 2) for s in run.shards]} s CPU, "
                       f"merge {run.merge:.2f} s ({run.alerts} alerts)", flush=True)
-            run = measure(args.file, shards)
+            run = measure(args.file, shards, args.shards_per_worker)
             after.append(run)
             print(
                 f"after N={shards}: plan {run.plan:.3f} s, routes "
-                f"{[round(s, 2) for s in run.routes]}, shards {[round(s, 2) for s in run.shards]}"
+                f"{[round(s, 2) for s in run.routes]}, workers' shards "
+                f"{[round(s, 2) for s in run.shards]}"
                 f" s CPU, merge {run.merge:.2f} s ({run.alerts} alerts)",
                 flush=True,
             )

@@ -22,6 +22,7 @@ numbers and places one process gives them.
 from __future__ import annotations
 
 import contextlib
+import marshal
 import os
 import stat
 import struct
@@ -40,12 +41,9 @@ READ_CHUNK: Final = 1 << 16
 """Bytes a range hands the line reader at a time (the size ``_lines_of`` reads)."""
 
 BUCKET_BUFFER: Final = 1 << 20
-"""Bytes a bucket gathers before it is written."""
+"""Bytes (about) a bucket gathers before it writes them as one frame."""
 
-_RECORD: Final = struct.Struct("<IQQQI")
-"""A routed line's header: its range (in its task), its number in the range, its place in
-the task, its size (0 unless over-long: then ``raw`` is its head), and the length of
-``raw``, which follows."""
+_FRAME_LENGTH: Final = struct.Struct("<I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,64 +218,75 @@ def _range_lines(stream: _RangeStream, opens_file: bool) -> Iterator[_Line]:
     return _lines_of(stream.path, cast(IO[bytes], stream), lines_before=0 if opens_file else 1)
 
 
-class _Bucket:
-    """One shard's bucket of one task: a temporary file (0600), written in blocks."""
+class _Buckets:
+    """A task's bucket files, one per shard that gets lines (0600, made when the first
+    line comes). Each holds ``marshal`` frames of plain tuples, one a line: its range
+    (in the task), its number in the range, its place in the task, its size (0 unless
+    over-long: then ``raw`` is its head) and ``raw``. Not pickle: loading it runs no
+    code, and these files sit in ``$TMPDIR``."""
 
-    def __init__(self) -> None:
-        fd, self.path = tempfile.mkstemp(prefix="relsec-bucket-", suffix=".lines")
-        self.out = os.fdopen(fd, "wb")
-        self.buffer = bytearray()
+    def __init__(self, shards: int) -> None:
+        self.records: list[list[tuple[int, int, int, int, bytes]]] = [[] for _ in range(shards)]
+        self.held = [0] * shards
+        self.outputs: list[BinaryIO | None] = [None] * shards
+        self.paths: list[str | None] = [None] * shards
 
-    def flush(self) -> None:
-        self.out.write(self.buffer)
-        self.buffer.clear()
+    def flush(self, shard: int) -> None:
+        out = self.outputs[shard]
+        if out is None:
+            fd, self.paths[shard] = tempfile.mkstemp(prefix="relsec-bucket-", suffix=".lines")
+            out = self.outputs[shard] = os.fdopen(fd, "wb")
+        data = marshal.dumps(self.records[shard])
+        out.write(_FRAME_LENGTH.pack(len(data)))
+        out.write(data)
+        self.records[shard].clear()  # the same list: route_task holds its append
+        self.held[shard] = 0
 
     def close(self) -> None:
-        self.flush()
-        self.out.close()
+        for shard, records in enumerate(self.records):
+            if records:
+                self.flush(shard)
+        for out in self.outputs:
+            if out is not None:
+                out.close()
+
+    def remove(self) -> None:
+        for out in self.outputs:
+            if out is not None:
+                with contextlib.suppress(OSError):
+                    out.close()
+        for path in self.paths:
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
 
 def route_task(task: RangeTask, shards: int, route: Callable[[_Line, int], int]) -> RoutedTask:
     """Phase 1 for one task: read its ranges, route each line with ``route(line,
     shards)``, write the buckets. On failure its bucket files are removed."""
-    buckets: list[_Bucket | None] = [None] * shards
+    buckets = _Buckets(shards)
+    appends = [records.append for records in buckets.records]
+    held = buckets.held
     newlines: list[int] = []
     place = 0
-    pack = _RECORD.pack
     try:
         for range_index, byte_range in enumerate(task.ranges):
             with _open_for_reading(byte_range.path) as handle:
                 stream = _RangeStream(handle, byte_range)
                 for line in _range_lines(stream, byte_range.opens_file):
                     shard = route(line, shards)
-                    bucket = buckets[shard]
-                    if bucket is None:
-                        bucket = buckets[shard] = _Bucket()
-                    buffer = bucket.buffer
-                    raw = line.raw
-                    buffer += pack(range_index, line.number, place, line.size, len(raw))
-                    buffer += raw
-                    if len(buffer) >= BUCKET_BUFFER:
-                        bucket.flush()
+                    _, number, raw, size = line
+                    appends[shard]((range_index, number, place, size, raw))
+                    held[shard] += len(raw) + 32
+                    if held[shard] >= BUCKET_BUFFER:
+                        buckets.flush(shard)
                     place += 1
                 newlines.append(stream.newlines)
-        for bucket in buckets:
-            if bucket is not None:
-                bucket.close()
+        buckets.close()
     except BaseException:
-        for bucket in buckets:
-            if bucket is not None:
-                with contextlib.suppress(OSError):
-                    bucket.out.close()
-                with contextlib.suppress(OSError):
-                    os.unlink(bucket.path)
+        buckets.remove()
         raise
-    return RoutedTask(
-        task,
-        tuple(None if b is None else b.path for b in buckets),
-        tuple(newlines),
-        place,
-    )
+    return RoutedTask(task, tuple(buckets.paths), tuple(newlines), place)
 
 
 def shard_inputs(routed: list[RoutedTask], shards: int) -> list[list[BucketSource]]:
@@ -308,26 +317,20 @@ class ShardLines:
         self.place = -1
 
     def __iter__(self) -> Iterator[_Line]:
-        unpack, header = _RECORD.unpack, _RECORD.size
+        make, loads, header = _Line, marshal.loads, _FRAME_LENGTH.size
         for source in self.sources:
             if source.path is None:
                 continue
-            files, line_offsets, place_offset = (
-                source.files,
-                source.line_offsets,
-                source.place_offset,
-            )
+            files, line_offsets = source.files, source.line_offsets
+            place_offset = source.place_offset
             with open(source.path, "rb") as handle:
                 read = handle.read
                 while head := read(header):
-                    range_index, number, place, size, length = unpack(head)
-                    self.place = place_offset + place
-                    yield _Line(
-                        files[range_index],
-                        number + line_offsets[range_index],
-                        read(length),
-                        size,
-                    )
+                    frame = loads(read(_FRAME_LENGTH.unpack(head)[0]))
+                    for range_index, number, place, size, raw in frame:
+                        self.place = place_offset + place
+                        number += line_offsets[range_index]
+                        yield make(files[range_index], number, raw, size)
 
 
 def remove_buckets(routed: Iterable[RoutedTask]) -> None:

@@ -127,8 +127,14 @@ class ShardJob:
     clock: Clock
     """A module-level function (pickled by reference)."""
     range_bytes: int | None = None
-    """The size of the byte ranges the input is cut into (default: the input over
-    ``shards``); tests make it tiny to put the cuts everywhere."""
+    """The size of the byte ranges the input is cut into (default: the input over the
+    workers); tests make it tiny to put the cuts everywhere."""
+    workers: int | None = None
+    """The processes that route the input and run the shards (None: one a shard)."""
+
+    @property
+    def processes(self) -> int:
+        return self.workers or self.shards
 
 
 @dataclass(frozen=True)
@@ -344,7 +350,8 @@ def run_shard(job: ShardJob, sources: list[BucketSource]) -> ShardResult:
             report = replay_sorted(
                 output.lines,
                 output.replayer,
-                spill_events=max(10_000, SPILL_EVENTS // job.shards),
+                # A worker runs one shard at a time: its share is the workers'.
+                spill_events=max(10_000, SPILL_EVENTS // job.processes),
                 position=output.position,
             )
             output.close()
@@ -419,20 +426,70 @@ def remove_outputs(results: Iterable[ShardResult]) -> None:
 
 
 def route_input(job: ShardJob, executor: Executor | None) -> list[RoutedTask]:
-    """Phase 1: the input planned into tasks and routed; raises the first task's
-    failure (a file that cannot be read), with every bucket removed."""
-    tasks = plan_tasks(job.files, job.shards, range_bytes=job.range_bytes)
+    """Phase 1: the input planned into tasks (one a worker, about) and routed; raises
+    the first task's failure (a file that cannot be read), with every bucket removed."""
+    tasks = plan_tasks(job.files, job.processes, range_bytes=job.range_bytes)
     return run_all(executor, route, [(task, job.shards) for task in tasks], remove_buckets)
+
+
+def balanced_groups(sizes: list[int], groups: int) -> list[list[int]]:
+    """The indexes of ``sizes`` in ``groups`` groups of about equal sums: the largest
+    first, each into the group with the least so far (longest processing time first);
+    each group largest first."""
+    heap = [(0, group) for group in range(groups)]
+    members: list[list[int]] = [[] for _ in range(groups)]
+    for index in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        total, group = heapq.heappop(heap)
+        members[group].append(index)
+        heapq.heappush(heap, (total + sizes[index], group))
+    return [group for group in members if group]
+
+
+ShardGroup = list[tuple[int, list[BucketSource]]]
+"""A worker's shards in phase 2: each with its buckets."""
+
+
+def shard_plan(job: ShardJob, routed: list[RoutedTask]) -> list[ShardGroup]:
+    """Phase 2's work for each worker: shards and their buckets, balanced by the bytes
+    routed to each shard (a shard's cost follows its events)."""
+    inputs = shard_inputs(routed, job.shards)
+    sizes = [0] * job.shards
+    for result in routed:
+        for shard, path in enumerate(result.buckets):
+            if path is not None:
+                sizes[shard] += os.path.getsize(path)
+    return [
+        [(shard, inputs[shard]) for shard in group]
+        for group in balanced_groups(sizes, job.processes)
+    ]
+
+
+def run_shard_group(job: ShardJob, group: ShardGroup) -> list[ShardResult]:
+    """A worker's shards, one after another (see :func:`run_shard`)."""
+    results: list[ShardResult] = []
+    try:
+        for shard, sources in group:
+            results.append(run_shard(dataclasses.replace(job, shard=shard), sources))
+    except BaseException:
+        remove_outputs(results)
+        raise
+    return results
 
 
 def run_shards(
     job: ShardJob, routed: list[RoutedTask], executor: Executor | None
 ) -> list[ShardResult]:
-    """Phase 2: every shard over its buckets; the buckets are removed after."""
+    """Phase 2: every shard over its buckets, in groups, one a worker; the buckets are
+    removed after."""
     try:
-        inputs = shard_inputs(routed, job.shards)
-        calls = [(shard_job, inputs[shard_job.shard]) for shard_job in shard_jobs(job)]
-        return run_all(executor, run_shard, calls, remove_outputs)
+        calls = [(job, group) for group in shard_plan(job, routed)]
+        groups = run_all(
+            executor,
+            run_shard_group,
+            calls,
+            lambda made: remove_outputs(r for results in made for r in results),
+        )
+        return [result for results in groups for result in results]
     finally:
         remove_buckets(routed)
 
@@ -457,20 +514,33 @@ def merge_shards(
         remove_outputs(results)
 
 
+SHARDS_PER_WORKER: Final = 4
+"""Shards a worker runs, one after another. Services hash to shards unevenly (and some
+services are much larger than others); more shards than workers, grouped by the bytes
+routed to each, even out the workers' loads."""
+
+
+def sharded_job(job: ShardJob, shards_per_worker: int = SHARDS_PER_WORKER) -> ShardJob:
+    """``job`` (``shards``: the workers wanted) with ``shards_per_worker`` shards a worker."""
+    return dataclasses.replace(job, shards=job.shards * shards_per_worker, workers=job.shards)
+
+
 def replay_sorted_sharded(
     job: ShardJob,
     on_alert_line: Callable[[bytes], None],
     on_dead_letter: Callable[[DeadLetter], None],
     *,
     in_processes: bool = True,
+    shards_per_worker: int = SHARDS_PER_WORKER,
 ) -> ReplayReport:
     """Sorted replay of ``job.files`` in ``job.shards`` processes, merged. The same
     processes run both phases (each starts and imports once); ``in_processes=False``
     runs every task and shard here, one after another (tests)."""
+    job = sharded_job(job, shards_per_worker)
     if not in_processes:
         results = run_shards(job, route_input(job, None), None)
         return merge_shards(results, on_alert_line, on_dead_letter)
     context = get_context("spawn")  # no fork of a process that may hold threads
-    with ProcessPoolExecutor(max_workers=job.shards, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=job.processes, mp_context=context) as pool:
         results = run_shards(job, route_input(job, pool), pool)
     return merge_shards(results, on_alert_line, on_dead_letter)

@@ -42,6 +42,7 @@ from streams.replay_shards import (
     ShardJob,
     _event_key,
     alert_line_of,
+    balanced_groups,
     merge_shards,
     merged_frames,
     route_input,
@@ -120,13 +121,13 @@ def one_process(files: Sequence[str]) -> Output:
 
 
 def sharded(
-    files: Sequence[str], shards: int, range_bytes: int | None = None
+    files: Sequence[str], shards: int, range_bytes: int | None = None, workers: int | None = None
 ) -> tuple[list[bytes], list[DeadLetter], ReplayReport]:
-    """Both phases run here, one task and one shard after another, then the merge; no
-    bucket or shard file is left behind."""
+    """Both phases run here, one task and one group of shards after another, then the
+    merge; no bucket or shard file is left behind."""
     job = ShardJob(
         tuple(files), 0, shards, LATENESS_MS, DUPLICATE_WINDOW_MS, (), fixed_clock,
-        range_bytes=range_bytes,
+        range_bytes=range_bytes, workers=workers,
     )
     alerts: list[bytes] = []
     letters: list[DeadLetter] = []
@@ -169,9 +170,10 @@ def framed(rng: random.Random, lines: list[bytes], bom: bool) -> bytes:
 @FUZZ
 @given(
     data=st.data(),
-    shards=st.integers(2, 5),
+    shards=st.integers(2, 9),
     split=st.booleans(),
     range_bytes=st.one_of(st.none(), st.integers(1, 24), st.integers(25, 5_000)),
+    workers=st.integers(1, 4),
 )
 def test_shards_merge_into_what_one_process_says(
     tmp_path_factory: pytest.TempPathFactory,
@@ -179,12 +181,13 @@ def test_shards_merge_into_what_one_process_says(
     shards: int,
     split: bool,
     range_bytes: int | None,
+    workers: int,
 ) -> None:
     """Whatever the cuts: ``range_bytes`` of a few bytes puts range boundaries inside
     lines, inside CRLFs, inside the over-long line, right after a byte order mark, on
     blank lines; the files' framing varies (LF, CRLF, blank lines, a BOM opening a file
     and one opening a line inside it, a last line without terminator), and one file may
-    be named twice."""
+    be named twice. Fewer workers than shards: each runs a group of them."""
     chooser = DrawChooser(data, max_string=3_000)
     events = skewed_stream()
     lines = [orjson.dumps(e) for e in events]
@@ -208,7 +211,7 @@ def test_shards_merge_into_what_one_process_says(
         files.append(files[0])  # read again: its events are duplicates, its bad lines not
 
     expected = one_process(files)
-    got = sharded(files, shards, range_bytes)
+    got = sharded(files, shards, range_bytes, min(workers, shards))
     assert expected[2].applied > 0 and expected[2].firing > 0 and expected[2].invalid > 0
     assert got[0] == expected[0]  # the same alert lines, byte for byte, in the same order
     assert got[1] == expected[1]  # the same dead letters: file, line number, bytes, size
@@ -488,3 +491,16 @@ def test_merged_frames_is_one_sorted_order(
 
     merged = [b for batch in merged_frames([frames(s) for s in unique]) for b in batch]
     assert merged == sorted(taken)
+
+
+@settings(max_examples=200, derandomize=True, database=None)
+@given(st.lists(st.integers(0, 10**9), max_size=40), st.integers(1, 16))
+def test_balanced_groups_give_each_shard_one_worker_and_even_loads(
+    sizes: list[int], workers: int
+) -> None:
+    groups = balanced_groups(sizes, workers)
+    assert sorted(i for group in groups for i in group) == list(range(len(sizes)))
+    assert len(groups) <= workers
+    if sizes:  # longest-first: no worker holds more than an even share plus one shard
+        heaviest = max(sum(sizes[i] for i in group) for group in groups)
+        assert heaviest <= sum(sizes) / workers + max(sizes)
