@@ -4,7 +4,9 @@ A service's events meet only that service's state (the engine, the duplicate win
 compaction are per service; compaction changes no outcome), so a backfill splits by
 service with nothing shared: shard ``k`` of ``n`` takes the lines whose service hashes
 to ``k`` (:func:`shard_of`, CRC-32 of the name: the same in every process) and runs
-:func:`~streams.replay.replay_sorted` over them, each in its own process. Lines with no
+:func:`~streams.replay.replay_sorted` over them. ``--workers N`` makes
+:data:`SHARDS_PER_WORKER` shards a worker and groups them onto the N processes by the
+bytes routed to each (:func:`balanced_groups`), so uneven services even out. Lines with no
 service to route by (not JSON, no ``service`` string, too long) go to shard 0, which
 dead-letters them as one process would.
 
