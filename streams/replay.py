@@ -162,7 +162,7 @@ def read_lines(paths: Iterable[str]) -> Iterator[_Line]:
 READ_CHUNK: Final = 1 << 16
 
 
-def _lines_of(name: str, stream: IO[bytes]) -> Iterator[_Line]:
+def _lines_of(name: str, stream: IO[bytes], *, lines_before: int = 0) -> Iterator[_Line]:
     """The records of one stream: lines without their terminator (LF or CRLF).
 
     A line of nothing but JSON whitespace is no record; a UTF-8 byte order mark
@@ -170,9 +170,13 @@ def _lines_of(name: str, stream: IO[bytes]) -> Iterator[_Line]:
     split in C (twice as fast as a ``readline`` loop); a line longer than
     :data:`MAX_LINE_BYTES` is never held whole: it becomes one ``_Line`` with its first
     :data:`TOO_LONG_KEPT_BYTES` and its length.
+
+    ``lines_before``: lines of the file before the stream's first (a stream that starts
+    inside a file, as a byte range of a parallel replay does); numbering goes on from
+    there, and a stream that does not open its file has no byte order mark to drop.
     """
     read = getattr(stream, "read1", stream.read)
-    number = 0
+    number = lines_before
     parts: list[bytes] = []  # the pieces of a line whose end is not read yet
     pending = 0  # their length
     skipped = -1  # while passing over an over-long line: its length so far

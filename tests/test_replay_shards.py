@@ -12,9 +12,10 @@ errors of options that cannot shard.
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,22 @@ from streams.replay import (
     DeadLetter,
     Replayer,
     ReplayReport,
+    _Line,
     decode_line,
     make_engine,
     read_lines,
     replay_sorted,
 )
+from streams.replay_ranges import ShardLines, remove_buckets, shard_inputs
 from streams.replay_shards import (
     ShardJob,
+    _event_key,
+    alert_line_of,
+    balanced_groups,
     merge_shards,
-    run_shard,
-    shard_jobs,
+    merged_frames,
+    route_input,
+    run_shards,
     shard_of,
     shard_of_service,
 )
@@ -48,6 +55,7 @@ from tests.fuzz.hostile import DrawChooser, hostile_line
 from tests.fuzz.replay_harness import valid_events
 
 REPO = Path(__file__).resolve().parents[1]
+UTF8_BOM = b"\xef\xbb\xbf"
 FIXED_NOW_MS = 1_800_000_000_000  # 2027-01-15: after every event below, so none is "future"
 LATENESS_MS = 24 * 3_600_000
 
@@ -113,12 +121,20 @@ def one_process(files: Sequence[str]) -> Output:
 
 
 def sharded(
-    files: Sequence[str], shards: int
+    files: Sequence[str], shards: int, range_bytes: int | None = None, workers: int | None = None
 ) -> tuple[list[bytes], list[DeadLetter], ReplayReport]:
-    job = ShardJob(tuple(files), 0, shards, LATENESS_MS, DUPLICATE_WINDOW_MS, (), fixed_clock)
+    """Both phases run here, one task and one group of shards after another, then the
+    merge; no bucket or shard file is left behind."""
+    job = ShardJob(
+        tuple(files), 0, shards, LATENESS_MS, DUPLICATE_WINDOW_MS, (), fixed_clock,
+        range_bytes=range_bytes, workers=workers,
+    )
     alerts: list[bytes] = []
     letters: list[DeadLetter] = []
-    results = [run_shard(j) for j in shard_jobs(job)]
+    routed = route_input(job, None)
+    results = run_shards(job, routed, None)
+    for task in routed:
+        assert not any(os.path.exists(path) for path in task.paths())
     report = merge_shards(results, alerts.append, letters.append)
     for r in results:
         assert not os.path.exists(r.alerts_path) and not os.path.exists(r.dead_letters_path)
@@ -134,11 +150,44 @@ FUZZ = settings(
 )
 
 
+BLANKS = (b"", b"  ", b"\t", b" \r")
+"""Lines that are no record (one process skips them, but counts them in line numbers)."""
+
+
+def framed(rng: random.Random, lines: list[bytes], bom: bool) -> bytes:
+    """``lines`` as a file would hold them: each ended by LF or CRLF, blank lines between,
+    maybe a byte order mark in front and no terminator after the last line."""
+    out = [UTF8_BOM] if bom else []
+    for raw in lines:
+        if rng.random() < 0.1:
+            out.append(rng.choice(BLANKS) + b"\n")
+        out.append(raw + rng.choice((b"\n", b"\r\n")))
+    if lines and rng.random() < 0.5:  # the last line without its terminator
+        out[-1] = out[-1].rstrip(b"\n").removesuffix(b"\r")
+    return b"".join(out)
+
+
 @FUZZ
-@given(data=st.data(), shards=st.integers(2, 5), split=st.booleans())
+@given(
+    data=st.data(),
+    shards=st.integers(2, 9),
+    split=st.booleans(),
+    range_bytes=st.one_of(st.none(), st.integers(1, 24), st.integers(25, 5_000)),
+    workers=st.integers(1, 4),
+)
 def test_shards_merge_into_what_one_process_says(
-    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, shards: int, split: bool
+    tmp_path_factory: pytest.TempPathFactory,
+    data: st.DataObject,
+    shards: int,
+    split: bool,
+    range_bytes: int | None,
+    workers: int,
 ) -> None:
+    """Whatever the cuts: ``range_bytes`` of a few bytes puts range boundaries inside
+    lines, inside CRLFs, inside the over-long line, right after a byte order mark, on
+    blank lines; the files' framing varies (LF, CRLF, blank lines, a BOM opening a file
+    and one opening a line inside it, a last line without terminator), and one file may
+    be named twice. Fewer workers than shards: each runs a group of them."""
     chooser = DrawChooser(data, max_string=3_000)
     events = skewed_stream()
     lines = [orjson.dumps(e) for e in events]
@@ -149,19 +198,74 @@ def test_shards_merge_into_what_one_process_says(
         chooser.integer(0, len(lines)),
         b'{"service": "svc-hot", "x": "' + b"y" * MAX_LINE_BYTES + b'"}',
     )
+    # A BOM inside a file is no BOM: the line is not JSON, in one process as in ranges.
+    lines.insert(chooser.integer(1, len(lines)), UTF8_BOM + lines[0])
     lines.extend(lines[: chooser.integer(0, 30)])  # re-sent: duplicates of the first lines
     folder = tmp_path_factory.mktemp("shards")
     cut = len(lines) // 3 if split else len(lines)
     files = [str(folder / "a.jsonl"), str(folder / "b.jsonl")]
-    Path(files[0]).write_bytes(b"\n".join(lines[:cut]) + b"\n")
-    Path(files[1]).write_bytes(b"\n".join(lines[cut:]) + b"\n")
+    rng = random.Random(data.draw(st.integers(0, 2**32), label="framing seed"))
+    Path(files[0]).write_bytes(framed(rng, lines[:cut], bom=rng.random() < 0.5))
+    Path(files[1]).write_bytes(framed(rng, lines[cut:], bom=rng.random() < 0.5))
+    if data.draw(st.booleans()):
+        files.append(files[0])  # read again: its events are duplicates, its bad lines not
 
     expected = one_process(files)
-    got = sharded(files, shards)
+    got = sharded(files, shards, range_bytes, min(workers, shards))
     assert expected[2].applied > 0 and expected[2].firing > 0 and expected[2].invalid > 0
     assert got[0] == expected[0]  # the same alert lines, byte for byte, in the same order
-    assert got[1] == expected[1]
+    assert got[1] == expected[1]  # the same dead letters: file, line number, bytes, size
     assert got[2] == expected[2]
+
+
+@settings(FUZZ, max_examples=40)
+@given(
+    data=st.data(),
+    shards=st.integers(1, 6),
+    range_bytes=st.one_of(st.integers(1, 12), st.integers(13, 400), st.none()),
+)
+def test_the_buckets_hold_every_line_once_with_its_number_and_place(
+    tmp_path_factory: pytest.TempPathFactory,
+    data: st.DataObject,
+    shards: int,
+    range_bytes: int | None,
+) -> None:
+    """Phase 1 and the offsets alone, cut anywhere: every shard's lines, put together by
+    place, are the lines one process reads (file, number, bytes, size) at the places it
+    reads them, and each shard has them in input order."""
+    rng = random.Random(data.draw(st.integers(0, 2**32), label="framing seed"))
+    valid = [orjson.dumps(e) for e in valid_events(events=40, services=6, scanner_burst=10)]
+    pool = [*valid, b"{not json", b"\xef\xbb\xbf{}", b"\r", b"x" * 40, b'{"service": 7}']
+    folder = tmp_path_factory.mktemp("ranges")
+    files = []
+    for name in "abc":
+        lines = [rng.choice(pool) for _ in range(rng.randint(0, 30))]
+        path = folder / f"{name}.jsonl"
+        path.write_bytes(framed(rng, lines, bom=rng.random() < 0.5))
+        files.append(str(path))
+    if rng.random() < 0.3:
+        files.append(files[0])
+    expected = list(enumerate(read_lines(files)))
+
+    job = ShardJob(
+        tuple(files), 0, shards, LATENESS_MS, DUPLICATE_WINDOW_MS, (), fixed_clock,
+        range_bytes=range_bytes,
+    )
+    routed = route_input(job, None)
+    try:
+        got: list[tuple[int, _Line]] = []
+        for shard, sources in enumerate(shard_inputs(routed, shards)):
+            shard_lines = ShardLines(sources)
+            places = []
+            for line in shard_lines:
+                assert shard_of(line, shards) == shard
+                places.append(shard_lines.place)
+                got.append((shard_lines.place, line))
+            assert places == sorted(places)
+        assert sorted(got) == expected
+    finally:
+        remove_buckets(routed)
+    assert not any(os.path.exists(path) for task in routed for path in task.paths())
 
 
 def test_the_hot_service_has_one_shard_and_every_line_one_owner(tmp_path: Path) -> None:
@@ -336,3 +440,67 @@ def test_an_unreadable_file_is_named_as_one_process_names_it(tmp_path: Path) -> 
     assert three.stderr == one.stderr
     assert b"missing.jsonl: cannot read" in three.stderr
     assert list(scratch.iterdir()) == []  # the shards' output files went with them
+
+
+# --- the merge's keys and its merge of sorted frames ---------------------------------
+
+ORDER_KEYS = st.tuples(
+    st.integers(-(2**62), 2**62),
+    st.sampled_from((0, 1, 2)),
+    st.text(st.characters(codec="utf-8") | st.sampled_from("\x00\x01\ud800\udfff"), max_size=6),
+)
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(st.lists(st.tuples(ORDER_KEYS, st.integers(0, 2**40)), min_size=2, max_size=12))
+def test_an_alert_key_compares_as_its_order_key_and_place(
+    keys: list[tuple[tuple[int, int, str], int]],
+) -> None:
+    """Ids that are prefixes of one another, hold a NUL, a lone surrogate or characters
+    of every UTF-8 length; times before 1970."""
+    encoded = {key: _event_key(*key) for key in keys}
+    assert sorted(keys, key=encoded.__getitem__) == sorted(keys)
+    for key in keys:
+        record = encoded[key] + (3).to_bytes(4, "big") + b'{"alert": 1}\n'
+        assert alert_line_of(record) == b'{"alert": 1}\n'
+
+
+@settings(max_examples=200, derandomize=True, database=None)
+@given(
+    st.lists(st.lists(st.binary(max_size=4), unique=True), max_size=5),
+    st.lists(st.integers(0, 6), min_size=1),
+)
+def test_merged_frames_is_one_sorted_order(
+    streams: list[list[bytes]], frame_sizes: list[int]
+) -> None:
+    """Streams cut into frames of any size, empty ones included."""
+    taken: set[bytes] = set()  # the streams' elements made unique across streams
+    unique = []
+    for stream in streams:
+        unique.append(sorted(set(stream) - taken))
+        taken.update(stream)
+
+    def frames(stream: list[bytes]) -> Iterator[list[bytes]]:
+        at = 0
+        for size in frame_sizes * (len(stream) + 1):
+            if at >= len(stream):
+                return
+            yield stream[at:at + size]
+            at += size
+        yield stream[at:]
+
+    merged = [b for batch in merged_frames([frames(s) for s in unique]) for b in batch]
+    assert merged == sorted(taken)
+
+
+@settings(max_examples=200, derandomize=True, database=None)
+@given(st.lists(st.integers(0, 10**9), max_size=40), st.integers(1, 16))
+def test_balanced_groups_give_each_shard_one_worker_and_even_loads(
+    sizes: list[int], workers: int
+) -> None:
+    groups = balanced_groups(sizes, workers)
+    assert sorted(i for group in groups for i in group) == list(range(len(sizes)))
+    assert len(groups) <= workers
+    if sizes:  # longest-first: no worker holds more than an even share plus one shard
+        heaviest = max(sum(sizes[i] for i in group) for group in groups)
+        assert heaviest <= sum(sizes) / workers + max(sizes)
