@@ -415,7 +415,7 @@ def test_relsec_replay_workers_prints_what_one_process_prints(tmp_path: Path) ->
     ("args", "message"),
     [
         (["--workers", "2", "--as-arrived"], "--workers: only sorted replay runs in several"),
-        (["--workers", "2", "-"], "standard input can be read once"),
+        (["--workers", "2", "-"], "save standard input to a file"),
         (["--workers", "0"], "must be at least 1"),
     ],
 )

@@ -196,8 +196,8 @@ def _replay_in_processes(
         )
     if "-" in args.files:
         raise ConfigError(
-            "--workers: every process reads the input, and standard input can be read "
-            "once; save it to a file"
+            "--workers: the input is cut into byte ranges read in several processes, "
+            "which needs a file; save standard input to a file"
         )
     from streams.replay_shards import ShardJob, replay_sorted_sharded
 
