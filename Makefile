@@ -48,7 +48,8 @@ browser:
 EXPECT_BUILD ?= compiled
 BOTH_BUILDS := tests/engine tests/test_model.py tests/test_wire.py tests/test_scenarios.py \
   tests/worker/test_core.py tests/worker/test_merge.py tests/codecs/test_avro_direct.py \
-  tests/codecs/test_alert_value_path.py tests/test_ocsf.py
+  tests/codecs/test_alert_value_path.py tests/test_ocsf.py tests/worker/test_checkpoint.py \
+  tests/worker/test_state_outbox.py tests/worker/test_tally.py
 
 test: install-test lint typecheck browser
 	RELSEC_EXPECT_BUILD=$(EXPECT_BUILD) $(BIN)/python -m pytest -q -p no:cacheprovider --durations=15

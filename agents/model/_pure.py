@@ -40,12 +40,17 @@ MODULES: Final = (
     "streams.codecs.avro_readers",
     "streams.codecs.datum",
     "streams.ocsf",
+    "streams.worker.checkpoint",
     "streams.worker.core",
+    "streams.worker.delivery",
     "streams.worker.merge",
     "streams.worker.processor",
+    "streams.worker.state_records",
+    "streams.worker.tally",
 )
 """Single modules of other packages compiled with them: the worker's per-record path
-(reading a record, the merge, the engine's batches, alerts and their OCSF form). Their
+(reading a record, the merge, the engine's batches, alerts and their OCSF form, the
+checkpoints that store and send them, the counters). Their
 packages' inits import this module first. setup.py reads both lists from this file."""
 NATIVE_LIBRARY: Final = "native__mypyc"
 """The shared library of the compiled code, in ``agents/`` (``GROUP_NAME`` in setup.py)."""

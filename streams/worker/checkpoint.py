@@ -39,16 +39,17 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from streams.settings import Topics
-from streams.worker.delivery import RecordLimits, RecordProducer, refusal, send
+from streams.worker.delivery import RecordLimits, refusal, send
 from streams.worker.errors import (
     CheckpointNotStored,
     OutputsRefused,
     Refusal,
     TransactionFailed,
 )
+from streams.worker.interfaces import ChangelogRecords, RecordProducer, TransactionalProducer
 from streams.worker.metrics import PipelineMetrics
 from streams.worker.processor import StateToStore
 from streams.worker.records import Output
@@ -73,19 +74,6 @@ WAIT_POLL_S = 0.05
 Clock = Callable[[], float]
 WaitCheck = Callable[[str], None]
 """Called while waiting for Kafka with what is waited for; raises to stop waiting."""
-
-
-class ChangelogRecords(Protocol):
-    """The in-memory view of the changelog the checkpoints write through."""
-
-    @property
-    def topic(self) -> str: ...
-
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def put(self, key: bytes, partition: int, value: bytes | None) -> None: ...
-
-    def written(self, partition: int, offset: int) -> None: ...
 
 
 @dataclass(slots=True, eq=False)
@@ -400,20 +388,6 @@ class AtLeastOnceCheckpoints:
         if records:
             send(self.producer, records, self._untracked_acked)
         return len(outputs)
-
-
-class TransactionalProducer(RecordProducer, Protocol):
-    """A transactional confluent-kafka ``Producer``."""
-
-    def begin_transaction(self) -> None: ...
-
-    def commit_transaction(self, timeout: float = ...) -> None: ...
-
-    def abort_transaction(self, timeout: float = ...) -> None: ...
-
-    def send_offsets_to_transaction(
-        self, positions: Any, group_metadata: Any, timeout: float = ...
-    ) -> None: ...
 
 
 class TransactionalCheckpoints:

@@ -1,7 +1,6 @@
-"""Producing records: the producer the worker needs, the record size limits, refusals.
+"""Producing records: sending them, the record size limits, refusals.
 
-:class:`RecordProducer` is the part of a confluent-kafka ``Producer`` the checkpoints
-use, so they can be driven by a fake in tests. :func:`send` produces records,
+:func:`send` produces records to a :class:`~streams.worker.interfaces.RecordProducer`,
 waiting for room when the client's queue is full (both runtimes use it).
 :class:`RecordLimits` holds the largest record each topic takes, learned at start
 (the topic's ``max.message.bytes`` and the producer's ``message.max.bytes``).
@@ -11,40 +10,18 @@ which record, how big, where to and why.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from agents.errors import RecordAt
 from streams.settings import Topics
 from streams.worker.errors import Refusal
+from streams.worker.interfaces import OnDelivery, RecordProducer
 from streams.worker.records import Output
 from streams.worker.state_records import OUTBOX_SENT_KEY, RECORD_OVERHEAD, key_kind
 
-OnDelivery = Callable[[Any, Any], None]
-"""A delivery report callback: ``(error or None, message)``, as confluent-kafka calls it."""
-
 QUEUE_FULL_WAIT_S = 0.05
-
-
-class RecordProducer(Protocol):
-    """What the worker asks of a producer (a confluent-kafka ``Producer`` has it)."""
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None = ...,
-        key: bytes | None = ...,
-        partition: int = ...,
-        *,
-        on_delivery: OnDelivery | None = ...,
-    ) -> None: ...
-
-    def poll(self, timeout: float = ...) -> int: ...
-
-    def flush(self, timeout: float = ...) -> int: ...
-
-    def __len__(self) -> int: ...
 
 
 def send(

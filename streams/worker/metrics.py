@@ -1,6 +1,7 @@
 """Prometheus metrics of the worker (served on the worker's web endpoint at ``/metrics``).
 
-The counters on the per-record path are plain integers (:class:`Tally`), read by a
+The counters on the per-record path are plain integers
+(:class:`~streams.worker.tally.Tally`, compiled with the worker's core), read by a
 collector when ``/metrics`` is scraped: a Prometheus client counter takes a lock
 on every increment, a few percent of the worker's time at thousands of records a
 second. Gauges and the checkpoint histogram change rarely and use the client.
@@ -15,41 +16,9 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from streams.worker.tally import Tally
 
-class Tally:
-    """A counter with optional labels, counted without a lock.
-
-    Incremented by the worker's loop thread only; the scrape reads the integers.
-    """
-
-    __slots__ = ("_children", "documentation", "label_names", "name", "value")
-
-    def __init__(self, name: str, documentation: str, label_names: tuple[str, ...] = ()) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.label_names = label_names
-        self.value = 0
-        self._children: dict[tuple[str, ...], Tally] = {}
-
-    def inc(self, amount: int = 1) -> None:
-        self.value += amount
-
-    def labels(self, *values: str) -> Tally:
-        if len(values) != len(self.label_names):
-            raise ValueError(f"{self.name} takes labels {self.label_names}, got {values}")
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = Tally(self.name, self.documentation)
-        return child
-
-    def family(self) -> CounterMetricFamily:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.label_names)
-        if self.label_names:
-            for values, child in list(self._children.items()):
-                family.add_metric(list(values), child.value)
-        else:
-            family.add_metric([], self.value)
-        return family
+__all__ = ["PipelineMetrics", "Tally"]
 
 
 class _TallyCollector(Collector):
@@ -58,7 +27,10 @@ class _TallyCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         for tally in self.tallies:
-            yield tally.family()
+            family = CounterMetricFamily(tally.name, tally.documentation, labels=tally.label_names)
+            for values, count in tally.samples():
+                family.add_metric(values, count)
+            yield family
 
 
 class PipelineMetrics:
