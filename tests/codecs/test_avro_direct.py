@@ -162,6 +162,26 @@ def test_read_long_reads_the_extremes_and_refuses_an_endless_varint() -> None:
         read_long(b"\xff" * 11, 0)
 
 
+@given(value=LONGS)
+def test_encode_long_writes_fastavros_varint(value: int) -> None:
+    buf = io.BytesIO()
+    schemaless_writer(buf, parse_schema("long"), value)
+    assert avro_direct.encode_long(value) == buf.getvalue()
+    assert read_long(avro_direct.encode_long(value), 0) == (value, len(buf.getvalue()))
+
+
+def test_encode_long_at_every_varint_length_and_past_the_range() -> None:
+    for bits in range(64):
+        for value in (1 << bits, (1 << bits) - 1, -(1 << bits), -(1 << bits) - 1):
+            if -(2**63) <= value <= 2**63 - 1:
+                buf = io.BytesIO()
+                schemaless_writer(buf, parse_schema("long"), value)
+                assert avro_direct.encode_long(value) == buf.getvalue(), value
+    for value in (2**63, -(2**63) - 1):
+        with pytest.raises(OverflowError):
+            avro_direct.encode_long(value)
+
+
 def _one_field(field_type: Any) -> dict[str, Any]:
     return {"type": "record", "name": "R", "fields": [{"name": "f", "type": field_type}]}
 
