@@ -9,6 +9,10 @@ prints the shares of the samples: per function on top of the stack (self) and pe
 function anywhere on it (inclusive). ``--out`` keeps py-spy's raw collapsed stacks
 (for a flame graph). mypyc-compiled functions (the engine and model) show as time in
 their Python caller. Needs py-spy (``pip install py-spy``) and ptrace permission.
+
+``--perf FILE`` samples with Linux ``perf record --call-graph dwarf`` instead and keeps
+its data in FILE: there the compiled functions have their own names
+(``CPyDef_<module>___<Class>___<method>``); read it with ``perf report -i FILE``.
 """
 
 from __future__ import annotations
@@ -72,6 +76,19 @@ def summarize(raw: Path, top: int, within: str | None = None) -> None:
             print(f"{100 * count / total:5.1f}%  {name}")
 
 
+def sampler_command(a: argparse.Namespace, py_spy: str, pid: int, raw: Path) -> list[str]:
+    """The sampling profiler to attach to the worker: py-spy, or perf with ``--perf``."""
+    if a.perf is not None:
+        return [
+            "perf", "record", "-F", str(a.rate), "--call-graph", "dwarf,16384",
+            "-p", str(pid), "-o", str(a.perf),
+        ]  # fmt: skip
+    return [
+        py_spy, "record", "-p", str(pid), "-r", str(a.rate), "-f", "raw", "-o", str(raw),
+        "--nonblocking", *(["--idle"] if a.idle else []),
+    ]  # fmt: skip
+
+
 def produce_at(settings: Settings, events: list[Any], rate: int) -> None:
     """Produce ``events`` at ``rate`` per second, as ``relsec publish`` sends (encoded ahead)."""
     from confluent_kafka import Producer
@@ -133,6 +150,13 @@ def main() -> int:
         help="sample waiting too (py-spy --idle), the loop's thread only: where the wall "
         "time of a turn goes, not only its CPU",
     )
+    p.add_argument(
+        "--perf",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="sample with `perf record --call-graph dwarf` into FILE instead of py-spy",
+    )
     a = p.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     from benchmarks import pipeline_bench
@@ -182,20 +206,7 @@ def main() -> int:
             if a.live:
                 time.sleep(2)
             spy = subprocess.Popen(
-                [
-                    py_spy,
-                    "record",
-                    "-p",
-                    str(worker.pid),
-                    "-r",
-                    str(a.rate),
-                    "-f",
-                    "raw",
-                    "-o",
-                    str(raw),
-                    "--nonblocking",
-                    *(["--idle"] if a.idle else []),
-                ],
+                sampler_command(a, py_spy, worker.pid, raw),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -211,14 +222,17 @@ def main() -> int:
                     time.sleep(0.05)
             took = time.monotonic() - t0
             cpu = cpu_seconds(worker.pid) - cpu0
-            spy.send_signal(2)  # py-spy writes its output on SIGINT
-            spy.wait(30)
+            spy.send_signal(2)  # py-spy and perf write their output on SIGINT
+            spy.wait(60)
             print_counts(worker.web_port)
         finally:
             worker.stop()
         print(f"worker CPU {cpu:.1f} s over {took:.1f} s ({cpu / took:.2f} of a core)")
         print(f"{len(events)} events worked off in {took:.1f} s while profiled")
-        summarize(raw, a.top, "KafkaRuntime.run" if a.idle else None)
+        if a.perf is None:
+            summarize(raw, a.top, "KafkaRuntime.run" if a.idle else None)
+        else:
+            print(f"perf data in {a.perf}: perf report -i {a.perf} --no-children")
     finally:
         if kafka is not None:
             kafka.down(purge=True)
