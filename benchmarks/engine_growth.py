@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--file", required=True)
     parser.add_argument("--step", type=int, default=100_000)
     args = parser.parse_args()
-    gc.set_threshold(100_000, 10, 10)  # as replay runs (streams.replay.fewer_collections)
+    gc.disable()  # as replay runs (streams.replay.collector_paused)
     with open(args.file, "rb") as handle:
         lines = handle.read().splitlines()
     started = time.process_time()
