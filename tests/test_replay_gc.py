@@ -17,6 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from agents.model.alerts import Alert
 from agents.model.timefmt import format_rfc3339_ms, parse_rfc3339_ms
 from streams.replay import (
     DeadLetter,
@@ -51,20 +52,57 @@ def _hostile_lines() -> list[bytes]:
     ]
 
 
+def _scanner_report(findings: int) -> list[bytes]:
+    """A deploy named by its image, a scanner's report of ``findings`` at one instant on
+    the same release named by its digest (linked through ``release_aliases``, SPEC §8),
+    then a rollback to it: a burst that fires, on names that differ across tools."""
+    service, digest = "payments", "sha256:" + "ab" * 32
+    at = "2026-05-20T10:00:00Z"
+    base = {"source": "argocd", "service": service, "environment": "production"}
+    lines = [
+        orjson.dumps({
+            **base, "type": "deploy", "event_id": "gc-d1", "occurred_at": "2026-05-20T09:00:00Z",
+            "release": "payments:2.0.0", "release_aliases": [digest], "action": "deploy",
+            "status": "succeeded",
+        }),
+        orjson.dumps({
+            **base, "type": "deploy", "event_id": "gc-d2", "occurred_at": "2026-05-20T09:30:00Z",
+            "release": "payments:2.1.0", "action": "deploy", "status": "succeeded",
+        }),
+    ]  # fmt: skip
+    for n in range(findings):
+        lines.append(
+            orjson.dumps({
+                "type": "security_flag", "event_id": f"gc-f{n}", "occurred_at": at,
+                "source": "trivy", "service": service, "flag_id": f"CVE-2026-{n:05d}",
+                "release": digest, "status": "raised", "severity": "high", "title": "t",
+            })
+        )  # fmt: skip
+    lines.append(
+        orjson.dumps({
+            **base, "type": "deploy", "event_id": "gc-rb", "occurred_at": "2026-05-20T11:00:00Z",
+            "release": "payments:2.0.0", "action": "rollback", "status": "succeeded",
+        })
+    )  # fmt: skip
+    return lines
+
+
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A synthetic stream with duplicates and out-of-order events, hostile lines between."""
+    """A synthetic stream with duplicates and out-of-order events, hostile lines between,
+    and a scanner's report of 2,000 findings at one instant."""
     spec = SyntheticSpec(services=40, events=4_000, duplicate_share=0.05, out_of_order_share=0.2)
     lines = [orjson.dumps(event) for event in generate(spec)]
     for at, line in zip(range(500, 4_000, 600), _hostile_lines(), strict=False):
         lines.insert(at, line)
+    lines[2_000:2_000] = _scanner_report(2_000)
     path = tmp_path_factory.mktemp("gc") / "stream.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
 
 
-def _replay(path: Path, *, as_arrived: bool) -> tuple[int, list[object], list[DeadLetter]]:
-    alerts: list[object] = []
+def _replay(path: Path, *, as_arrived: bool) -> tuple[int, list[Alert], list[DeadLetter]]:
+    alerts: list[Alert] = []
     dead: list[DeadLetter] = []
     replayer = Replayer(
         make_engine(as_arrived, LATENESS_MS), lambda: CLOCK_MS, alerts.append, dead.append
@@ -84,6 +122,8 @@ def test_a_replay_leaves_no_cyclic_garbage(stream: Path, as_arrived: bool) -> No
     reasons = {d.reason for d in dead}
     # The stream reached the paths it is meant to: alerts and every kind of refusal.
     assert alerts
+    rules = {a.rule for a in alerts if a.service == "payments"}
+    assert "rollback-to-flagged-release" in rules  # the burst, linked across names
     assert {"invalid_json", "future"} <= reasons
     if as_arrived:
         assert "late" in reasons
