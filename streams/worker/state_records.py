@@ -368,12 +368,14 @@ def plan_restore(
     fresh: Container[bytes] | None = None,
 ) -> RestorePlan:
     """The plan for one partition: ``records`` are its heads and parts (key -> offset,
-    value), ``chunks`` its outbox chunks, ``sent_to`` its sent mark. Only the heads in
+    value), ``chunks`` its outbox chunks in the order they were stored, ``sent_to`` its
+    sent mark. Outboxes are re-sent in the order they were stored. Only the heads in
     ``fresh`` (read just now; default all) can need a re-send: a partition owned
     without a break was read before, and its owner sent what it stored."""
     plan = RestorePlan()
     needed_parts: set[bytes] = set()
     seen_refs: set[OutboxRef] = set()
+    refs: list[OutboxRef] = []
     for key, (offset, value) in records.items():
         if key_kind(key) != "state":
             continue
@@ -390,14 +392,22 @@ def plan_restore(
                 plan.resend.extend(unpack_outputs(value, end + 1)[0])
             elif magic is _STATE_MAGIC_HEAD:
                 for ref in _refs(header):
-                    if ref in seen_refs:
-                        continue
-                    seen_refs.add(ref)
-                    outputs = decode_outbox(ref, chunks.get)
-                    if outputs is not None:
-                        plan.resend.extend(outputs)
+                    if ref not in seen_refs:
+                        seen_refs.add(ref)
+                        refs.append(ref)
         except StateError as exc:
             plan.unreadable.append(f"{key.decode('utf-8', 'replace')!r}: {exc}")
+    # Re-sent oldest outbox first, in the order the checkpoints stored them: a later
+    # checkpoint's outputs (a retraction, a changed alert) must go out after an earlier
+    # one's, or the earlier would win. The heads come in no useful order (a service's
+    # key keeps the place of its first state), but ``chunks`` holds the outbox records
+    # as they were read, and each checkpoint's chunks were stored before its heads.
+    stored_at = {chunk_key: place for place, chunk_key in enumerate(chunks)}
+    refs.sort(key=lambda ref: stored_at.get(ref.chunk_keys()[0], -1))
+    for ref in refs:
+        outputs = decode_outbox(ref, chunks.get)
+        if outputs is not None:
+            plan.resend.extend(outputs)
     plan.delete.extend(chunks)
     plan.delete.extend(k for k in records if key_kind(k) == "part" and k not in needed_parts)
     return plan

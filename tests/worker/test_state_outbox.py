@@ -257,3 +257,30 @@ def test_restore_reads_heads_parts_and_chunks_and_plans_from_the_mark(
     # Forgotten: read from the beginning, and now everything on 0 is marked sent.
     read, plans = store.restore([0], timeout_s=60)
     assert plans[0].resend == [] and store.state_of("svc-b") is not None
+
+
+def test_restore_plan_resends_outboxes_in_the_order_they_were_stored() -> None:
+    """Two checkpoints' outboxes unsent at a crash (a broker that stopped answering):
+    the later one (here a retraction) must be re-sent after the earlier (the firing),
+    whatever order the heads come in. A service first stored in the later checkpoint
+    can come first: the changelog view keeps each key where it was first read."""
+    firing = [Output("t.alerts", b"alert-a", b"firing")]
+    retraction = [Output("t.alerts", b"alert-a", b"retracted")]
+    older_ref, older_chunks = encode_outbox(TOPIC, firing, "e.1", 0, 1_000)
+    newer_ref, newer_chunks = encode_outbox(TOPIC, retraction, "e.2", 0, 1_000)
+
+    def head(service: bytes, *refs: OutboxRef) -> bytes:
+        (r,) = encode_state(
+            TOPIC, service, StoredState({}, b"e", refs), refs[-1].checkpoint, 0, 9_000
+        )
+        assert r.value is not None
+        return r.value
+
+    records = {
+        b"svc-new": (12, head(b"svc-new", newer_ref)),  # read first, stored last
+        b"svc-a": (11, head(b"svc-a", older_ref, newer_ref)),  # carries the older outbox
+        b"svc-b": (5, head(b"svc-b", older_ref)),
+    }
+    chunks = {c.key: c.value for c in [*older_chunks, *newer_chunks]}
+    plan = plan_restore(records, sent_to=0, chunks=chunks)  # type: ignore[arg-type]
+    assert plan.resend == firing + retraction
