@@ -114,6 +114,7 @@ def ceiling(settings: Settings, total: int) -> tuple[float, float]:
 
 WORKER_ARGS: list[str] = []
 WORKER_CODE: dict[str, str] = {}
+PER_SECOND: list[bool] = []  # --per-second
 """Runtime label -> a source tree the worker runs from instead (``--compare``)."""
 
 
@@ -208,6 +209,7 @@ def latency(
         # Encoded ahead: at 5,000/s this process's own encoding would compete for the cores.
         values = [codec.encode_event(event_to_dict(event)) for event in stream]
         start = time.monotonic()
+        start_wall_ms = int(time.time() * 1000)
         cpu_start = cpu_seconds(worker.pid)
         for i, (event, value) in enumerate(zip(stream, values, strict=True)):
             due = start + i / rate
@@ -223,6 +225,7 @@ def latency(
         busy = (cpu_seconds(worker.pid) - cpu_start) / (time.monotonic() - start)
         print(f"  worker CPU while {rate}/s were produced: {busy:.2f} of a core", flush=True)
         latencies: list[float] = []
+        by_second: dict[int, list[float]] = {}
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             for msg in reader.consume(500, 0.5):
@@ -231,8 +234,18 @@ def latency(
                 alert = codec.decode_alert(msg.value())
                 trigger = alert["trigger"]
                 if trigger in sent_at and alert["status"] == "firing":
-                    latencies.append(msg.timestamp()[1] - sent_at[trigger])
+                    took_ms = msg.timestamp()[1] - sent_at[trigger]
+                    latencies.append(took_ms)
+                    second = (sent_at[trigger] - start_wall_ms) // 1000
+                    by_second.setdefault(second, []).append(took_ms)
         reader.close()
+        if PER_SECOND:
+            for second, values in sorted(by_second.items()):
+                values.sort()
+                print(
+                    f"    second {second:3d}: {len(values):5d} alerts, p50 "
+                    f"{statistics.median(values):6.0f} ms, max {values[-1]:6.0f} ms"
+                )
         return latencies
     finally:
         worker.stop()
@@ -317,7 +330,14 @@ def main() -> int:
         help="also measure workers running the source tree DIR (on PYTHONPATH), alternating "
         "with this tree's in every run (the ratios of the two are taken within a run)",
     )
+    p.add_argument(
+        "--per-second",
+        action="store_true",
+        help="print each second's latencies (p50, max) by when the event was sent",
+    )
     a = p.parse_args()
+    if a.per_second:
+        PER_SECOND.append(True)
     a.variants = a.runtimes.split(",")
     if a.compare:
         for runtime in list(a.variants):
