@@ -216,9 +216,10 @@ class WorkerCore:
         elif took_ms < target / 2 and taken >= self.slice_limit:
             self.slice_limit = min(self.options.slice_events, self.slice_limit * 3 // 2 + 1)
 
-    def take_states(self) -> list[StateToStore]:
-        """The states of the services touched since the last call."""
-        return self.processor.take_dirty()
+    def take_states(self, only: Iterable[str] | None = None) -> list[StateToStore]:
+        """The states of the services touched since the last call (of those in ``only``,
+        when given: the others stay touched, for a later call)."""
+        return self.processor.take_dirty(only)
 
     def evict_idle(self, now_ms: int) -> int:
         """Drop from the cache the engines of services idle for ``idle_service_evict_ms``

@@ -16,6 +16,7 @@ while once their state is stored (the stored bytes stay in the store).
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -93,6 +94,14 @@ class Processor:
         self.dead_letter_budget = dead_letter_budget
         self.engines: dict[str, ServiceEngine] = {}
         self.dirty: dict[str, int] = {}  # service -> partition of its last event
+        # Touched services in the order they were first touched since their state was last
+        # taken, with when; per service and input topic the first record applied since;
+        # per input partition those first records in a heap by offset (a slice applies
+        # its events service by service, not in offset order; entries of services taken
+        # since are dropped when they come to the top): what the commit may not pass.
+        self._dirty_since_ms: dict[str, int] = {}
+        self._first_unstored: dict[str, dict[str, int]] = {}
+        self._unstored: dict[tuple[str, int], list[tuple[int, str]]] = {}
         self.offsets: dict[str, dict[str, int]] = {}  # service -> topic -> last offset applied
         self.last_used_ms: dict[str, int] = {}
         self._partition_of: dict[str, int] = {}
@@ -176,8 +185,22 @@ class Processor:
         if not fresh:
             return []
         now = self.clock()
+        if service not in self.dirty:
+            self._dirty_since_ms[service] = now
         self.dirty[service] = fresh[-1].record.partition
         self.last_used_ms[service] = now
+        firsts = self._first_unstored.get(service)
+        if firsts is None:
+            firsts = self._first_unstored[service] = {}
+        for admitted in fresh:
+            record = admitted.record
+            if record.topic not in firsts:
+                firsts[record.topic] = record.offset
+                where = (record.topic, record.partition)
+                heap = self._unstored.get(where)
+                if heap is None:
+                    heap = self._unstored[where] = []
+                heapq.heappush(heap, (record.offset, service))
         outcomes = engine.process_batch([a.event for a in fresh], now)
         out: list[Output] = []
         for admitted, outcome in zip(fresh, outcomes, strict=True):
@@ -236,14 +259,57 @@ class Processor:
 
     # -- state ---------------------------------------------------------------
 
-    def take_dirty(self) -> list[StateToStore]:
-        """The touched services' states to store (and forget that they were touched)."""
-        out = [
-            StateToStore(s, p, dict(self.offsets[s]), self.engines[s].to_bytes())
-            for s, p in self.dirty.items()
+    def take_dirty(self, only: Iterable[str] | None = None) -> list[StateToStore]:
+        """The touched services' states to store (and forget that they were touched);
+        with ``only``, just those of these services that were touched (the others stay
+        touched)."""
+        dirty = self.dirty
+        if only is None:
+            taken = list(dirty.items())
+            dirty.clear()
+            self._dirty_since_ms.clear()
+            self._first_unstored.clear()
+            self._unstored.clear()
+        else:
+            taken = [(s, dirty.pop(s)) for s in only if s in dirty]
+            for s, _ in taken:
+                del self._dirty_since_ms[s]
+                self._first_unstored.pop(s, None)
+        return [
+            StateToStore(s, p, dict(self.offsets[s]), self.engines[s].to_bytes()) for s, p in taken
         ]
-        self.dirty.clear()
+
+    def touched_before(self, since_ms: int) -> list[str]:
+        """The touched services first touched before ``since_ms`` (since their state was
+        last taken), oldest first."""
+        out: list[str] = []
+        for service, first_ms in self._dirty_since_ms.items():
+            if first_ms >= since_ms:
+                break
+            out.append(service)
         return out
+
+    def oldest_touch_ms(self) -> int | None:
+        """When the touched service touched longest ago was first touched (None: none)."""
+        for first_ms in self._dirty_since_ms.values():
+            return first_ms
+        return None
+
+    def unstored_from(self, topic: str, partition: int) -> int | None:
+        """The offset of the first record applied from ``topic`` partition ``partition``
+        whose service's state has not been taken since (None: there is none): input
+        offsets may be committed up to it, not past it."""
+        heap = self._unstored.get((topic, partition))
+        if not heap:
+            return None
+        firsts = self._first_unstored
+        while heap:
+            offset, service = heap[0]
+            first = firsts.get(service)
+            if first is not None and first.get(topic) == offset:
+                return offset
+            heapq.heappop(heap)
+        return None
 
     def evict_idle(self, idle_before_ms: int) -> int:
         """Drop the engines of services not touched since ``idle_before_ms`` whose state is
@@ -265,4 +331,7 @@ class Processor:
         self.engines.clear()
         self.offsets.clear()
         self.dirty.clear()
+        self._dirty_since_ms.clear()
+        self._first_unstored.clear()
+        self._unstored.clear()
         self.last_used_ms.clear()

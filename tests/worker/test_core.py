@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agents.engine import EngineConfig
 from agents.model.events import parse_event
@@ -12,12 +15,13 @@ from agents.model.timefmt import format_rfc3339_ms
 from streams.codecs import make_codec
 from streams.kafka.clients import murmur2_partition
 from streams.settings import Settings, Topics
+from streams.synthetic import SyntheticSpec, generate
 from streams.worker.core import EVICTION_SCAN_EVERY_MS, WorkerCore, group_by_service, merge_policy
 from streams.worker.delivery import RecordLimits
 from streams.worker.health import Progress
 from streams.worker.merge import CAUGHT_UP
 from streams.worker.options import WorkerOptions
-from streams.worker.processor import Processor
+from streams.worker.processor import Admitted, Processor
 from streams.worker.records import InputRecord
 from streams.worker.state_records import StoredState, encode_state
 from tests.worker.fakes import FakeClock, store
@@ -322,3 +326,157 @@ def test_any_slice_size_gives_the_same_outputs(slice_events: int) -> None:
         return outputs
 
     assert run(slice_events) == run(1_000)
+
+
+def test_states_taken_for_some_services_leave_the_others_touched_for_later() -> None:
+    c = core()
+    for offset, obj in enumerate([deploy("a"), deploy("b"), deploy("c")]):
+        c.admit(record(obj, offset), NOW_MS)
+    c.release(NOW_MS, AllCaughtUp())
+    (a,) = c.take_states(only=["a", "never-seen"])
+    assert a.service == "a"
+    assert c.evict_idle(NOW_MS + 10**9) == 1, "only the stored one may be evicted"
+    assert sorted(s.service for s in c.take_states()) == ["b", "c"]
+    assert c.take_states() == [] and c.take_states(only=["b"]) == []
+
+
+def test_a_crash_after_storing_only_the_alerting_service_repeats_no_alert_and_loses_nothing() -> (
+    None
+):
+    """The kafka runtime's outputs seal (streams.worker.cadence) stores only the services
+    whose alerts wait, and commits no offset: after a crash, every record since the last
+    commit is read again. The stored service's records are known by their offsets; the
+    others are applied again, to the state an uninterrupted worker has."""
+    changelog = store("c.")
+    upgrade = deploy("quiet", at_ms=NOW_MS - 3_600_000)
+    upgrade.update(event_id="quiet-d2", release="1.1.0", previous_release="1.0.0")
+    records = [
+        record(deploy("alerting"), 0),
+        record(deploy("quiet"), 1),
+        record(flag("alerting", 1), 2),
+        record(upgrade, 3),
+    ]
+
+    def fresh() -> WorkerCore:
+        opts = WorkerOptions(partitions=3, merge_caught_up_grace_ms=0)
+        return WorkerCore(SETTINGS, opts, changelog.state_of, "kafka", clock=lambda: NOW_MS)
+
+    def run(c: WorkerCore) -> dict[str, list[bytes | None]]:
+        for r in records:
+            c.admit(r, NOW_MS)
+        out: dict[str, list[bytes | None]] = {}
+        while c.buffered():
+            for service, held in c.release(NOW_MS, AllCaughtUp()).outputs.items():
+                out.setdefault(service, []).extend(o.key for o in held)
+        return out
+
+    uninterrupted = fresh()
+    first = run(uninterrupted)
+    assert set(first) == {"alerting"}, "the quiet service only deploys"
+    expected = {s.service: s.engine for s in uninterrupted.take_states()}
+
+    before_crash = fresh()
+    assert run(before_crash) == first
+    (stored,) = before_crash.take_states(only=list(first))
+    encoded = StoredState(stored.offsets, stored.engine)
+    for r in encode_state("cl", b"alerting", encoded, "e.1", stored.partition, 10**6):
+        assert r.key is not None
+        changelog.put(r.key, stored.partition, r.value)
+
+    after_crash = fresh()  # nothing committed: every record is read again
+    assert run(after_crash) == {}, "the stored service's alert is not sent again"
+    (quiet,) = after_crash.take_states()
+    assert quiet.service == "quiet" and quiet.engine == expected["quiet"]
+    assert after_crash.metrics.duplicates.value == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("apply"), st.lists(st.integers(0, 4), min_size=1, max_size=6)),
+            st.tuples(st.just("take"), st.sets(st.integers(0, 5))),
+            st.tuples(st.just("take all"), st.just(None)),
+        ),
+        max_size=40,
+    ),
+    flags=st.randoms(use_true_random=False),
+)
+def test_the_commit_floor_is_the_first_record_of_a_service_not_stored_yet(
+    steps: list[tuple[str, Any]], flags: Any
+) -> None:
+    """After any mix of slices (their events applied service by service, as the core
+    does, so not in offset order) and states taken for some services (a partial seal) or
+    all (a full one), ``unstored_from`` names, per input topic, the smallest offset
+    applied to a service whose state was not taken since: the kafka runtime commits up
+    to it, never past it."""
+    processor = Processor(TOPICS, CODEC, EngineConfig(), 1, lambda _: None, lambda: NOW_MS)
+    next_offset = {TOPICS.deploys: 0, TOPICS.security_flags: 0}
+    unstored: dict[str, dict[str, int]] = {}  # the model: service -> topic -> first offset
+    for n, (step, arg) in enumerate(steps):
+        if step == "apply":
+            batches: dict[str, list[Admitted]] = {}
+            for i, index in enumerate(arg):
+                service = f"s{index}"
+                obj = flag(service, n * 10 + i) if flags.random() < 0.5 else deploy(service)
+                obj["event_id"] = f"{service}-{n}-{i}"
+                event = parse_event(obj)
+                topic = TOPICS.input_for_type(event.type)
+                offset = next_offset[topic]
+                next_offset[topic] += 1
+                rec = InputRecord(topic, 0, offset, service.encode(), b"")
+                batches.setdefault(service, []).append(Admitted(rec, event))
+                unstored.setdefault(service, {}).setdefault(topic, offset)
+            for service, batch in batches.items():
+                processor.apply_batch(service, batch)
+        else:
+            services = None if step == "take all" else [f"s{i}" for i in sorted(arg)]
+            taken = processor.take_dirty(services)
+            expected = set(unstored) if services is None else set(unstored) & set(services)
+            assert {s.service for s in taken} == expected
+            for service in expected:
+                del unstored[service]
+        for topic in next_offset:
+            firsts = [o[topic] for o in unstored.values() if topic in o]
+            assert processor.unstored_from(topic, 0) == (min(firsts) if firsts else None)
+        oldest = processor.oldest_touch_ms()
+        assert (oldest is None) == (not unstored)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_commit_after_partial_takes_never_passes_an_applied_record_not_stored(seed: int) -> None:
+    """Through the core: slices of a synthetic stream over one partition, after each a
+    partial take (the services holding outputs and some others at random), and the
+    offset the kafka runtime would commit: min(first record held, first unstored)."""
+    rng = random.Random(seed)
+    spec = SyntheticSpec(services=40, events=2_000, seed=seed, duplicate_share=0.0)
+    objs = list(generate(spec))
+    c = WorkerCore(
+        SETTINGS,
+        WorkerOptions(partitions=1, merge_caught_up_grace_ms=0, slice_events=50),
+        store("c.").state_of,
+        "kafka",
+        clock=lambda: NOW_MS,
+    )
+    next_offset = dict.fromkeys(TOPICS.inputs, 0)
+    unstored: dict[str, set[tuple[str, int]]] = {}  # the model
+    for start in range(0, len(objs), 30):
+        for obj in objs[start : start + rng.randint(1, 30)]:
+            topic = TOPICS.input_for_type(parse_event(obj).type)
+            value = CODEC.encode_event(obj)
+            c.admit(InputRecord(topic, 0, next_offset[topic], b"k", value), NOW_MS)
+            next_offset[topic] += 1
+        released = c.release(NOW_MS, AllCaughtUp())
+        for admitted in released.items:
+            at = (admitted.record.topic, admitted.record.offset)
+            unstored.setdefault(admitted.event.service, set()).add(at)
+        others = [s for s in c.processor.dirty if rng.random() < 0.2]
+        for state in c.take_states(only=[*released.outputs, *others]):
+            unstored.pop(state.service, None)
+        for topic in TOPICS.inputs:
+            held = c.merges[0].first_held(topic)
+            commit = held.record.offset if held is not None else next_offset[topic]
+            floor = c.processor.unstored_from(topic, 0)
+            commit = commit if floor is None else min(commit, floor)
+            applied = [o for records in unstored.values() for t, o in records if t == topic]
+            assert not applied or commit <= min(applied)
