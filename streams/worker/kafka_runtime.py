@@ -11,11 +11,14 @@ checkpoint machine's (:mod:`streams.worker.checkpoint`).
 One loop turn: consume a batch; admit each record (a bad record's dead letter is
 produced at once); release one slice of events from the merge through the engine
 (their outputs wait in their services' outbox); move sealed checkpoints on;
-seal a checkpoint when due (every ``checkpoint_every_ms``, 10 ms by default,
-1 s while a backlog of at least ``BACKLOG_RECORDS`` is read, or every
-``checkpoint_records`` records, or once the outbox holds ``checkpoint_bytes``);
-commit completed checkpoints' offsets. No turn runs long: a burst of findings is
-worked off one slice per turn, so delivery reports, commits and ``/healthz`` go on.
+seal a checkpoint when due (:mod:`streams.worker.cadence`: every
+``checkpoint_every_ms``, 10 ms by default, with the services whose alerts wait and
+those touched ``state_store_delay_ms`` ago; every second while a backlog of at least
+``BACKLOG_RECORDS`` is read, every ``checkpoint_records`` records or once the outbox
+holds ``checkpoint_bytes``, with every touched service); commit completed
+checkpoints' offsets, never past a record whose service's state is not stored. No turn
+runs long: a burst of findings is worked off one slice per turn, so delivery reports,
+commits and ``/healthz`` go on.
 
 The state of the services of partition *p* lives in partition *p* of the state
 changelog, read back when *p* is assigned (:mod:`streams.worker.changelog`).
@@ -54,6 +57,7 @@ from streams.kafka.errors import TopicError
 from streams.kafka.topics import max_message_bytes
 from streams.settings import Settings
 from streams.worker import errors
+from streams.worker.cadence import CheckpointCadence, SealKind
 from streams.worker.changelog import ChangelogStore, ensure_state_changelog
 from streams.worker.checkpoint import TP, AtLeastOnceCheckpoints, TransactionalCheckpoints
 from streams.worker.core import WorkerCore
@@ -135,8 +139,15 @@ class KafkaRuntime:
         self.committed: dict[TP, int] = {}
         self.highwater: dict[TP, int] = {}
         self.paused: set[TP] = set()
-        self.since_checkpoint = 0
-        self.last_checkpoint_ms = clock()
+        self.since_checkpoint = 0  # input records taken since the last seal
+        self.cadence = CheckpointCadence(
+            every_ms=options.checkpoint_every_ms,
+            store_delay_ms=0 if options.exactly_once else options.state_store_delay_ms,
+            backlog_every_ms=options.backlog_checkpoint_interval_ms,
+            max_records=options.checkpoint_records,
+            max_outbox_bytes=options.checkpoint_bytes,
+            last_ms=clock(),
+        )
         self.commit_ready: dict[TP, int] = {}
         self.last_commit_ms = clock()
         self.running = True
@@ -434,35 +445,51 @@ class KafkaRuntime:
             self.paused.difference_update(resume)
 
     def _offsets_to_commit(self) -> dict[TP, int]:
-        """Each input partition's next offset to read: its first record still in the merge."""
+        """Each input partition's next offset to read: its first record still in the merge,
+        or applied to a service whose state is not stored yet (after a partial seal)."""
         out: dict[TP, int] = {}
+        unstored_from = self.core.processor.unstored_from
         for (topic, partition), position in self.positions.items():
             merge = self.core.merges.get(partition)
             held = merge.first_held(topic) if merge is not None else None
             offset = held.record.offset if held is not None else position
+            unstored = unstored_from(topic, partition)
+            if unstored is not None and unstored < offset:
+                offset = unstored
             if self.committed.get((topic, partition)) != offset:
                 out[(topic, partition)] = offset
         return out
 
-    def _seal(self) -> None:
-        """Close the current at-least-once checkpoint and start it on its way."""
-        assert isinstance(self.checkpoints, AtLeastOnceCheckpoints)
-        offsets = self._offsets_to_commit()
+    def _seal(self, kind: SealKind = "full") -> None:
+        """Close the current at-least-once checkpoint and start it on its way: with every
+        touched service, or (partial) with those whose outputs wait and those touched
+        longest ago (:mod:`streams.worker.cadence`), and the input offsets that allows."""
+        checkpoints = self.checkpoints
+        assert isinstance(checkpoints, AtLeastOnceCheckpoints)
+        now = self.clock()
+        if kind == "full":
+            states = self.core.take_states()
+        else:
+            due = self.core.processor.touched_before(self.cadence.store_before_ms(now))
+            states = self.core.take_states(only=[*checkpoints.outbox, *due])
+        offsets = self._offsets_to_commit()  # after the states are taken
         self.committed.update(offsets)
-        self.checkpoints.seal(self.core.take_states(), offsets)
+        checkpoints.seal(states, offsets)
+        self.metrics.seals.labels(kind).inc()
         self.since_checkpoint = 0
-        self.last_checkpoint_ms = now = self.clock()
+        self.cadence.sealed(now)
         self.core.evict_idle_due(now)
 
     def checkpoint(self) -> None:
         """Make everything applied so far durable, visible and committed, and wait for it
         (before partitions are given up, and at shutdown)."""
-        offsets = self._offsets_to_commit()
         if isinstance(self.checkpoints, TransactionalCheckpoints):
-            self.checkpoints.commit(self.core.take_states(), offsets)
+            states = self.core.take_states()
+            offsets = self._offsets_to_commit()  # after the states are taken: all of them
+            self.checkpoints.commit(states, offsets)
             self.committed.update(offsets)
             self.since_checkpoint = 0
-            self.last_checkpoint_ms = self.clock()
+            self.cadence.sealed(self.clock())
             return
         self._seal()
         self.checkpoints.drain(check=self._check_stop_overdue)
@@ -473,25 +500,6 @@ class KafkaRuntime:
         self.checkpoints.take_commits()
         self.commit_ready.clear()
         self.last_commit_ms = self.clock()
-
-    def _checkpoint_due(self, now_ms: int, backlog: bool) -> bool:
-        """Every ``checkpoint_every_ms`` when live; while a backlog is read (where latency
-        means little and each checkpoint serializes every touched service), every
-        ``backlog_checkpoint_interval_ms``; every ``checkpoint_records`` records; or once
-        the outbox holds ``checkpoint_bytes``."""
-        if not self.since_checkpoint:
-            return False
-        options = self.options
-        if self.since_checkpoint >= options.checkpoint_records:
-            return True
-        if self.checkpoints.outbox_bytes >= options.checkpoint_bytes:
-            return True
-        every_ms = (
-            max(options.checkpoint_every_ms, options.backlog_checkpoint_interval_ms)
-            if backlog
-            else options.checkpoint_every_ms
-        )
-        return now_ms - self.last_checkpoint_ms >= every_ms
 
     def _commit_ready(self, now_ms: int) -> None:
         """Commit the offsets of completed checkpoints, without waiting, at most every
@@ -625,11 +633,19 @@ class KafkaRuntime:
                 backlog = more or (
                     len(messages) >= options.batch_records and self._behind() >= BACKLOG_RECORDS
                 )
-                if self._checkpoint_due(now, backlog):
+                due = self.cadence.due(
+                    now,
+                    self.since_checkpoint,
+                    bool(self.checkpoints.outbox),
+                    self.checkpoints.outbox_bytes,
+                    backlog,
+                    self.core.processor.oldest_touch_ms(),
+                )
+                if due is not None:
                     if exactly_once:
                         self.checkpoint()
                     else:
-                        self._seal()
+                        self._seal(due)
                 if not exactly_once:
                     self._commit_ready(now)
                 if now - last_refresh >= GC_FREEZE_EVERY_MS:

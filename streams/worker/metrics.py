@@ -54,6 +54,12 @@ class PipelineMetrics:
             "relsec_services_evicted",
             "Idle services whose engine was dropped from the cache (their state stays stored)",
         )
+        self.seals = Tally(
+            "relsec_checkpoints_sealed",
+            "Checkpoints sealed, by kind: partial (live: the services whose alerts wait and "
+            "those touched longest ago) or full (every touched service)",
+            ("kind",),
+        )
         r.register(
             _TallyCollector(
                 [
@@ -64,6 +70,7 @@ class PipelineMetrics:
                     self.rerouted,
                     self.alerts,
                     self.evicted,
+                    self.seals,
                 ]
             )
         )
