@@ -208,6 +208,8 @@ def latency(
         stream = events[rate : rate + rate * seconds]
         # Encoded ahead: at 5,000/s this process's own encoding would compete for the cores.
         values = [codec.encode_event(event_to_dict(event)) for event in stream]
+        changelog = (settings.topics.state_changelog,)
+        stored_before = sum(end_offsets(settings, changelog).values())
         start = time.monotonic()
         start_wall_ms = int(time.time() * 1000)
         cpu_start = cpu_seconds(worker.pid)
@@ -239,6 +241,8 @@ def latency(
                     second = (sent_at[trigger] - start_wall_ms) // 1000
                     by_second.setdefault(second, []).append(took_ms)
         reader.close()
+        stored = sum(end_offsets(settings, changelog).values()) - stored_before
+        print(f"  state changelog records: {stored:,} ({stored / len(stream):.2f} an event)")
         if PER_SECOND:
             for second, values in sorted(by_second.items()):
                 values.sort()
