@@ -17,11 +17,13 @@ every service at every checkpoint:
   ``backlog_every_ms``, alerts wait for it too), after ``max_records`` records, once
   the outbox holds ``max_outbox_bytes``, and before partitions are given up.
 
-A crash re-reads from the last commit; the services stored since know their records by
-offset, the others apply them again: nothing is lost, no alert is repeated. Each
-service's state is written at most about once per ``store_delay_ms`` in live traffic,
-and each seal's cost stays about even (no periodic seal of every service).
-``store_delay_ms`` 0 makes every seal full.
+When the input goes quiet (no record for ``every_ms``, nothing held in the merge: the end
+of a backlog, or traffic too slow to gain from waiting) the seal is full, so the commit
+reaches the end at once. A crash re-reads from the last commit; the services stored since
+know their records by offset, the others apply them again: nothing is lost, no alert is
+repeated. In busy live traffic each service's state is written about once per
+``store_delay_ms`` at most (more often when it alerts), and each seal's cost stays about
+even (no periodic seal of every service). ``store_delay_ms`` 0 makes every seal full.
 
 Pure: the clock's readings are passed in (tests/worker/test_cadence.py).
 """
@@ -53,17 +55,21 @@ class CheckpointCadence:
         outbox_bytes: int,
         backlog: bool,
         oldest_touch_ms: int | None = None,
+        idle: bool = False,
     ) -> SealKind | None:
         """The seal due now, if any.
 
         ``records_since_seal``: input records taken (admitted, applied, dead-lettered)
         since the last seal; ``holding_outputs``: engine outputs wait for a seal;
         ``oldest_touch_ms``: when the service touched longest ago without its state
-        stored was first touched (None: every touched service is stored).
+        stored was first touched (None: every touched service is stored); ``idle``: no
+        input record came for ``every_ms`` and the merge holds none.
         """
+        unstored = oldest_touch_ms is not None
         aged = oldest_touch_ms is not None and oldest_touch_ms < self.store_before_ms(now_ms)
         if not records_since_seal and not holding_outputs and not aged:
-            return None
+            # Nothing else to do: store the rest, so the commit reaches the end.
+            return "full" if idle and unstored else None
         if records_since_seal >= self.max_records or outbox_bytes >= self.max_outbox_bytes:
             return "full"
         elapsed = now_ms - self.last_ms
@@ -71,7 +77,7 @@ class CheckpointCadence:
             return "full" if elapsed >= max(self.every_ms, self.backlog_every_ms) else None
         if elapsed < self.every_ms:
             return None
-        return "partial" if self.store_delay_ms > 0 else "full"
+        return "partial" if self.store_delay_ms > 0 and not idle else "full"
 
     def store_before_ms(self, now_ms: int) -> int:
         """A partial seal at ``now_ms`` also stores the services first touched before this."""

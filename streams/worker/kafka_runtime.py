@@ -605,6 +605,7 @@ class KafkaRuntime:
         busy_timeout_s = min(idle_timeout_s, 0.001)
         exactly_once = isinstance(self.checkpoints, TransactionalCheckpoints)
         last_refresh = 0
+        last_record_ms = self.clock()
         more = False
         progress = self.core.progress
         turn_seconds = self.metrics.turn_seconds
@@ -620,6 +621,7 @@ class KafkaRuntime:
                 )
                 if messages:
                     self._admit(messages)
+                    last_record_ms = self.clock()
                 more = self._release() if self.core.merges else False
                 if self.paused or more:
                     self._pause_full_partitions()
@@ -640,6 +642,8 @@ class KafkaRuntime:
                     self.checkpoints.outbox_bytes,
                     backlog,
                     self.core.processor.oldest_touch_ms(),
+                    idle=now - last_record_ms >= options.checkpoint_every_ms
+                    and not self.core.buffered(),
                 )
                 if due is not None:
                     if exactly_once:

@@ -116,3 +116,12 @@ def test_no_alert_and_no_unstored_service_waits_past_its_bound(
             touched = [] if due == "full" else [t for t in touched if t >= edge]
             c.sealed(now)
             holding_since, records = None, 0
+
+
+def test_a_quiet_input_gets_a_full_seal_so_the_commit_reaches_the_end() -> None:
+    c = cadence()
+    c.sealed(10)
+    assert c.due(20, 0, False, 0, backlog=False, oldest_touch_ms=5) is None, "busy: wait"
+    assert c.due(20, 0, False, 0, backlog=False, oldest_touch_ms=5, idle=True) == "full"
+    assert c.due(20, 3, True, 10, backlog=False, oldest_touch_ms=5, idle=True) == "full"
+    assert c.due(20, 0, False, 0, backlog=False, oldest_touch_ms=None, idle=True) is None

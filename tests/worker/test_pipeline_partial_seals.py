@@ -51,10 +51,11 @@ def test_a_live_worker_killed_between_stores_of_its_quiet_services_loses_nothing
     assert len(expected) > 100
     create_topics(kafka_settings, partitions=3)
     # A store delay far above the run's length: a quiet service stays unstored until the
-    # kill, and no commit may pass its first record (live traffic makes no full seal);
-    # the restart has to apply its records again. (This test found that a slice applies
-    # its events service by service, not in offset order.)
-    delay = ("--state-store-delay-ms", "600000")
+    # kill, and no commit may pass its first record; the restart has to apply its records
+    # again. Checkpoints every 200 ms: the publisher's 100 ms pauses are not the quiet
+    # moment that makes a seal full. (This test found that a slice applies its events
+    # service by service, not in offset order.)
+    delay = ("--state-store-delay-ms", "600000", "--checkpoint-interval-ms", "200")
     first = WorkerProcess(kafka_settings, tmp_path, *delay, name="first")
     try:
         publisher = publish_live(kafka_settings, events, per_tenth_s=100)
