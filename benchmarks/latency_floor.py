@@ -37,14 +37,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.model.events import event_to_dict, parse_event
-from benchmarks.pipeline_bench import cpu_seconds, latency, percentile
+from agents.model.events import event_to_dict
+from benchmarks.pipeline_bench import cpu_seconds, latency, latency_stream, percentile
 from streams.codecs import make_codec
 from streams.devkafka import LocalKafka, pick_free_ports
 from streams.kafka.clients import consumer_config, producer_config
 from streams.kafka.topics import create_topics
 from streams.settings import Settings, Topics
-from streams.synthetic import SyntheticSpec, generate
 
 FETCH_MAX_WAIT_MS = 100  # the worker's default (--fetch-max-wait-ms)
 SENT_HEADER = "floor-sent-ms"
@@ -199,20 +198,7 @@ def main() -> int:
     else:
         kafka = LocalKafka(tmp / "kafka", brokers=1, port=pick_free_ports(1)[0])
         bootstrap = kafka.up()
-    # The stream of pipeline_bench's latency phase (an hour of event time per second).
-    events = [
-        parse_event(e)
-        for e in generate(
-            SyntheticSpec(
-                services=a.services,
-                events=a.rate * (a.seconds + 1),
-                out_of_order_share=0.0,
-                duplicate_share=0.0,
-                seed=99,
-                span_ms=(a.seconds + 1) * 1000 * 3600,
-            )
-        )
-    ]
+    events = latency_stream(a.services, a.rate, a.seconds)
     variants = [*MODES] + ([] if a.no_worker else ["worker"])
     results: dict[str, list[float]] = {}
     try:

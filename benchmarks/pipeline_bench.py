@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.model.events import event_to_dict, parse_event
+from agents.model.events import Event, event_to_dict, parse_event
 from streams.codecs import make_codec
 from streams.devkafka import LocalKafka, pick_free_ports
 from streams.kafka.clients import admin_config, consumer_config, producer_config
@@ -255,6 +255,21 @@ def latency(
         worker.stop()
 
 
+def latency_stream(services: int, rate: int, seconds: int) -> list[Event]:
+    """The latency phase's stream: ``rate`` events a second for ``seconds`` + 1 (the first
+    second warms up), in order, event time moving an hour a second (a replayed day of a
+    busy fleet); also what worker_profile.py and latency_floor.py produce live."""
+    spec = SyntheticSpec(
+        services=services,
+        events=rate * (seconds + 1),
+        out_of_order_share=0.0,
+        duplicate_share=0.0,
+        seed=99,
+        span_ms=(seconds + 1) * 1000 * 3600,
+    )
+    return [parse_event(e) for e in generate(spec)]
+
+
 def percentile(sorted_values: list[float], share: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * share))]
 
@@ -362,19 +377,7 @@ def main() -> int:
         )
         events = [parse_event(e) for e in generate(spec)]
         top = max(a.rate_list, default=0)
-        lat_events = [
-            parse_event(e)
-            for e in generate(
-                SyntheticSpec(
-                    services=a.services,
-                    events=top * (a.seconds + 1),
-                    out_of_order_share=0.0,
-                    duplicate_share=0.0,
-                    seed=99,
-                    span_ms=(a.seconds + 1) * 1000 * 3600,
-                )
-            )
-        ]
+        lat_events = latency_stream(a.services, top, a.seconds)
         results: dict[str, list[float]] = {}
         results.setdefault("ceiling wall", [])
         results.setdefault("ceiling cpu", [])

@@ -36,6 +36,7 @@ from benchmarks.pipeline_bench import (
     cpu_seconds,
     end_offsets,
     first_alert_time,
+    latency_stream,
     start_worker,
 )
 from streams.codecs import make_codec
@@ -180,21 +181,7 @@ def main() -> int:
         )
         create_topics(settings, partitions=6)
         if a.live:
-            # The latency phase's stream of pipeline_bench.py: event time moving an hour a
-            # second, as in a replayed day of a busy fleet.
-            events = [
-                parse_event(e)
-                for e in generate(
-                    SyntheticSpec(
-                        services=a.services,
-                        events=a.live * (a.seconds + 1),
-                        out_of_order_share=0.0,
-                        duplicate_share=0.0,
-                        seed=99,
-                        span_ms=(a.seconds + 1) * 1000 * 3600,
-                    )
-                )
-            ]
+            events = latency_stream(a.services, a.live, a.seconds)
             assert publish_events(settings, events[: a.live]).ok  # warm-up
             events = events[a.live :]
         else:
