@@ -202,18 +202,16 @@ WORKER_SETTINGS: Final[tuple[Setting[Any], ...]] = (
     _count(
         "checkpoint_records",
         "RELSEC_CHECKPOINT_RECORDS",
-        100_000,
+        20_000,
         "a checkpoint is sealed after this many records at most (each checkpoint stores "
-        "every service it touched: while a backlog is read, fewer and larger ones cost "
-        "less; the backlog interval is meant to decide, this is the bound)",
+        "every service it touched: while a backlog is read, fewer and larger ones cost less)",
     ),
     _count(
         "checkpoint_bytes",
         "RELSEC_CHECKPOINT_BYTES",
-        32 << 20,
+        8 << 20,
         "a checkpoint is sealed once its outputs hold this many bytes (a scanner's report "
-        "fires thousands of alerts at once): the bound on the memory a checkpoint's "
-        "outputs take (several times this at the peak: copies on their way)",
+        "fires thousands of alerts at once)",
     ),
     _ms(
         "backlog_checkpoint_interval_ms",
