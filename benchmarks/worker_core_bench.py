@@ -14,9 +14,8 @@ held in the at-least-once checkpoint machine, a checkpoint sealed every
 record at the next poll (no broker, no librdkafka). CPU time, medians of ``--runs``.
 What this measures is the ceiling of the worker's Python side: the live worker adds
 the consumer, the producer's queues and the delivery reports' C side on top. The
-collector is set as the measured tree's loop sets it (``streams.worker.collector``: no
-automatic collection, ``gc.freeze`` once a second, a run too short for a sweep; an older
-tree: its young-generation threshold); ``--default-gc`` leaves Python's defaults.
+collector is set as the worker's loop sets it (the young-generation threshold, and
+``gc.freeze`` once a second); ``--default-gc`` leaves Python's defaults instead.
 """
 
 from __future__ import annotations
@@ -47,21 +46,10 @@ from streams.worker.changelog import ChangelogStore
 from streams.worker.checkpoint import AtLeastOnceCheckpoints
 from streams.worker.core import WorkerCore
 from streams.worker.delivery import RecordLimits
+from streams.worker.kafka_runtime import GC_FREEZE_EVERY_MS, GC_YOUNG_THRESHOLD
 from streams.worker.merge import CAUGHT_UP
 from streams.worker.options import WorkerOptions
 from streams.worker.records import InputRecord
-
-try:
-    from streams.worker.collector import FREEZE_EVERY_MS
-
-    YOUNG_THRESHOLD: int | None = None  # the loop collects nothing automatically
-except ImportError:  # a tree from before streams.worker.collector (--compare)
-    from streams.worker.kafka_runtime import (  # type: ignore[attr-defined,no-redef]
-        GC_FREEZE_EVERY_MS as FREEZE_EVERY_MS,
-    )
-    from streams.worker.kafka_runtime import (  # type: ignore[attr-defined]
-        GC_YOUNG_THRESHOLD as YOUNG_THRESHOLD,
-    )
 
 PARTITIONS = 6
 
@@ -169,14 +157,12 @@ def run_once(
     batch = options.batch_records
     now = int(time.time() * 1000)
     since = 0
-    collector_was_on, saved_thresholds = gc.isenabled(), gc.get_threshold()
-    if worker_gc and YOUNG_THRESHOLD is None:
-        gc.disable()
-    elif worker_gc:
-        gc.set_threshold(YOUNG_THRESHOLD, *saved_thresholds[1:])
+    saved_thresholds = gc.get_threshold()
+    if worker_gc:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *saved_thresholds[1:])
     start = last_freeze = time.process_time()
     for i in range(0, len(inputs), batch):
-        if worker_gc and (time.process_time() - last_freeze) * 1000 >= FREEZE_EVERY_MS:
+        if worker_gc and (time.process_time() - last_freeze) * 1000 >= GC_FREEZE_EVERY_MS:
             gc.freeze()
             last_freeze = time.process_time()
         for record in inputs[i : i + batch]:
@@ -205,8 +191,6 @@ def run_once(
     checkpoints.drain()
     took = time.process_time() - start
     single_object._direct_reader = saved_reader
-    if collector_was_on:
-        gc.enable()
     gc.set_threshold(*saved_thresholds)
     gc.unfreeze()
     alerts = sum(child.value for child in core.metrics.alerts._children.values())

@@ -60,7 +60,6 @@ from streams.worker import errors
 from streams.worker.cadence import CheckpointCadence, SealKind
 from streams.worker.changelog import ChangelogStore, ensure_state_changelog
 from streams.worker.checkpoint import TP, AtLeastOnceCheckpoints, TransactionalCheckpoints
-from streams.worker.collector import CollectorPolicy, collector_step
 from streams.worker.core import WorkerCore
 from streams.worker.delivery import RecordLimits
 from streams.worker.errors import ConsumerFailed, RecordLimitError, WorkerError
@@ -78,14 +77,18 @@ MIN_CHANGELOG_RECORD_BYTES = 4_096
 outbox references and the key of a long service name."""
 HIGHWATER_TIMEOUT_S = 5.0
 WATCHDOG_GRACE_S = 5.0
-METRICS_REFRESH_EVERY_MS = 1_000
-"""How often the loop refreshes its gauges (lag, services cached, state bytes)."""
+GC_FREEZE_EVERY_MS = 1_000
 BACKLOG_RECORDS = 2_500
 """Input records waiting on the broker (our partitions, by the cached high watermarks)
 from which a full consumed batch means a backlog and checkpoints go to the backlog
 cadence: a fraction of a second of work. Below it a full batch is a moment of load in
 live traffic, which keeps the live cadence (its alerts would otherwise wait up to
 ``backlog_checkpoint_interval_ms``)."""
+GC_YOUNG_THRESHOLD = 50_000
+"""Allocations between generation-0 collections while the loop runs (CPython's default:
+700). The loop's path makes no cyclic garbage (tests/worker/test_gc_policy.py), so each
+collection is pure cost: at 700 a backlog ran about 600 of them per 40,000 events, and
+12-30% slower (docs/performance.md §19)."""
 
 
 def learn_limits(settings: Settings, options: WorkerOptions) -> RecordLimits:
@@ -606,9 +609,8 @@ class KafkaRuntime:
         more = False
         progress = self.core.progress
         turn_seconds = self.metrics.turn_seconds
-        collector = CollectorPolicy()
-        collector_was_on = gc.isenabled()
-        gc.disable()  # streams.worker.collector: freezes once a second, sweeps rarely
+        saved_thresholds = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *saved_thresholds[1:])
         try:
             while self.running:
                 started = time.perf_counter()
@@ -633,9 +635,6 @@ class KafkaRuntime:
                 backlog = more or (
                     len(messages) >= options.batch_records and self._behind() >= BACKLOG_RECORDS
                 )
-                idle = now - last_record_ms >= options.checkpoint_every_ms and not (
-                    self.core.buffered()
-                )
                 due = self.cadence.due(
                     now,
                     self.since_checkpoint,
@@ -643,7 +642,8 @@ class KafkaRuntime:
                     self.checkpoints.outbox_bytes,
                     backlog,
                     self.core.processor.oldest_touch_ms(),
-                    idle=idle,
+                    idle=now - last_record_ms >= options.checkpoint_every_ms
+                    and not self.core.buffered(),
                 )
                 if due is not None:
                     if exactly_once:
@@ -652,20 +652,21 @@ class KafkaRuntime:
                         self._seal(due)
                 if not exactly_once:
                     self._commit_ready(now)
-                if now - last_refresh >= METRICS_REFRESH_EVERY_MS:
+                if now - last_refresh >= GC_FREEZE_EVERY_MS:
                     self.core.refresh_metrics(self.lags(), self.store.held_bytes())
+                    # What survived this long is the services' state: out of the cyclic
+                    # collector's sight, or each full collection walks all of it (a
+                    # 230 ms pause at 2,000 services). The worker's path makes no cyclic
+                    # garbage (tests/worker/test_gc_policy.py); refcounting frees the rest.
+                    gc.freeze()
                     last_refresh = now
-                step = collector.due(now, idle)
-                if step is not None:
-                    collector_step(step, self.metrics)
                 turn_seconds.observe(time.perf_counter() - started)
             self.checkpoint()
         except BaseException:
             self.failed = True
             raise
         finally:
-            if collector_was_on:
-                gc.enable()
+            gc.set_threshold(*saved_thresholds)
             # Unless Kafka did not answer in time: closing would wait for it (librdkafka
             # leaves the group and waits out its requests, minutes); the caller exits.
             if not self.stop_overdue():

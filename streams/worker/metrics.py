@@ -60,11 +60,6 @@ class PipelineMetrics:
             "those touched longest ago) or full (every touched service)",
             ("kind",),
         )
-        self.gc_collected = Tally(
-            "relsec_gc_collected_objects",
-            "Cyclic garbage found by the loop's collector sweeps (streams.worker.collector): "
-            "the per-record path makes none, so a growing count names a path that does",
-        )
         r.register(
             _TallyCollector(
                 [
@@ -76,7 +71,6 @@ class PipelineMetrics:
                     self.alerts,
                     self.evicted,
                     self.seals,
-                    self.gc_collected,
                 ]
             )
         )
@@ -109,21 +103,9 @@ class PipelineMetrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
-        self.gc_sweep_seconds = Histogram(
-            "relsec_gc_sweep_seconds",
-            "How long a full sweep of the cyclic garbage collector paused the loop "
-            "(taken when idle, at most an hour apart)",
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-            registry=r,
-        )
         self.checkpoint_seconds = Histogram(
             "relsec_checkpoint_seconds",
             "From a checkpoint's start until its states, outputs and offsets are all written",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
-
-    def sweep_took(self, seconds: float, collected: int) -> None:
-        """A collector sweep (:func:`streams.worker.collector.collector_step`) ended."""
-        self.gc_sweep_seconds.observe(seconds)
-        self.gc_collected.inc(collected)
